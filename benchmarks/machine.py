@@ -1,0 +1,42 @@
+"""What every benchmark JSON records about the machine and the software."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from typing import Any
+
+import torch
+
+import pixelrnn
+from pixelrnn.allocator import active_allocator
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "pixelrnn": pixelrnn.__version__,
+        "python": platform.python_version(),
+        "allocator": active_allocator(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,126 @@
+"""Training throughput (images/s) and peak memory of presets on this machine.
+
+Each configuration runs in a fresh subprocess (so its peak memory is its own): a few warm-up
+steps, then ``--repeats`` timed windows of ``--steps`` optimizer steps (RMSProp, batch
+``--batch-size``, random binary or 8-bit images of the preset's shape); the median window is
+reported. ``--reference`` adds the conventional implementation in ``reference_pixelcnn.py``.
+
+    python benchmarks/train_throughput.py --preset pixelcnn-mnist --reference \
+        --output benchmarks/results/train_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pixelrnn.allocator import find_tcmalloc
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure(preset: str, batch_size: int, steps: int, warmup: int, repeats: int) -> dict:
+    import torch
+
+    import pixelrnn
+    from machine import machine_info, peak_rss_mib
+
+    torch.manual_seed(0)
+    rss_before = peak_rss_mib()
+    if preset == "reference":
+        sys.path.insert(0, str(HERE))
+        from reference_pixelcnn import ReferencePixelCNN
+
+        model = ReferencePixelCNN()
+        shape, levels = (1, 28, 28), 2
+    else:
+        model = pixelrnn.create_model(preset=preset)
+        shape, levels = model.image_shape, model.num_levels
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, levels, (batch_size, *shape), generator=g)
+    num_dims = shape[0] * shape[1] * shape[2]
+
+    def step() -> None:
+        loss = -model.log_prob(x).mean() / num_dims
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    return {
+        "benchmark": "train_throughput",
+        "preset": preset,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": batch_size,
+        "steps_per_window": steps,
+        "images_per_second_median": statistics.median(rates),
+        "images_per_second_windows": rates,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib_before_model": rss_before,
+        "machine": machine_info(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", nargs="+", default=["pixelcnn-mnist"])
+    parser.add_argument("--reference", action="store_true", help="also time reference_pixelcnn")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--allocator",
+        choices=("system", "tcmalloc", "both"),
+        default="both",
+        help="malloc for the measured process (tcmalloc is what the `pixelrnn` command uses)",
+    )
+    parser.add_argument("--output", help="write the results as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(
+            json.dumps(measure(args.child, args.batch_size, args.steps, args.warmup, args.repeats))
+        )
+        return
+    tcmalloc = find_tcmalloc()
+    allocators = ["system", "tcmalloc"] if args.allocator == "both" else [args.allocator]
+    if tcmalloc is None and "tcmalloc" in allocators:
+        print("tcmalloc is not installed (apt install libtcmalloc-minimal4): system malloc only")
+        allocators = ["system"]
+    results = []
+    for allocator in allocators:
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        if allocator == "tcmalloc":
+            env["LD_PRELOAD"] = str(tcmalloc)
+        for preset in [*args.preset, *(["reference"] if args.reference else [])]:
+            cmd = [sys.executable, __file__, "--child", preset]
+            cmd += ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+            cmd += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+            run = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE, env=env)
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(
+                f"{preset:24s} {r['images_per_second_median']:8.1f} img/s  "
+                f"peak {r['peak_rss_mib']:.0f} MiB  [{r['machine']['allocator']}]"
+            )
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Named datasets and their splits, loaded whole into memory as uint8 tensors.
+
+* ``binarized-mnist``: 2 levels, no labels; train 50k / valid 10k / test 10k
+  (Larochelle's fixed binarization).
+* ``mnist``, ``fashion-mnist``: 256 levels (2 with ``binarize``), labels; train = first 50k of
+  the training file, valid = its last 10k, train-full = all 60k, test 10k.
+* ``cifar10``: 256 levels, labels; train = batches 1-4, valid = batch 5, train-full = 1-5, test.
+* ``imagenet32``, ``imagenet64``: 256 levels; train / valid from the user's ``.npz`` files.
+* ``image-folder``: 256 levels; any sub-folder of PNGs under the data dir is a split.
+
+``binarize`` for the grey MNIST-type sets: ``"threshold"`` (pixel/255 > 0.5, fixed) or
+``"dynamic"`` (a fresh Bernoulli draw with p = pixel/255 every time a batch is made, from the
+caller's seeded generator). NOTE: dynamic binarization acts as data augmentation; its NLLs are
+optimistic and not comparable with the paper's numbers on Larochelle's fixed binarization
+(paper-facts §1.3). Use ``binarized-mnist`` for paper comparisons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from pixelrnn.data import sources
+from pixelrnn.data.download import ensure_files
+from pixelrnn.data.errors import DataFormatError, DatasetNotFoundError
+from pixelrnn.data.formats import (
+    read_binarized_mnist_amat,
+    read_cifar10_binary,
+    read_downsampled_imagenet_npz,
+    read_idx_images,
+    read_idx_labels,
+    read_image_folder,
+)
+from pixelrnn.data.root import resolve_data_dir
+
+Binarize = Literal["threshold", "dynamic"]
+MNIST_TRAIN_SIZE = 50_000  # the first 50k of the 60k training file; the last 10k are "valid"
+
+
+@dataclass
+class ImageDataset:
+    """A split held in memory.
+
+    Attributes:
+        name: dataset name.
+        split: split name.
+        images: uint8 ``(N, C, H, W)`` raw values (0..255 before binarization).
+        labels: int64 ``(N,)`` class labels, or None.
+        num_levels: discrete levels per sub-pixel of the batches this dataset yields.
+        binarize: None, ``"threshold"`` (already applied to ``images``) or ``"dynamic"``.
+        num_classes: number of classes when labelled.
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    num_levels: int
+    binarize: Binarize | None = None
+    num_classes: int | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def head(self, n: int) -> ImageDataset:
+        """The first ``n`` images (all of them when there are fewer)."""
+        labels = None if self.labels is None else self.labels[:n]
+        return dataclasses.replace(self, images=self.images[:n], labels=labels)
+
+    def batch(
+        self, index: torch.Tensor | slice, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Images at ``index`` as int64 ``(B, C, H, W)`` in ``[0, num_levels)``.
+
+        With dynamic binarization every call draws new bits from ``generator``.
+        """
+        x = self.images[index]
+        if self.binarize == "dynamic":
+            p = x.float() / 255.0
+            return (torch.rand(p.shape, generator=generator) < p).long()
+        return x.long()
+
+
+def _mnist_like(
+    name: str,
+    files: dict[str, sources.RemoteFile],
+    root: Path,
+    split: str,
+    download: bool,
+    binarize: Binarize | None,
+) -> ImageDataset:
+    part = "test" if split == "test" else "train"
+    img_path, lbl_path = ensure_files(
+        name, root, [files[f"{part}_images"], files[f"{part}_labels"]], download
+    )
+    images, labels = read_idx_images(img_path), read_idx_labels(lbl_path)
+    if len(images) != len(labels):
+        raise DataFormatError(
+            img_path, f"{len(images)} images but {len(labels)} labels in {lbl_path}"
+        )
+    if split == "train":
+        images, labels = images[:MNIST_TRAIN_SIZE], labels[:MNIST_TRAIN_SIZE]
+    elif split == "valid":
+        images, labels = images[MNIST_TRAIN_SIZE:], labels[MNIST_TRAIN_SIZE:]
+    x = torch.from_numpy(images[:, None].copy())
+    levels = 256
+    if binarize == "threshold":
+        x = (x > 127).to(torch.uint8)  # pixel / 255 > 0.5
+        levels = 2
+    elif binarize == "dynamic":
+        levels = 2
+    return ImageDataset(
+        name, split, x, torch.from_numpy(labels.astype(np.int64)), levels, binarize, 10
+    )
+
+
+def _binarized_mnist(root: Path, split: str, download: bool) -> ImageDataset:
+    (path,) = ensure_files("binarized-mnist", root, [sources.BINARIZED_MNIST[split]], download)
+    expected = {"train": 50_000, "valid": 10_000, "test": 10_000}[split]
+    bits = read_binarized_mnist_amat(path, expected_count=expected)
+    return ImageDataset("binarized-mnist", split, torch.from_numpy(bits[:, None].copy()), None, 2)
+
+
+def _cifar10(root: Path, split: str, download: bool) -> ImageDataset:
+    files = sources.CIFAR10
+    if split == "test":
+        partial = root / sources.CIFAR10_PARTIAL_TEST
+        if not (root / files["test_batch"].path).is_file() and partial.is_file():
+            warnings.warn(
+                f"CIFAR-10: {root / files['test_batch'].path} is missing; using the partial test "
+                f"file {partial}. Results on it are not comparable with published CIFAR-10 test "
+                "numbers (all 10,000 test images).",
+                stacklevel=3,
+            )
+            paths = [partial]
+        else:
+            paths = ensure_files(
+                "cifar10", root, [files["test_batch"]], download, sources.CIFAR10_ARCHIVE
+            )
+    else:
+        batches = {"train": [1, 2, 3, 4], "valid": [5], "train-full": [1, 2, 3, 4, 5]}[split]
+        paths = ensure_files(
+            "cifar10",
+            root,
+            [files[f"data_batch_{i}"] for i in batches],
+            download,
+            sources.CIFAR10_ARCHIVE,
+        )
+    parts = [read_cifar10_binary(p) for p in paths]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    return ImageDataset(
+        "cifar10", split, torch.from_numpy(images), torch.from_numpy(labels), 256, None, 10
+    )
+
+
+def _imagenet(name: str, root: Path, split: str) -> ImageDataset:
+    size = 32 if name == "imagenet32" else 64
+    folder = root / name
+    pattern = "train_data_batch_*.npz" if split == "train" else "val_data.npz"
+    paths = sorted(folder.glob(pattern))
+    if not paths:
+        raise DatasetNotFoundError(
+            f"dataset {name!r}: no {folder / pattern}. Downsampled ImageNet has no open download "
+            "(it needs an image-net.org account): download the npz release yourself and put its "
+            f"files in {folder}, or point --data-dir / PIXELRNN_DATA at the folder above it."
+        )
+    parts = [read_downsampled_imagenet_npz(p, size) for p in paths]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    labels = None
+    if all(p[1] is not None for p in parts):
+        labels = torch.from_numpy(np.concatenate([p[1] for p in parts]) - 1)  # 1-based → 0-based
+    return ImageDataset(
+        name, split, images, labels, 256, None, 1000 if labels is not None else None
+    )
+
+
+SPLITS: dict[str, tuple[str, ...]] = {
+    "binarized-mnist": ("train", "valid", "test"),
+    "mnist": ("train", "valid", "train-full", "test"),
+    "fashion-mnist": ("train", "valid", "train-full", "test"),
+    "cifar10": ("train", "valid", "train-full", "test"),
+    "imagenet32": ("train", "valid"),
+    "imagenet64": ("train", "valid"),
+    "image-folder": (),  # any sub-folder name
+}
+
+
+def dataset_image_spec(
+    name: str, binarize: str | None = None
+) -> tuple[tuple[int, int, int], int] | None:
+    """``(image_shape, num_levels)`` of a dataset's batches; None where it depends on the files."""
+    if name == "binarized-mnist":
+        return (1, 28, 28), 2
+    if name in ("mnist", "fashion-mnist"):
+        return (1, 28, 28), 2 if binarize else 256
+    if name in ("cifar10", "imagenet32"):
+        return (3, 32, 32), 256
+    if name == "imagenet64":
+        return (3, 64, 64), 256
+    return None
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return list(SPLITS)
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    binarize: Binarize | None = None,
+    channels: int = 3,
+) -> ImageDataset:
+    """Load one split of a named dataset.
+
+    Args:
+        name: one of :func:`available_datasets`.
+        split: split name (see the module table).
+        data_dir: data root; defaults to ``$PIXELRNN_DATA`` or the user cache folder.
+        download: fetch missing files from the canonical sources (checksums verified).
+        binarize: for ``mnist`` / ``fashion-mnist``: ``"threshold"`` or ``"dynamic"``.
+        channels: for ``image-folder``: 1 (grey) or 3 (RGB).
+
+    Raises:
+        ValueError: unknown dataset, split or option.
+        DatasetNotFoundError: files missing and not downloadable.
+        DataFormatError: a file is corrupt or truncated.
+    """
+    if name not in SPLITS:
+        raise ValueError(f"unknown dataset {name!r}; available datasets: {available_datasets()}")
+    if SPLITS[name] and split not in SPLITS[name]:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {list(SPLITS[name])}")
+    if binarize is not None and name not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"binarize applies to mnist and fashion-mnist only, not {name!r}")
+    if binarize not in (None, "threshold", "dynamic"):
+        raise ValueError(f"binarize must be 'threshold', 'dynamic' or None, got {binarize!r}")
+    root = resolve_data_dir(data_dir)
+    if name == "binarized-mnist":
+        return _binarized_mnist(root, split, download)
+    if name == "mnist":
+        return _mnist_like(name, sources.MNIST, root, split, download, binarize)
+    if name == "fashion-mnist":
+        return _mnist_like(name, sources.FASHION_MNIST, root, split, download, binarize)
+    if name == "cifar10":
+        return _cifar10(root, split, download)
+    if name in ("imagenet32", "imagenet64"):
+        return _imagenet(name, root, split)
+    images = read_image_folder(root / split, channels)
+    return ImageDataset(name, split, torch.from_numpy(images), None, 256)

@@ -1,0 +1,27 @@
+"""Model architectures, one file each, and the registry that names them."""
+
+from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
+from pixelrnn.models.registry import (
+    MODELS,
+    PRESETS,
+    Preset,
+    available_models,
+    available_presets,
+    create_model,
+    get_preset,
+)
+
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "AutoregressiveModel",
+    "ModelConfig",
+    "PixelCNN",
+    "PixelCNNConfig",
+    "Preset",
+    "available_models",
+    "available_presets",
+    "create_model",
+    "get_preset",
+]

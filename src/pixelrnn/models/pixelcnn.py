@@ -1,0 +1,118 @@
+"""PixelCNN as defined in the PixelRNN paper (van den Oord et al. 2016, §3.5, §4, Table 1, Fig. 5).
+
+Network, for a residual stream of ``2h`` maps::
+
+    x ─ 7×7 conv, mask A ─► 2h ─► [residual block] × L
+      ─► ReLU ─ 1×1 mask B ─► ReLU ─ 1×1 mask B ─► P distribution parameters
+
+    residual block (Fig. 5 left):
+      2h ─ ReLU ─ 1×1 (mask B) ─► h ─ ReLU ─ 3×3 mask B ─► h ─ ReLU ─ 1×1 (mask B) ─► 2h, + identity
+
+Receptive field: a stack of masked 3×3 convolutions grows the context one row up and one
+column left/right per layer, but the taps to the upper right of the current pixel that the
+centre row would need are never reached: the well-known *blind spot* (Gated PixelCNN §2.2),
+which the receptive-field test documents.
+
+NOTE: the paper's "15 layers" for CIFAR-10 is read here as 15 residual blocks, each with one
+3×3 masked convolution; the paper does not say whether the input and output layers count.
+NOTE: every 1×1 convolution inside the network uses mask B (paper-facts §2.2): for one colour
+group that mask is all ones, for three groups it keeps the R→G→B structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.nn import MaskedConv2d
+
+
+@dataclass(frozen=True)
+class PixelCNNConfig(ModelConfig):
+    """PixelCNN hyper-parameters (PixelRNN §4).
+
+    Attributes:
+        hidden_channels: ``h``; the residual stream carries ``2h`` feature maps.
+        num_layers: number of residual blocks.
+        output_channels: feature maps of the two ReLU + 1×1 output layers (32 MNIST, 1024 CIFAR).
+        input_kernel_size: size of the mask-A input convolution (7 in the paper).
+        kernel_size: size of the mask-B convolution inside each residual block (3).
+    """
+
+    hidden_channels: int = 16
+    num_layers: int = 15
+    output_channels: int = 32
+    input_kernel_size: int = 7
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("input_kernel_size", "kernel_size"):
+            if getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name} must be odd, got {getattr(self, name)}")
+        channels = self.image_shape[0]
+        if self.hidden_channels < channels:
+            raise ValueError(
+                f"hidden_channels ({self.hidden_channels}) must be at least the number of image "
+                f"channels ({channels}) so every colour group has feature maps"
+            )
+
+
+class ResidualBlock(nn.Module):
+    """PixelCNN residual block (PixelRNN Fig. 5, left).
+
+    Shape:
+        ``(B, 2h, H, W)`` → ``(B, 2h, H, W)``.
+    """
+
+    def __init__(self, hidden_channels: int, kernel_size: int, num_groups: int) -> None:
+        super().__init__()
+        h = hidden_channels
+        self.reduce = MaskedConv2d(2 * h, h, 1, "B", num_groups)
+        self.conv = MaskedConv2d(h, h, kernel_size, "B", num_groups)
+        self.expand = MaskedConv2d(h, 2 * h, 1, "B", num_groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # In-place ReLUs and add act on fresh convolution outputs, which the convolutions'
+        # backward passes do not need: same values, fewer memory passes.
+        y = F.relu(self.reduce(F.relu(x)), inplace=True)
+        y = F.relu(self.conv(y), inplace=True)
+        y = self.expand(y)
+        return y.add_(x)
+
+
+class PixelCNN(AutoregressiveModel):
+    """The PixelCNN of the PixelRNN paper: masked convolutions, residual blocks, no pooling.
+
+    Shape:
+        :meth:`network`: ``(B, C, H, W)`` float → ``(B, P, H, W)`` distribution parameters.
+    """
+
+    model_name = "pixelcnn"
+    config_class = PixelCNNConfig
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__(config)
+        c = config.image_shape[0]
+        h2 = 2 * config.hidden_channels
+        self.input_conv = MaskedConv2d(c, h2, config.input_kernel_size, "A", c)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(config.hidden_channels, config.kernel_size, c)
+            for _ in range(config.num_layers)
+        )
+        self.output_hidden = MaskedConv2d(h2, config.output_channels, 1, "B", c)
+        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", c)
+        # Weights in channels_last match the activations' layout (see network): no reorders.
+        self.to(memory_format=torch.channels_last)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        # channels_last lets oneDNN/cuDNN run the many small convolutions without reorders.
+        h = self.input_conv(x.contiguous(memory_format=torch.channels_last))
+        for block in self.blocks:
+            h = block(h)
+        h = F.relu(self.output_hidden(F.relu(h)), inplace=True)
+        return self.output(h)

@@ -1,0 +1,129 @@
+"""Masked convolutions with colour groups (PixelRNN §3.4, Fig. 2).
+
+A masked convolution only lets an output position read input positions that come *before* it
+in raster order, and at the centre tap it applies the R→G→B colour rule. With a 5×5 kernel the
+spatial support is::
+
+    1 1 1 1 1
+    1 1 1 1 1
+    1 1 c 0 0        c = centre tap, colour rule below
+    0 0 0 0 0
+    0 0 0 0 0
+
+Every feature map of a masked layer belongs to one of ``num_groups`` colour groups (3 for RGB,
+1 for grey or binary images). Channel ``k`` of a layer with ``C`` channels is in group
+``k * num_groups // C``: contiguous blocks, so an output tensor of ``3 * P`` channels reshapes to
+``(B, 3, P, H, W)`` with R first. At the centre tap, output group ``g`` may read input group
+``g'`` only if
+
+* mask ``"A"`` (first layer, reads the image): ``g' < g`` — a colour never sees itself;
+* mask ``"B"`` (every later layer): ``g' <= g``.
+
+With one group, mask A drops the centre tap and mask B keeps it.
+
+NOTE: the mask is a buffer and is applied functionally in ``forward``
+(``F.conv2d(x, weight * mask)``), so masked weights get exactly zero gradient and are never
+touched in place.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MaskType = Literal["A", "B"]
+
+
+def channel_groups(num_channels: int, num_groups: int) -> torch.Tensor:
+    """Colour group of every channel, contiguous blocks.
+
+    Args:
+        num_channels: number of feature maps ``C`` (must be at least ``num_groups``).
+        num_groups: number of colour groups (1 or the number of image channels).
+
+    Returns:
+        Long tensor of shape ``(C,)`` with values in ``[0, num_groups)``.
+    """
+    if num_groups < 1:
+        raise ValueError(f"num_groups must be >= 1, got {num_groups}")
+    if num_channels < num_groups:
+        raise ValueError(
+            f"a masked layer with {num_groups} colour groups needs at least {num_groups} "
+            f"channels, got {num_channels}"
+        )
+    return torch.arange(num_channels) * num_groups // num_channels
+
+
+def causal_mask(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: tuple[int, int],
+    mask_type: MaskType,
+    num_groups: int,
+) -> torch.Tensor:
+    """Build the 0/1 mask of a masked convolution.
+
+    Shape:
+        returns ``(out_channels, in_channels, kH, kW)``, float32.
+    """
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    k_h, k_w = kernel_size
+    if k_h % 2 == 0 or k_w % 2 == 0:
+        raise ValueError(f"masked convolutions need odd kernel sizes, got {kernel_size}")
+    mask = torch.ones(out_channels, in_channels, k_h, k_w)
+    c_h, c_w = k_h // 2, k_w // 2
+    mask[:, :, c_h + 1 :, :] = 0  # rows below the centre
+    mask[:, :, c_h, c_w + 1 :] = 0  # right of the centre in the centre row
+    group_in = channel_groups(in_channels, num_groups)
+    group_out = channel_groups(out_channels, num_groups)
+    if mask_type == "A":
+        allowed = group_in[None, :] < group_out[:, None]
+    else:
+        allowed = group_in[None, :] <= group_out[:, None]
+    mask[:, :, c_h, c_w] = allowed.float()
+    return mask
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A "same"-padded 2-D convolution whose kernel is masked to be causal (PixelRNN §3.4).
+
+    Args:
+        in_channels: input feature maps.
+        out_channels: output feature maps.
+        kernel_size: odd kernel size, int or ``(kH, kW)``.
+        mask_type: ``"A"`` for the layer that reads the image, ``"B"`` for later layers.
+        num_groups: colour groups (3 for RGB, 1 for single-channel images).
+        bias: add a learned bias.
+
+    Shape:
+        input ``(B, in_channels, H, W)`` → output ``(B, out_channels, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        mask_type: MaskType,
+        num_groups: int = 1,
+        bias: bool = True,
+    ) -> None:
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        super().__init__(in_channels, out_channels, k, padding=(k[0] // 2, k[1] // 2), bias=bias)
+        self.mask_type = mask_type
+        self.num_groups = num_groups
+        self.register_buffer(
+            "mask",
+            causal_mask(in_channels, out_channels, k, mask_type, num_groups),
+            persistent=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask_type={self.mask_type}, num_groups={self.num_groups}"

@@ -1,0 +1,484 @@
+"""The training loop (conventions §10): plain, linear and model-agnostic (``log_prob`` only).
+
+Run directory::
+
+    RUN/config.json        model name + config, training settings, package version
+    RUN/last/              config.json, model.safetensors, trainer_state.{json,safetensors}
+    RUN/best/              config.json, model.safetensors (lowest validation NLL)
+    RUN/metrics.jsonl      one JSON object a line: train / valid / test events
+    RUN/samples_epochNNN.png, RUN/loss_curve.png, RUN/samples.png, RUN/completions.png
+    RUN/results.json       test NLL of the best weights
+
+Exact resumption: the data order of epoch ``e`` is a permutation drawn from a generator seeded
+by ``(seed, e)``, the binarization noise of step ``s`` from ``(seed, s)``, and the optimizer and
+RNG states are checkpointed; so a run stopped at any step and resumed gives bit-for-bit the
+weights of an uninterrupted run on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from pixelrnn.checkpoint import (
+    atomic_write,
+    flatten_optimizer_state,
+    load_pretrained,
+    model_config_dict,
+    read_json,
+    replace_dir,
+    resolve_checkpoint_dir,
+    save_pretrained,
+    unflatten_optimizer_state,
+    write_json,
+)
+from pixelrnn.data import ImageDataset, load_dataset
+from pixelrnn.images import save_image_grid, save_loss_curve
+from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.training.config import TrainConfig
+from pixelrnn.training.evaluate import EvalResult, evaluate_nll
+
+STATE_JSON = "trainer_state.json"
+STATE_TENSORS = "trainer_state.safetensors"
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A stable 63-bit seed for ``(seed, *keys)`` (the same on every run and platform)."""
+    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def make_generator(seed: int, *keys: object, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded with :func:`derive_seed`."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys))
+
+
+def progress_interval() -> float:
+    """Seconds between progress-bar refreshes: live on a terminal, sparse in a log file."""
+    return 0.1 if sys.stderr.isatty() else 30.0
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+    return torch.device(device)
+
+
+def occlusion_mask(shape: tuple[int, ...], kind: str) -> torch.Tensor:
+    """``known`` mask for an occlusion: ``bottom-half``, ``right-half`` or ``center``.
+
+    Shape:
+        ``(B, C, H, W)`` → bool ``(B, C, H, W)``, True where the pixel is given.
+    """
+    known = torch.ones(shape, dtype=torch.bool)
+    h, w = shape[-2], shape[-1]
+    if kind == "bottom-half":
+        known[..., h // 2 :, :] = False
+    elif kind == "right-half":
+        known[..., :, w // 2 :] = False
+    elif kind == "center":
+        known[..., h // 4 : h - h // 4, w // 4 : w - w // 4] = False
+    else:
+        raise ValueError(f"occlusion must be bottom-half, right-half or center, got {kind!r}")
+    return known
+
+
+def completion_grid_images(
+    model: AutoregressiveModel,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    num_completions: int,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of a completion figure: originals, occluded inputs, then ``num_completions`` rows.
+
+    Returns:
+        the images ``((2 + num_completions) · B, C, H, W)`` and a bool mask of the same shape
+        that is True on the hidden sub-pixels of the occluded row (drawn grey).
+    """
+    repeated_x = x.repeat(num_completions, 1, 1, 1)
+    repeated_known = known.repeat(num_completions, 1, 1, 1)
+    completions = model.complete(repeated_x, repeated_known, generator=generator)
+    images = torch.cat([x, x, completions])
+    hidden = torch.zeros_like(images, dtype=torch.bool)
+    hidden[len(x) : 2 * len(x)] = ~known
+    return images, hidden
+
+
+class Trainer:
+    """Trains one model into one run directory.
+
+    Args:
+        model: a freshly built model (or the one restored by :meth:`resume`).
+        config: training settings.
+        run_dir: output folder.
+        data_dir: data root (default: ``$PIXELRNN_DATA`` or the user cache folder).
+    """
+
+    def __init__(
+        self,
+        model: AutoregressiveModel,
+        config: TrainConfig,
+        run_dir: str | Path,
+        data_dir: str | Path | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.best_valid_nats: float | None = None
+        self._stop_requested = False
+        c = config
+        self.train_data = self._load(c.train_split)
+        if c.max_train_images is not None:
+            self.train_data = self.train_data.head(c.max_train_images)
+        self.valid_data = self._load(c.valid_split) if c.valid_split else None
+        for ds in filter(None, (self.train_data, self.valid_data)):
+            if ds.image_shape != model.image_shape or ds.num_levels != model.num_levels:
+                raise ValueError(
+                    f"dataset {c.dataset}/{ds.split} has {ds.num_levels}-level images of shape "
+                    f"{ds.image_shape}, the model expects {model.num_levels} levels and shape "
+                    f"{model.image_shape}; pick a matching preset or set --binarize"
+                )
+
+    # --- set-up ------------------------------------------------------------------------------
+    def _load(self, split: str) -> ImageDataset:
+        return load_dataset(
+            self.config.dataset,
+            split,
+            self.data_dir,
+            binarize=self.config.binarize,  # type: ignore[arg-type]
+        )
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.parameters()
+        if self.config.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.config.lr)
+        return torch.optim.RMSprop(params, lr=self.config.lr)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_data) / self.config.batch_size)
+
+    def learning_rate(self) -> float:
+        """Learning rate of the next step, a pure function of the position in the run."""
+        c = self.config
+        if c.lr_schedule == "exponential":
+            return c.lr * c.lr_decay**self.epoch
+        if c.lr_schedule == "cosine":
+            total = c.epochs * self.steps_per_epoch
+            return 0.5 * c.lr * (1.0 + math.cos(math.pi * min(self.global_step / total, 1.0)))
+        return c.lr
+
+    def run_config(self) -> dict[str, Any]:
+        """The ``training`` section of ``config.json``."""
+        return {"training": self.config.to_dict()}
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Swap in a new ``last/`` checkpoint atomically."""
+        tensors, optim_meta = flatten_optimizer_state(self.optimizer.state_dict())
+        tensors["rng.torch"] = torch.get_rng_state()
+        state = {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_valid_nats": self.best_valid_nats,
+            "optimizer": optim_meta,
+        }
+
+        def build(folder: Path) -> None:
+            save_pretrained(self.model, folder, self.run_config())
+            save_file(tensors, str(folder / STATE_TENSORS))
+            (folder / STATE_JSON).write_text(json.dumps(state, indent=2))
+
+        replace_dir(build, self.run_dir / "last")
+
+    def load_checkpoint(self) -> None:
+        """Restore weights, optimizer, position and RNG state from ``last/``."""
+        folder = resolve_checkpoint_dir(self.run_dir / "last")
+        state = read_json(folder / STATE_JSON)
+        tensors = load_file(str(folder / STATE_TENSORS))
+        restored = load_pretrained(folder, map_location=self.device)
+        self.model.load_state_dict(restored.state_dict())
+        self.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
+        torch.set_rng_state(tensors["rng.torch"])
+        self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.best_valid_nats = state["best_valid_nats"]
+        self._truncate_metrics()
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines written after the checkpoint (by a run that was then killed)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= self.global_step
+        ]
+        text = "".join(line + "\n" for line in kept)
+        atomic_write(path, lambda p: p.write_text(text))
+
+    # --- logging -----------------------------------------------------------------------------
+    def log(self, event: str, **values: Any) -> None:
+        record = {"event": event, "step": self.global_step, "epoch": self.epoch, **values}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def draw_loss_curve(self) -> None:
+        series: dict[str, list[tuple[float, float]]] = {"train": [], "valid": []}
+        path = self.run_dir / "metrics.jsonl"
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            r = json.loads(line)
+            if r["event"] == "train":
+                series["train"].append((r["step"], r["bits_per_dim"]))
+            elif r["event"] == "valid":
+                series["valid"].append((r["step"], r["bits_per_dim"]))
+        save_loss_curve(series, self.run_dir / "loss_curve.png", "bits/dim")
+
+    # --- the loop ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT / SIGTERM finish the current step, checkpoint and return."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: object) -> None:
+            self._stop_requested = True
+
+        old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _should_stop(self, started: float) -> str | None:
+        c = self.config
+        if self._stop_requested:
+            return "signal"
+        if c.max_steps is not None and self.global_step >= c.max_steps:
+            return "max_steps"
+        if (
+            c.time_budget_minutes is not None
+            and time.monotonic() - started >= 60 * c.time_budget_minutes
+        ):
+            return "time_budget"
+        return None
+
+    def train_step(self, x: torch.Tensor) -> float:
+        """One optimizer step on a batch; returns the loss in nats per sub-pixel."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        loss = -self.model.log_prob(x).mean() / self.model.num_dims
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def fit(self) -> str:
+        """Train until the configured end; returns why it stopped.
+
+        ``"done"`` (all epochs), ``"max_steps"``, ``"time_budget"`` or ``"signal"``. Every
+        reason but ``"signal"`` is followed by :meth:`finish`.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(
+            self.run_dir / "config.json", {**model_config_dict(self.model), **self.run_config()}
+        )
+        c = self.config
+        started = time.monotonic()
+        reason = "done"
+        self.model.train()
+        with self._stop_on_signals():
+            while self.epoch < c.epochs:
+                order = torch.randperm(
+                    len(self.train_data), generator=make_generator(c.seed, "order", self.epoch)
+                )
+                bar = tqdm(
+                    total=self.steps_per_epoch,
+                    initial=self.step_in_epoch,
+                    desc=f"epoch {self.epoch + 1}/{c.epochs}",
+                    unit="step",
+                    dynamic_ncols=True,
+                    mininterval=progress_interval(),
+                )
+                window_start, window_images, smoothed = time.perf_counter(), 0, None
+                while self.step_in_epoch < self.steps_per_epoch:
+                    stop = self._should_stop(started)
+                    if stop:
+                        reason = stop
+                        break
+                    k = self.step_in_epoch
+                    index = order[k * c.batch_size : (k + 1) * c.batch_size]
+                    x = self.train_data.batch(
+                        index, make_generator(c.seed, "binarize", self.global_step)
+                    ).to(self.device)
+                    loss = self.train_step(x)
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    window_images += len(index)
+                    bpd = loss / math.log(2)
+                    smoothed = bpd if smoothed is None else 0.98 * smoothed + 0.02 * bpd
+                    rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix(bpd=f"{smoothed:.4f}", img_s=f"{rate:.0f}", refresh=False)
+                    if self.global_step % c.log_every == 0:
+                        self.log(
+                            "train",
+                            bits_per_dim=bpd,
+                            nats_per_image=loss * self.model.num_dims,
+                            lr=self.learning_rate(),
+                            images_per_second=rate,
+                        )
+                        window_start, window_images = time.perf_counter(), 0
+                    if self.global_step % c.checkpoint_every == 0:
+                        self.save_checkpoint()
+                bar.close()
+                if reason != "done":
+                    break
+                self._end_of_epoch()
+            self.save_checkpoint()
+        if reason != "signal":
+            self.finish()
+        return reason
+
+    def _end_of_epoch(self) -> None:
+        c = self.config
+        self.epoch += 1
+        self.step_in_epoch = 0
+        if self.valid_data is not None:
+            result = self._evaluate(self.valid_data, self.model)
+            self.log("valid", **_metrics(result))
+            if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
+                self.best_valid_nats = result.nats_per_image
+                replace_dir(
+                    lambda d: save_pretrained(self.model, d, self.run_config()),
+                    self.run_dir / "best",
+                )
+        if c.sample_every and self.epoch % c.sample_every == 0 and c.num_samples:
+            samples = self.model.sample(
+                c.num_samples,
+                generator=make_generator(c.seed, "samples", self.epoch, device=self.device),
+            )
+            save_image_grid(
+                samples, self.model.num_levels, self.run_dir / f"samples_epoch{self.epoch:03d}.png"
+            )
+        self.draw_loss_curve()
+        self.save_checkpoint()
+
+    def _evaluate(self, dataset: ImageDataset, model: AutoregressiveModel) -> EvalResult:
+        return evaluate_nll(
+            model,
+            dataset,
+            self.config.eval_batch_size,
+            generator=make_generator(self.config.seed, "eval", dataset.split),
+            max_images=self.config.max_eval_images,
+        )
+
+    def best_model(self) -> AutoregressiveModel:
+        """The best checkpoint's weights in a new model (the last ones without validation)."""
+        if resolve_checkpoint_dir(self.run_dir / "best").exists():
+            return load_pretrained(self.run_dir / "best", map_location=self.device)
+        return load_pretrained(self.run_dir / "last", map_location=self.device)
+
+    def finish(self) -> EvalResult | None:
+        """Score the test split with the best weights and draw the final samples and completions."""
+        c = self.config
+        model = self.best_model()
+        result = None
+        test_data = self._load(c.test_split) if c.test_split else None
+        if test_data is not None:
+            result = self._evaluate(test_data, model)
+            self.log("test", **_metrics(result))
+            write_json(self.run_dir / "results.json", result.to_dict())
+            tqdm.write(
+                f"test NLL ({result.num_images} images): {result.nats_per_image:.2f} nats/image, "
+                f"{result.bits_per_dim:.4f} bits/dim"
+            )
+        if c.num_samples:
+            samples = model.sample(
+                c.num_samples,
+                generator=make_generator(c.seed, "samples", "final", device=self.device),
+            )
+            save_image_grid(samples, model.num_levels, self.run_dir / "samples.png")
+        source = test_data or self.valid_data
+        if c.num_completions and source is not None:
+            n = min(8, len(source))
+            x = source.batch(slice(0, n), make_generator(c.seed, "completion-data")).to(self.device)
+            known = occlusion_mask(tuple(x.shape), "bottom-half").to(self.device)
+            grid, hidden = completion_grid_images(
+                model,
+                x,
+                known,
+                c.num_completions,
+                make_generator(c.seed, "completions", device=self.device),
+            )
+            save_image_grid(
+                grid, model.num_levels, self.run_dir / "completions.png", ncols=n, hidden=hidden
+            )
+        self.draw_loss_curve()
+        return result
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | Path,
+        overrides: dict[str, Any] | None = None,
+        data_dir: str | Path | None = None,
+    ) -> Trainer:
+        """Rebuild the trainer of ``run_dir`` from its ``last/`` checkpoint.
+
+        Args:
+            run_dir: an existing run directory.
+            overrides: training settings to change (e.g. ``epochs`` to train longer).
+            data_dir: data root, as for the constructor.
+        """
+        run_dir = Path(run_dir)
+        folder = resolve_checkpoint_dir(run_dir / "last")
+        if not (folder / STATE_JSON).is_file():
+            raise FileNotFoundError(f"{run_dir}: no last/ checkpoint to resume from")
+        stored = read_json(folder / "config.json")
+        config = TrainConfig.from_dict({**stored["training"], **(overrides or {})})
+        trainer = cls(load_pretrained(folder), config, run_dir, data_dir)
+        trainer.load_checkpoint()
+        return trainer
+
+
+def _metrics(result: EvalResult) -> dict[str, Any]:
+    return {
+        "split": result.split,
+        "nats_per_image": result.nats_per_image,
+        "bits_per_dim": result.bits_per_dim,
+        "num_images": result.num_images,
+    }
+
+
+__all__ = ["Trainer", "completion_grid_images", "derive_seed", "make_generator", "occlusion_mask"]

@@ -1,0 +1,122 @@
+"""Helpers shared by the tests: tiny seeded models, random images, dependency probing."""
+
+from __future__ import annotations
+
+import torch
+
+import pixelrnn
+from pixelrnn.nn import channel_groups
+from pixelrnn.sampling import sub_pixel_index
+
+
+def tiny_model(
+    channels: int = 1,
+    levels: int = 2,
+    size: int = 5,
+    seed: int = 0,
+    model: str = "pixelcnn",
+    **overrides: object,
+) -> pixelrnn.AutoregressiveModel:
+    """The ``<model>-tiny`` preset, re-sized, with seeded random weights."""
+    torch.manual_seed(seed)
+    return pixelrnn.create_model(
+        preset=f"{model}-tiny", image_shape=(channels, size, size), num_levels=levels, **overrides
+    )
+
+
+def random_images(model: pixelrnn.AutoregressiveModel, n: int, seed: int = 0) -> torch.Tensor:
+    """Uniformly random integer images for ``model``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.num_levels, (n, *model.image_shape), generator=g)
+
+
+@torch.no_grad()
+def pixel_dependencies(
+    model: pixelrnn.AutoregressiveModel, row: int, col: int, num_images: int = 4
+) -> torch.Tensor:
+    """Which input pixels change the distribution parameters predicted at ``(row, col)``.
+
+    Every sub-pixel of every input pixel is changed in turn, on ``num_images`` random images
+    (float64 model), and the parameters at ``(row, col)`` are compared exactly.
+
+    Returns:
+        bool ``(H, W)``.
+    """
+    model = model.double().eval()
+    _, h, w = model.image_shape
+    x = random_images(model, num_images, seed=1)
+    base = model(x)[:, :, row, col]
+    depends = torch.zeros(h, w, dtype=torch.bool)
+    for c in range(model.image_shape[0]):
+        for i in range(h):
+            for j in range(w):
+                changed = x.clone()
+                changed[:, c, i, j] = (changed[:, c, i, j] + 1) % model.num_levels
+                if not torch.equal(model(changed)[:, :, row, col], base):
+                    depends[i, j] = True
+    return depends
+
+
+def earlier_pixels(h: int, w: int, row: int, col: int) -> torch.Tensor:
+    """bool ``(H, W)``: True on every pixel before ``(row, col)`` in raster order."""
+    idx = torch.arange(h * w).reshape(h, w)
+    return idx < row * w + col
+
+
+def _output_index(model: pixelrnn.AutoregressiveModel, ch: int, i: int, j: int) -> int:
+    """Order of an entry of ``log_prob(reduction="none")``: a pixel for joint distributions."""
+    if model.distribution.joint_channels:
+        return sub_pixel_index(model.image_shape, model.image_shape[0] - 1, i, j)
+    return sub_pixel_index(model.image_shape, ch, i, j)
+
+
+@torch.no_grad()
+def assert_causal(model: pixelrnn.AutoregressiveModel) -> None:
+    """Raise AssertionError unless ``model`` is autoregressive in raster, then R→G→B, order.
+
+    Every input sub-pixel of image 0 is changed in turn (float64 model, exact comparisons):
+    no log-probability and no conditional's parameters of an earlier-or-same sub-pixel may
+    change, nothing of image 1 may change, and some later log-probability must change.
+    """
+    model = model.double().eval()
+    c_img, h, w = model.image_shape
+    x = random_images(model, 2)
+    base_lp = model.log_prob(x, reduction="none")
+    base_params = model(x)
+    n_out, n_params = base_lp.shape[1], base_params.shape[1]
+    # which channel's conditional every parameter map belongs to (joint: all channels at once)
+    param_channel = (
+        torch.full((n_params,), c_img - 1)
+        if model.distribution.joint_channels
+        else channel_groups(n_params, c_img)
+    )
+    for c in range(c_img):
+        for i in range(h):
+            for j in range(w):
+                p = sub_pixel_index(model.image_shape, c, i, j)
+                changed = x.clone()
+                changed[0, c, i, j] = (changed[0, c, i, j] + 1) % model.num_levels
+                lp = model.log_prob(changed, reduction="none")
+                params = model(changed)
+                # never across the batch
+                assert torch.equal(lp[1], base_lp[1]) and torch.equal(params[1], base_params[1])
+                later_changed = False
+                for i2 in range(h):
+                    for j2 in range(w):
+                        for oc in range(n_out):
+                            q = _output_index(model, oc, i2, j2)
+                            same = lp[0, oc, i2, j2] == base_lp[0, oc, i2, j2]
+                            if q < p:
+                                assert same, f"log p of sub-pixel {q} changed with input {p}"
+                            elif q > p and not same:
+                                later_changed = True
+                        for pc in range(c_img):
+                            q = _output_index(model, pc, i2, j2)
+                            maps = param_channel == pc
+                            same = torch.equal(
+                                params[0, maps, i2, j2], base_params[0, maps, i2, j2]
+                            )
+                            if q <= p:  # a sub-pixel's own conditional may not see itself either
+                                assert same, f"conditional of sub-pixel {q} changed with input {p}"
+                last = p == c_img * h * w - 1
+                assert later_changed or last, f"input sub-pixel {p} influences nothing later"

@@ -1,0 +1,179 @@
+"""The public model API: create, log_prob, sample, complete, save/load, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn.models import PRESETS
+from tests.helpers import random_images, tiny_model
+
+
+def test_registry_and_presets() -> None:
+    assert "pixelcnn" in pixelrnn.available_models()
+    assert {"pixelcnn-mnist", "pixelcnn-cifar10", "pixelcnn-tiny"} <= set(
+        pixelrnn.available_presets()
+    )
+    for name, preset in PRESETS.items():
+        assert preset.model in pixelrnn.available_models(), name
+
+
+def test_paper_presets_have_the_paper_sizes() -> None:
+    mnist = pixelrnn.create_model(preset="pixelcnn-mnist")
+    assert mnist.image_shape == (1, 28, 28) and mnist.num_levels == 2
+    # 7x7 mask A 1->32, 15 blocks (32->16, 3x3 16->16, 16->32), 32->32->1 output layers
+    assert sum(p.numel() for p in mnist.parameters()) == 53_569
+    cifar = pixelrnn.create_model(preset="pixelcnn-cifar10")
+    assert cifar.image_shape == (3, 32, 32) and cifar.num_levels == 256
+    assert cifar.config.hidden_channels == 128 and cifar.config.num_layers == 15
+    assert cifar.output.out_channels == 3 * 256 and cifar.output_hidden.out_channels == 1024
+
+
+def test_log_prob_shapes_and_consistency(colour_model) -> None:
+    x = random_images(colour_model, 3)
+    per_sub_pixel = colour_model.log_prob(x, reduction="none")
+    per_image = colour_model.log_prob(x)
+    assert per_sub_pixel.shape == x.shape
+    assert per_image.shape == (3,)
+    torch.testing.assert_close(per_image, per_sub_pixel.flatten(1).sum(1))
+    assert torch.all(per_image < 0)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        (torch.zeros(2, 1, 5, 5), TypeError, "integer pixel values"),
+        (torch.zeros(2, 1, 5, 5, dtype=torch.bool), TypeError, "integer pixel values"),
+        (torch.zeros(2, 3, 5, 5, dtype=torch.long), ValueError, r"shape \(B, 1, 5, 5\)"),
+        (torch.zeros(1, 5, 5, dtype=torch.long), ValueError, "shape"),
+        (torch.full((2, 1, 5, 5), 2), ValueError, r"values must lie in \[0, 2\)"),
+        (torch.full((2, 1, 5, 5), -1), ValueError, "min -1"),
+    ],
+)
+def test_bad_images_get_clear_errors(binary_model, bad, error, message) -> None:
+    with pytest.raises(error, match=message):
+        binary_model.log_prob(bad)
+
+
+def test_create_model_errors() -> None:
+    with pytest.raises(ValueError, match="unknown model 'pixelsnail'"):
+        pixelrnn.create_model("pixelsnail")
+    with pytest.raises(ValueError, match="unknown preset"):
+        pixelrnn.create_model(preset="nope")
+    with pytest.raises(ValueError, match=r"unknown PixelCNNConfig field\(s\) \['hiden_channels'\]"):
+        pixelrnn.create_model("pixelcnn", hiden_channels=3)
+    with pytest.raises(ValueError, match="must be odd"):
+        pixelrnn.create_model("pixelcnn", kernel_size=4)
+    with pytest.raises(ValueError, match="num_layers must be a positive integer"):
+        pixelrnn.create_model("pixelcnn", num_layers=0)
+    with pytest.raises(ValueError, match="needs num_levels == 2"):
+        pixelrnn.create_model("pixelcnn", num_levels=4, distribution="bernoulli")
+    with pytest.raises(ValueError, match="reduction"):
+        tiny_model().log_prob(torch.zeros(1, 1, 5, 5, dtype=torch.long), reduction="mean")
+
+
+def test_seeded_sampling_is_reproducible(colour_model) -> None:
+    a = colour_model.sample(2, generator=torch.Generator().manual_seed(3))
+    b = colour_model.sample(2, generator=torch.Generator().manual_seed(3))
+    c = colour_model.sample(2, generator=torch.Generator().manual_seed(4))
+    assert a.shape == (2, 3, 5, 5) and a.dtype == torch.long
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert int(a.min()) >= 0 and int(a.max()) < 256
+
+
+def test_sampling_follows_the_model_conditionals() -> None:
+    """A 1x2 binary model: sampled pair frequencies match exp(log_prob) of the four images."""
+    torch.manual_seed(5)
+    model = pixelrnn.create_model(preset="pixelcnn-tiny", image_shape=(1, 1, 2))
+    with torch.no_grad():
+        model.output.bias.fill_(0.8)  # make the four probabilities clearly unequal
+    images = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]]).reshape(4, 1, 1, 2)
+    probs = model.log_prob(images).detach().double().exp()
+    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-6)
+    draws = model.sample(4000, generator=torch.Generator().manual_seed(0)).reshape(4000, 2)
+    freq = torch.bincount(draws[:, 0] * 2 + draws[:, 1], minlength=4).double() / 4000
+    torch.testing.assert_close(freq, probs, atol=0.03, rtol=0)
+
+
+def test_completion_keeps_known_pixels(colour_model) -> None:
+    x = random_images(colour_model, 3, seed=5)
+    g = torch.Generator().manual_seed(0)
+    known = torch.rand(x.shape, generator=g) < 0.5
+    out = colour_model.complete(x, known, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out[known], x[known])
+    assert out.shape == x.shape
+    everything = colour_model.complete(x, torch.ones_like(known))
+    assert torch.equal(everything, x)
+
+
+def test_completion_ignores_values_at_unknown_positions(binary_model) -> None:
+    x = random_images(binary_model, 2)
+    known = torch.zeros_like(x, dtype=torch.bool)
+    known[:, :, :2] = True
+    a = binary_model.complete(x, known, generator=torch.Generator().manual_seed(0))
+    flipped = torch.where(known, x, 1 - x)  # other values where unknown, same where known
+    b = binary_model.complete(flipped, known, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+
+
+def test_completion_argument_errors(binary_model) -> None:
+    x = random_images(binary_model, 2)
+    with pytest.raises(TypeError, match="bool"):
+        binary_model.complete(x, torch.ones_like(x))
+    with pytest.raises(ValueError, match="shape of x"):
+        binary_model.complete(x, torch.ones(1, 1, 5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="positive number"):
+        binary_model.sample(0)
+
+
+def test_save_load_roundtrip_gives_identical_outputs(colour_model, tmp_path) -> None:
+    colour_model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["model"] == "pixelcnn" and cfg["config"]["image_shape"] == [3, 5, 5]
+    loaded = pixelrnn.load_pretrained(tmp_path / "m")
+    x = random_images(colour_model, 4)
+    assert torch.equal(
+        loaded.log_prob(x, reduction="none"), colour_model.log_prob(x, reduction="none")
+    )
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(loaded.sample(2, generator=g1), colour_model.sample(2, generator=g2))
+    assert not list(tmp_path.glob("m/*.tmp"))
+
+
+def test_load_rejects_bad_folders(tmp_path, binary_model) -> None:
+    with pytest.raises(FileNotFoundError, match="no such run"):
+        pixelrnn.load_pretrained(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
+        pixelrnn.load_pretrained(tmp_path / "empty")
+    binary_model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        pixelrnn.load_pretrained(tmp_path / "m")
+    binary_model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["config"]["hidden_channels"] = 12
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="does not fit"):
+        pixelrnn.load_pretrained(tmp_path / "m")
+    cfg["model"] = "evil"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="not registered"):
+        pixelrnn.load_pretrained(tmp_path / "m")
+
+
+def test_golden_bits_per_dim_of_a_tiny_seeded_model() -> None:
+    """Regression guard: a fixed seed, config and input give this NLL (computed once, on
+    torch 2.13 CPU, when the model was written). A change means the network changed."""
+    model = tiny_model(3, 256, size=4, seed=1234, hidden_channels=9)
+    x = random_images(model, 2, seed=99)
+    nll = -model.log_prob(x).detach().double()
+    bpd = pixelrnn.bits_per_dim(nll.mean(), model.num_dims)
+    assert float(bpd) == pytest.approx(GOLDEN_BPD, abs=1e-5)
+
+
+GOLDEN_BPD = 8.024450451490546

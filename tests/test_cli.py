@@ -1,0 +1,133 @@
+"""The command line, end to end and in-process, and its sync with registry and configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pixelrnn.cli import build_parser, main, model_config_classes
+from pixelrnn.models import PRESETS
+from pixelrnn.training import TrainConfig
+
+TINY_RUN = [
+    "--preset",
+    "pixelcnn-tiny",
+    "--image-shape",
+    "1,28,28",
+    "--max-train-images",
+    "32",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "1",
+    "--max-eval-images",
+    "16",
+    "--num-samples",
+    "4",
+    "--num-completions",
+    "1",
+    "--sample-every",
+    "0",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY_RUN, "--run-dir", str(run), "--data-dir", str(data_dir)]) == 0
+    return run
+
+
+def test_train_writes_a_complete_run(run_dir: Path) -> None:
+    for name in ("config.json", "results.json", "samples.png", "completions.png", "loss_curve.png"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "best" / "model.safetensors").is_file()
+
+
+def test_evaluate_prints_and_writes_json(
+    run_dir: Path, data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "eval.json"
+    code = main(
+        [
+            "evaluate",
+            str(run_dir),
+            "--split",
+            "test",
+            "--max-images",
+            "16",
+            "--data-dir",
+            str(data_dir),
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["dataset"] == "binarized-mnist" and printed["num_images"] == 16
+    stored = json.loads((run_dir / "results.json").read_text())
+    assert printed["nats_per_image"] == pytest.approx(stored["nats_per_image"], rel=1e-9)
+
+
+def test_sample_and_complete_write_grids(run_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run_dir), "-n", "4", "-o", str(grid), "--seed", "1"]) == 0
+    assert Image.open(grid).size == (2 * (2 + 2 * 30), 2 * (2 + 2 * 30))  # 2x2 grid, 2x scale
+    comp = tmp_path / "comp.png"
+    code = main(
+        [
+            "complete",
+            str(run_dir),
+            "--occlude",
+            "right-half",
+            "-n",
+            "3",
+            "--num-completions",
+            "2",
+            "-o",
+            str(comp),
+            "--data-dir",
+            str(data_dir),
+        ]
+    )
+    assert code == 0
+    assert Image.open(comp).size == (2 * (2 + 3 * 30), 2 * (2 + 4 * 30))  # 3 columns, 4 rows
+
+
+def test_listings(capsys) -> None:
+    assert main(["models"]) == 0 and "pixelcnn" in capsys.readouterr().out
+    assert main(["presets"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in PRESETS)
+    assert main(["datasets"]) == 0 and "binarized-mnist" in capsys.readouterr().out
+
+
+def test_errors_are_one_clear_line(run_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", "--preset", "nope", "--run-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixelrnn: error: unknown preset 'nope'") and "Traceback" not in err
+    assert main(["train", *TINY_RUN, "--run-dir", str(run_dir)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--preset", "pixelcnn-mnist"]) == 2
+    assert "drop the model flags" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "missing")]) == 2
+    assert "no such run" in capsys.readouterr().err
+    assert (
+        main(["train", "--preset", "pixelcnn-tiny", "--lr", "-1", "--run-dir", str(tmp_path / "y")])
+        == 2
+    )
+    assert "lr must be > 0" in capsys.readouterr().err
+
+
+def test_cli_flags_cover_every_config_field() -> None:
+    """Registry, configs and CLI stay in sync: every field of every config is a train flag."""
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    flags = {opt for action in train._actions for opt in action.option_strings}
+    for cls in [TrainConfig, *model_config_classes()]:
+        for f in dataclasses.fields(cls):
+            assert "--" + f.name.replace("_", "-") in flags, f"{cls.__name__}.{f.name}"

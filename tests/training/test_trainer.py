@@ -1,0 +1,194 @@
+"""The training loop: exact resumption, checkpoints, metrics, evaluation sums, overfitting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn.checkpoint import replace_dir
+from pixelrnn.data import ImageDataset, load_dataset
+from pixelrnn.training import TrainConfig, Trainer, evaluate_nll
+from tests.helpers import tiny_model
+
+FAST = dict(
+    dataset="binarized-mnist",
+    max_train_images=48,
+    batch_size=16,
+    epochs=3,
+    max_eval_images=32,
+    eval_batch_size=32,
+    num_samples=2,
+    num_completions=1,
+    checkpoint_every=2,
+    log_every=1,
+    optimizer="adam",
+    lr=3e-3,
+    lr_schedule="cosine",
+)
+
+
+def make_trainer(run_dir: Path, data_dir: Path, **overrides: object) -> Trainer:
+    model = tiny_model(1, 2, size=28, seed=0)
+    return Trainer(model, TrainConfig(**{**FAST, **overrides}), run_dir, data_dir)
+
+
+def weights(run_dir: Path, which: str = "last") -> bytes:
+    return (run_dir / which / "model.safetensors").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "full"
+    assert make_trainer(run, data_dir).fit() == "done"
+    return run
+
+
+def test_run_directory_contents(uninterrupted: Path) -> None:
+    names = {p.name for p in uninterrupted.iterdir()}
+    assert {
+        "config.json",
+        "last",
+        "best",
+        "metrics.jsonl",
+        "loss_curve.png",
+        "samples.png",
+        "completions.png",
+        "results.json",
+        "samples_epoch001.png",
+    } <= names
+    cfg = json.loads((uninterrupted / "config.json").read_text())
+    assert cfg["model"] == "pixelcnn" and cfg["training"]["epochs"] == 3
+    state = json.loads((uninterrupted / "last" / "trainer_state.json").read_text())
+    assert state["global_step"] == 9 and state["epoch"] == 3
+    events = [
+        json.loads(line) for line in (uninterrupted / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [e["step"] for e in events if e["event"] == "train"] == list(range(1, 10))
+    assert len([e for e in events if e["event"] == "valid"]) == 3
+    (test,) = [e for e in events if e["event"] == "test"]
+    results = json.loads((uninterrupted / "results.json").read_text())
+    assert results["num_images"] == 32 and results["nats_per_image"] == test["nats_per_image"]
+    assert results["bits_per_dim"] == pytest.approx(
+        results["nats_per_image"] / (784 * 0.6931471805599453)
+    )
+    model = pixelrnn.load_pretrained(uninterrupted)  # a run directory loads its best weights
+    assert model.image_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("stops", [[4], [2, 5, 7]])
+def test_resume_after_stops_is_bitwise_identical(
+    uninterrupted: Path, tmp_path: Path, data_dir: Path, stops: list[int]
+) -> None:
+    run = tmp_path / "stopped"
+    # drawing is off here: sampling uses its own generators and cannot change the weights
+    no_drawing = dict(num_samples=0, num_completions=0)
+    assert make_trainer(run, data_dir, max_steps=stops[0], **no_drawing).fit() == "max_steps"
+    for s in [*stops[1:], None]:
+        trainer = Trainer.resume(run, {"max_steps": s}, data_dir)
+        assert trainer.fit() == ("done" if s is None else "max_steps")
+    assert weights(run) == weights(uninterrupted)
+    assert weights(run, "best") == weights(uninterrupted, "best")
+    steps = [
+        json.loads(x)["step"]
+        for x in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["event"] == "train"
+    ]
+    assert steps == list(range(1, 10))  # no duplicated or lost lines
+
+
+def test_sigterm_checkpoints_and_resume_matches(
+    uninterrupted: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "killed"
+    trainer = make_trainer(run, data_dir, num_samples=0, num_completions=0)
+    original = Trainer.train_step
+    calls = {"n": 0}
+
+    def step_then_kill(self: Trainer, x: torch.Tensor) -> float:
+        calls["n"] += 1
+        loss = original(self, x)
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a cluster scheduler would
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_kill)
+    assert trainer.fit() == "signal"
+    assert not (run / "results.json").exists()
+    state = json.loads((run / "last" / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert Trainer.resume(run, data_dir=data_dir).fit() == "done"
+    assert weights(run) == weights(uninterrupted)
+
+
+def test_time_budget_stops_and_still_reports(tmp_path: Path, data_dir: Path) -> None:
+    trainer = make_trainer(
+        tmp_path / "budget", data_dir, epochs=1000, time_budget_minutes=1e-4, num_completions=0
+    )
+    assert trainer.fit() == "time_budget"
+    assert (tmp_path / "budget" / "results.json").is_file()
+    assert (tmp_path / "budget" / "samples.png").is_file()
+
+
+def test_dataset_must_match_the_model(tmp_path: Path, data_dir: Path) -> None:
+    model = tiny_model(1, 2, size=28)
+    with pytest.raises(ValueError, match="256-level images"):
+        Trainer(model, TrainConfig(**{**FAST, "dataset": "mnist"}), tmp_path, data_dir)
+
+
+def test_training_config_validation() -> None:
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_overfits_one_batch(data_dir: Path) -> None:
+    data = load_dataset("binarized-mnist", "valid", data_dir).head(16)
+    model = tiny_model(1, 2, size=28, hidden_channels=8, num_layers=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = data.batch(slice(0, 16))
+    first = float(-model.log_prob(x).detach().mean())
+    for _ in range(150):
+        loss = -model.log_prob(x).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    last = float(-model.log_prob(x).detach().mean())
+    assert last < 0.5 * first, (first, last)
+
+
+def test_evaluation_sums_every_image_exactly() -> None:
+    model = tiny_model(1, 4, size=4)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 4, (23, 1, 4, 4), generator=g).to(torch.uint8)
+    data = ImageDataset("synthetic", "test", images, None, 4)
+    whole = evaluate_nll(model, data, batch_size=100)
+    pieces = evaluate_nll(model, data, batch_size=5)  # 4 batches of 5 and one of 3
+    manual = float(-model.log_prob(images.long()).double().sum()) / 23
+    assert whole.num_images == pieces.num_images == 23
+    assert whole.nats_per_image == pytest.approx(manual, rel=1e-12)
+    assert pieces.nats_per_image == pytest.approx(manual, rel=1e-6)
+    assert evaluate_nll(model, data, batch_size=5, max_images=7).num_images == 7
+
+
+def test_checkpoint_swap_is_all_or_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "last"
+    replace_dir(lambda d: (d / "a").write_text("old"), target)
+
+    def broken(d: Path) -> None:
+        (d / "a").write_text("half-written")
+        raise RuntimeError("killed while writing")
+
+    with pytest.raises(RuntimeError):
+        replace_dir(broken, target)
+    assert (target / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
