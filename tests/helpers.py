@@ -9,6 +9,11 @@ from pixelrnn.nn import channel_groups
 from pixelrnn.sampling import sub_pixel_index
 
 
+def tiny_preset(model: str) -> str:
+    """Name of a model's tiny test preset: ``diagonal_bilstm`` → ``diagonal-bilstm-tiny``."""
+    return model.replace("_", "-") + "-tiny"
+
+
 def tiny_model(
     channels: int = 1,
     levels: int = 2,
@@ -17,10 +22,13 @@ def tiny_model(
     model: str = "pixelcnn",
     **overrides: object,
 ) -> pixelrnn.AutoregressiveModel:
-    """The ``<model>-tiny`` preset, re-sized, with seeded random weights."""
+    """The model's tiny preset, re-sized, with seeded random weights."""
     torch.manual_seed(seed)
     return pixelrnn.create_model(
-        preset=f"{model}-tiny", image_shape=(channels, size, size), num_levels=levels, **overrides
+        preset=tiny_preset(model),
+        image_shape=(channels, size, size),
+        num_levels=levels,
+        **overrides,
     )
 
 
@@ -120,3 +128,35 @@ def assert_causal(model: pixelrnn.AutoregressiveModel) -> None:
                                 assert same, f"conditional of sub-pixel {q} changed with input {p}"
                 last = p == c_img * h * w - 1
                 assert later_changed or last, f"input sub-pixel {p} influences nothing later"
+
+
+@torch.no_grad()
+def dependency_matrix(model: pixelrnn.AutoregressiveModel, num_images: int = 4) -> torch.Tensor:
+    """Which input pixels change the distribution parameters at which output pixels.
+
+    Every sub-pixel of every input pixel is changed in turn (float64 model, random images,
+    exact comparison of every parameter map).
+
+    Returns:
+        bool ``(H·W, H·W)``: entry ``[p, q]`` is True when input pixel ``q`` (raster index)
+        influences the prediction at pixel ``p``.
+    """
+    model = model.double().eval()
+    c, h, w = model.image_shape
+    x = random_images(model, num_images, seed=1)
+    base = model(x)
+    matrix = torch.zeros(h * w, h * w, dtype=torch.bool)
+    for ch in range(c):
+        for i in range(h):
+            for j in range(w):
+                changed = x.clone()
+                changed[:, ch, i, j] = (changed[:, ch, i, j] + 1) % model.num_levels
+                diff = (model(changed) != base).any(dim=1).any(dim=0)  # (H, W)
+                matrix[:, i * w + j] |= diff.flatten()
+    return matrix
+
+
+def strictly_earlier(h: int, w: int) -> torch.Tensor:
+    """bool ``(H·W, H·W)``: ``[p, q]`` True when pixel ``q`` precedes pixel ``p``."""
+    idx = torch.arange(h * w)
+    return idx[None, :] < idx[:, None]

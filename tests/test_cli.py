@@ -124,6 +124,25 @@ def test_errors_are_one_clear_line(run_dir: Path, tmp_path: Path, capsys) -> Non
     assert "lr must be > 0" in capsys.readouterr().err
 
 
+def test_boolean_and_optional_flags_parse() -> None:
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--model",
+            "row_lstm",
+            "--residual",
+            "false",
+            "--skip",
+            "yes",
+            "--clip-grad-norm",
+            "none",
+        ]
+    )
+    assert args.residual is False and args.skip is True and args.clip_grad_norm is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--residual", "maybe"])
+
+
 def test_cli_flags_cover_every_config_field() -> None:
     """Registry, configs and CLI stay in sync: every field of every config is a train flag."""
     train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
@@ -131,3 +150,39 @@ def test_cli_flags_cover_every_config_field() -> None:
     for cls in [TrainConfig, *model_config_classes()]:
         for f in dataclasses.fields(cls):
             assert "--" + f.name.replace("_", "-") in flags, f"{cls.__name__}.{f.name}"
+
+
+@pytest.mark.parametrize("preset", ["row-lstm-tiny", "diagonal-bilstm-tiny"])
+def test_recurrent_models_train_evaluate_and_resume(
+    preset: str, tmp_path: Path, data_dir: Path
+) -> None:
+    run = tmp_path / preset
+    common = ["--data-dir", str(data_dir)]
+    args = [
+        "train",
+        "--preset",
+        preset,
+        "--image-shape",
+        "1,28,28",
+        "--max-train-images",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--max-steps",
+        "1",
+        "--max-eval-images",
+        "8",
+        "--num-samples",
+        "0",
+        "--num-completions",
+        "0",
+        "--run-dir",
+        str(run),
+    ]
+    assert main(args + common) == 0
+    assert main(["train", "--resume", str(run), "--max-steps", "none", *common]) == 0
+    state = json.loads((run / "last" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and state["epoch"] == 2
+    assert json.loads((run / "results.json").read_text())["num_images"] == 8

@@ -73,12 +73,22 @@ def _parse_shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 1,28,28), got {text!r}") from None
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _value_parser(annotation: str) -> Callable[[str], Any]:
     base = annotation.replace(" | None", "")
     parse: Callable[[str], Any] = {
         "int": int,
         "float": float,
         "str": str,
+        "bool": _parse_bool,
         "tuple[int, int, int]": _parse_shape,
     }[base]
     return _parse_optional(parse) if "None" in annotation else parse
@@ -104,7 +114,7 @@ def _add_config_flags(group: argparse._ArgumentGroup, classes: Sequence[type]) -
             "--" + name.replace("_", "-"),
             dest=name,
             type=_value_parser(str(f.type)),
-            default=None,
+            default=argparse.SUPPRESS,  # absent unless given, so `--flag none` can override
             metavar=name.upper(),
             help=f"{docs.get(name, '')} (default: {default})",
         )
@@ -118,7 +128,8 @@ def model_config_classes() -> list[type]:
 
 # --- subcommands -------------------------------------------------------------------------------
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    """The config flags given on the command line (``none`` included), by field name."""
+    return {n: getattr(args, n) for n in names if hasattr(args, n)}
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -14,14 +14,14 @@ import torch
 import pixelrnn
 from pixelrnn.models import PRESETS
 from pixelrnn.nn import causal_mask
-from tests.helpers import assert_causal, earlier_pixels, pixel_dependencies, tiny_model
+from tests.helpers import assert_causal, earlier_pixels, pixel_dependencies, tiny_model, tiny_preset
 
 CASES = [(name, c) for name in pixelrnn.available_models() for c in (1, 3)]
 
 
 def test_every_model_has_a_tiny_preset() -> None:
     for name in pixelrnn.available_models():
-        assert f"{name}-tiny" in PRESETS, f"register a {name}-tiny preset for the shared tests"
+        assert tiny_preset(name) in PRESETS, f"register {tiny_preset(name)} for the shared tests"
 
 
 @pytest.mark.parametrize(("name", "channels"), CASES)

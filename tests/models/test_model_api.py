@@ -75,7 +75,9 @@ def test_create_model_errors() -> None:
         tiny_model().log_prob(torch.zeros(1, 1, 5, 5, dtype=torch.long), reduction="mean")
 
 
-def test_seeded_sampling_is_reproducible(colour_model) -> None:
+@pytest.mark.parametrize("name", pixelrnn.available_models())
+def test_seeded_sampling_is_reproducible(name: str) -> None:
+    colour_model = tiny_model(3, 256, model=name, hidden_channels=9)
     a = colour_model.sample(2, generator=torch.Generator().manual_seed(3))
     b = colour_model.sample(2, generator=torch.Generator().manual_seed(3))
     c = colour_model.sample(2, generator=torch.Generator().manual_seed(4))
@@ -99,7 +101,9 @@ def test_sampling_follows_the_model_conditionals() -> None:
     torch.testing.assert_close(freq, probs, atol=0.03, rtol=0)
 
 
-def test_completion_keeps_known_pixels(colour_model) -> None:
+@pytest.mark.parametrize("name", pixelrnn.available_models())
+def test_completion_keeps_known_pixels(name: str) -> None:
+    colour_model = tiny_model(3, 256, model=name, hidden_channels=9)
     x = random_images(colour_model, 3, seed=5)
     g = torch.Generator().manual_seed(0)
     known = torch.rand(x.shape, generator=g) < 0.5
@@ -130,10 +134,12 @@ def test_completion_argument_errors(binary_model) -> None:
         binary_model.sample(0)
 
 
-def test_save_load_roundtrip_gives_identical_outputs(colour_model, tmp_path) -> None:
+@pytest.mark.parametrize("name", pixelrnn.available_models())
+def test_save_load_roundtrip_gives_identical_outputs(name: str, tmp_path) -> None:
+    colour_model = tiny_model(3, 256, model=name, hidden_channels=9)
     colour_model.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["model"] == "pixelcnn" and cfg["config"]["image_shape"] == [3, 5, 5]
+    assert cfg["model"] == name and cfg["config"]["image_shape"] == [3, 5, 5]
     loaded = pixelrnn.load_pretrained(tmp_path / "m")
     x = random_images(colour_model, 4)
     assert torch.equal(
@@ -177,3 +183,34 @@ def test_golden_bits_per_dim_of_a_tiny_seeded_model() -> None:
 
 
 GOLDEN_BPD = 8.024450451490546
+
+
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+def test_residual_and_skip_switches(name: str) -> None:
+    """The paper's Table 2 ablation: residual and skip connections can be switched off."""
+    full = tiny_model(1, 2, model=name)
+    assert len(full.skips) == full.config.num_layers and full.blocks[0].residual
+    bare = tiny_model(1, 2, model=name, residual=False, skip=False)
+    assert len(bare.skips) == 0 and not bare.blocks[0].residual
+    x = random_images(full, 2)
+    assert bare.log_prob(x).shape == (2,)
+    # same weights where they exist, different network: the outputs differ
+    bare.load_state_dict(full.state_dict(), strict=False)
+    assert not torch.equal(bare.log_prob(x), full.log_prob(x))
+
+
+def test_paper_pixelrnn_presets() -> None:
+    mnist = pixelrnn.create_model(preset="diagonal-bilstm-mnist")
+    assert (mnist.config.num_layers, mnist.config.hidden_channels) == (7, 16)
+    one = pixelrnn.create_model(preset="diagonal-bilstm-mnist-1layer")
+    assert (one.config.num_layers, one.config.hidden_channels) == (1, 32)
+    for preset in ("row-lstm-cifar10", "diagonal-bilstm-cifar10"):
+        cfg = PRESETS[preset].config
+        assert (cfg["num_layers"], cfg["hidden_channels"], cfg["output_channels"]) == (
+            12,
+            128,
+            1024,
+        )
+    assert PRESETS["row-lstm-imagenet32"].config["hidden_channels"] == 384
+    big = PRESETS["row-lstm-imagenet64"].config
+    assert (big["num_layers"], big["hidden_channels"], big["residual"]) == (4, 512, False)

@@ -1,5 +1,19 @@
 """Layers: building blocks that know nothing of data, losses or sampling."""
 
-from pixelrnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups
+from pixelrnn.nn.diagonal_lstm import DiagonalBiLSTM, down_shift
+from pixelrnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups, gate_groups
+from pixelrnn.nn.row_lstm import RowLSTM, lstm_update
+from pixelrnn.nn.skew import skew, unskew
 
-__all__ = ["MaskedConv2d", "causal_mask", "channel_groups"]
+__all__ = [
+    "DiagonalBiLSTM",
+    "MaskedConv2d",
+    "RowLSTM",
+    "causal_mask",
+    "channel_groups",
+    "down_shift",
+    "gate_groups",
+    "lstm_update",
+    "skew",
+    "unskew",
+]

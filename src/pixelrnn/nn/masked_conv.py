@@ -57,14 +57,32 @@ def channel_groups(num_channels: int, num_groups: int) -> torch.Tensor:
     return torch.arange(num_channels) * num_groups // num_channels
 
 
+def gate_groups(hidden_channels: int, num_gates: int, num_groups: int) -> torch.Tensor:
+    """Colour groups of ``num_gates`` stacked gate blocks of ``hidden_channels`` each.
+
+    An LSTM's ``4h`` pre-activations are laid out ``[o | f | i | g]``; inside every block the
+    ``h`` channels carry the usual contiguous R/G/B groups, so the gates of hidden unit ``u`` all
+    share unit ``u``'s group and the colour rule survives the element-wise LSTM update.
+
+    Returns:
+        Long tensor ``(num_gates · hidden_channels,)``.
+    """
+    return channel_groups(hidden_channels, num_groups).repeat(num_gates)
+
+
 def causal_mask(
     in_channels: int,
     out_channels: int,
     kernel_size: tuple[int, int],
     mask_type: MaskType,
     num_groups: int,
+    out_groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Build the 0/1 mask of a masked convolution.
+
+    Args:
+        out_groups: colour group of every output channel (default: contiguous blocks, see
+            :func:`channel_groups`; :func:`gate_groups` for LSTM gate pre-activations).
 
     Shape:
         returns ``(out_channels, in_channels, kH, kW)``, float32.
@@ -79,7 +97,11 @@ def causal_mask(
     mask[:, :, c_h + 1 :, :] = 0  # rows below the centre
     mask[:, :, c_h, c_w + 1 :] = 0  # right of the centre in the centre row
     group_in = channel_groups(in_channels, num_groups)
-    group_out = channel_groups(out_channels, num_groups)
+    group_out = channel_groups(out_channels, num_groups) if out_groups is None else out_groups
+    if group_out.shape != (out_channels,):
+        raise ValueError(
+            f"out_groups must have shape ({out_channels},), got {tuple(group_out.shape)}"
+        )
     if mask_type == "A":
         allowed = group_in[None, :] < group_out[:, None]
     else:
@@ -98,6 +120,7 @@ class MaskedConv2d(nn.Conv2d):
         mask_type: ``"A"`` for the layer that reads the image, ``"B"`` for later layers.
         num_groups: colour groups (3 for RGB, 1 for single-channel images).
         bias: add a learned bias.
+        out_groups: explicit colour group of every output channel (see :func:`causal_mask`).
 
     Shape:
         input ``(B, in_channels, H, W)`` → output ``(B, out_channels, H, W)``.
@@ -111,6 +134,7 @@ class MaskedConv2d(nn.Conv2d):
         mask_type: MaskType,
         num_groups: int = 1,
         bias: bool = True,
+        out_groups: torch.Tensor | None = None,
     ) -> None:
         k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         super().__init__(in_channels, out_channels, k, padding=(k[0] // 2, k[1] // 2), bias=bias)
@@ -118,7 +142,7 @@ class MaskedConv2d(nn.Conv2d):
         self.num_groups = num_groups
         self.register_buffer(
             "mask",
-            causal_mask(in_channels, out_channels, k, mask_type, num_groups),
+            causal_mask(in_channels, out_channels, k, mask_type, num_groups, out_groups),
             persistent=False,
         )
 

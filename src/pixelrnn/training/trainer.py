@@ -215,13 +215,10 @@ class Trainer:
 
         replace_dir(build, self.run_dir / "last")
 
-    def load_checkpoint(self) -> None:
-        """Restore weights, optimizer, position and RNG state from ``last/``."""
-        folder = resolve_checkpoint_dir(self.run_dir / "last")
+    def _restore_trainer_state(self, folder: Path) -> None:
+        """Restore optimizer, position and RNG state (the weights come with the model)."""
         state = read_json(folder / STATE_JSON)
         tensors = load_file(str(folder / STATE_TENSORS))
-        restored = load_pretrained(folder, map_location=self.device)
-        self.model.load_state_dict(restored.state_dict())
         self.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
         torch.set_rng_state(tensors["rng.torch"])
         self.epoch = state["epoch"]
@@ -364,8 +361,9 @@ class Trainer:
                 bar.close()
                 if reason != "done":
                     break
-                self._end_of_epoch()
-            self.save_checkpoint()
+                self._end_of_epoch()  # checkpoints too
+            if reason != "done":
+                self.save_checkpoint()
         if reason != "signal":
             self.finish()
         return reason
@@ -468,7 +466,7 @@ class Trainer:
         stored = read_json(folder / "config.json")
         config = TrainConfig.from_dict({**stored["training"], **(overrides or {})})
         trainer = cls(load_pretrained(folder), config, run_dir, data_dir)
-        trainer.load_checkpoint()
+        trainer._restore_trainer_state(folder)
         return trainer
 
 

@@ -1,0 +1,128 @@
+"""Row LSTM and Diagonal BiLSTM PixelRNNs (van den Oord et al. 2016, §3.1–3.3, §4, Table 1).
+
+Network, for ``L`` recurrent layers of ``h`` hidden units::
+
+    x ─ 7×7 conv, mask A ─► 2h ─► L × [recurrent block] ─► (Σ skip)
+      ─► ReLU ─ 1×1 mask B ─► out ─► ReLU ─ 1×1 mask B ─► P distribution parameters
+    recurrent block (Fig. 5 right):
+      2h ─ Row LSTM or Diagonal BiLSTM ─► h ─ 1×1 mask B ─► 2h, + identity (residual)
+    skip (§3.3): every block's output ─ 1×1 mask B ─► 2h, summed into the output layers' input
+
+Residual and skip connections can be switched off (the paper's Table 2 ablation). Without skip
+connections the output layers read the last block only.
+
+Receptive field: the Diagonal BiLSTM sees every earlier pixel (full context); the Row LSTM sees a
+triangle above the pixel, widening by one column on each side per row, plus the left context
+its masked input convolutions reach. Both are tested against these statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.nn import DiagonalBiLSTM, MaskedConv2d, RowLSTM
+
+
+@dataclass(frozen=True)
+class PixelRNNConfig(ModelConfig):
+    """PixelRNN hyper-parameters (PixelRNN §3.3, §4).
+
+    Attributes:
+        hidden_channels: ``h`` of every recurrent layer; the residual stream carries ``2h``.
+        num_layers: number of recurrent layers (up to 12 in the paper).
+        output_channels: feature maps of the two ReLU + 1×1 output layers (32 MNIST, 1024 CIFAR).
+        input_kernel_size: size of the mask-A input convolution (7 in the paper).
+        residual: residual connection around every recurrent layer.
+        skip: learnable 1×1 skip connection from every layer to the output layers.
+    """
+
+    hidden_channels: int = 16
+    num_layers: int = 7
+    output_channels: int = 32
+    input_kernel_size: int = 7
+    residual: bool = True
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.input_kernel_size % 2 == 0:
+            raise ValueError(f"input_kernel_size must be odd, got {self.input_kernel_size}")
+        if self.hidden_channels < self.image_shape[0]:
+            raise ValueError(
+                f"hidden_channels ({self.hidden_channels}) must be at least the number of image "
+                f"channels ({self.image_shape[0]}) so every colour group has hidden units"
+            )
+
+
+class RecurrentBlock(nn.Module):
+    """A recurrent layer inside a residual block (PixelRNN Fig. 5 right).
+
+    Shape:
+        ``(B, 2h, H, W)`` → ``(B, 2h, H, W)``.
+    """
+
+    def __init__(self, layer: nn.Module, hidden_channels: int, num_groups: int, residual: bool):
+        super().__init__()
+        self.layer = layer
+        self.expand = MaskedConv2d(hidden_channels, 2 * hidden_channels, 1, "B", num_groups)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(self.layer(x))
+        return y + x if self.residual else y
+
+
+class PixelRNN(AutoregressiveModel):
+    """Shared body of the recurrent PixelRNNs; subclasses set ``layer_class``, a module taking
+    ``(in_channels, hidden_channels, num_groups)`` and mapping ``(B, in, H, W)`` → ``(B, h, H, W)``.
+    """
+
+    config_class = PixelRNNConfig
+    layer_class: ClassVar[type[nn.Module]]
+
+    def __init__(self, config: PixelRNNConfig) -> None:
+        super().__init__(config)
+        c = config.image_shape[0]
+        h = config.hidden_channels
+        self.input_conv = MaskedConv2d(c, 2 * h, config.input_kernel_size, "A", c)
+        self.blocks = nn.ModuleList(
+            RecurrentBlock(self.layer_class(2 * h, h, c), h, c, config.residual)
+            for _ in range(config.num_layers)
+        )
+        self.skips = nn.ModuleList(
+            MaskedConv2d(2 * h, 2 * h, 1, "B", c)
+            for _ in range(config.num_layers if config.skip else 0)
+        )
+        self.output_hidden = MaskedConv2d(2 * h, config.output_channels, 1, "B", c)
+        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", c)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.input_conv(x)
+        skip_sum = None
+        for k, block in enumerate(self.blocks):
+            h = block(h)
+            if self.skips:
+                s = self.skips[k](h)
+                skip_sum = s if skip_sum is None else skip_sum + s
+        features = skip_sum if skip_sum is not None else h
+        return self.output(F.relu(self.output_hidden(F.relu(features))))
+
+
+class RowLSTMPixelRNN(PixelRNN):
+    """Row LSTM PixelRNN (PixelRNN §3.1): rows top to bottom, a whole row at a time."""
+
+    model_name = "row_lstm"
+    layer_class = RowLSTM
+
+
+class DiagonalBiLSTMPixelRNN(PixelRNN):
+    """Diagonal BiLSTM PixelRNN (PixelRNN §3.2): two diagonal scans, full context."""
+
+    model_name = "diagonal_bilstm"
+    layer_class = DiagonalBiLSTM
