@@ -56,32 +56,33 @@ def row_lstm_reference(layer: RowLSTM, x: torch.Tensor) -> torch.Tensor:
 
 def diagonal_reference(layer: DiagonalBiLSTM, x: torch.Tensor) -> torch.Tensor:
     """Both directions pixel by pixel in image coordinates (no skewing): the state at (i, j)
-    reads the state above, (i-1, j), and the state to the left, (i, j-1)."""
+    reads the state above, (i-1, j), and the state to the left, (i, j-1). Built without
+    in-place writes, so autograd can differentiate it."""
     b, _, rows, cols = x.shape
     h = layer.hidden_channels
     w_is = (layer.input_to_state.weight * layer.input_to_state.mask)[:, :, 0, 0]  # (8h, C)
     b_is = layer.input_to_state.bias
     w_ss = layer.state_to_state.weight  # (8h, h, 2): taps [above, left] per direction group
+    zero = torch.zeros(b, h, dtype=x.dtype)
     results = []
     for d, image in enumerate((x, x.flip(-1))):
         gates = slice(4 * h * d, 4 * h * (d + 1))
-        state = torch.zeros(b, h, rows, cols, dtype=x.dtype)
-        cell = torch.zeros(b, h, rows, cols, dtype=x.dtype)
-        for n in range(b):
-            for i in range(rows):
-                for j in range(cols):
-                    pre = b_is[gates] + w_is[gates] @ image[n, :, i, j]
-                    if i > 0:
-                        pre = pre + w_ss[gates, :, 0] @ state[n, :, i - 1, j]
-                    if j > 0:
-                        pre = pre + w_ss[gates, :, 1] @ state[n, :, i, j - 1]
-                    c_left = cell[n, :, i, j - 1] if j > 0 else torch.zeros(h, dtype=x.dtype)
-                    state[n, :, i, j], cell[n, :, i, j] = _gates(pre, c_left, h)
-        results.append(state)
+        state: dict[tuple[int, int], torch.Tensor] = {}
+        cell: dict[tuple[int, int], torch.Tensor] = {}
+        for i in range(rows):
+            for j in range(cols):
+                pre = b_is[gates] + image[:, :, i, j] @ w_is[gates].T  # (B, 4h)
+                pre = pre + state.get((i - 1, j), zero) @ w_ss[gates, :, 0].T
+                pre = pre + state.get((i, j - 1), zero) @ w_ss[gates, :, 1].T
+                o, f, ig = pre[:, : 3 * h].sigmoid().chunk(3, dim=1)
+                c = f * cell.get((i, j - 1), zero) + ig * pre[:, 3 * h :].tanh()
+                state[i, j], cell[i, j] = o * c.tanh(), c
+        grid = torch.stack(
+            [torch.stack([state[i, j] for j in range(cols)], -1) for i in range(rows)], -2
+        )
+        results.append(grid)  # (B, h, H, W)
     left, right = results[0], results[1].flip(-1)
-    shifted = torch.zeros_like(right)
-    shifted[:, :, 1:] = right[:, :, :-1]
-    return left + shifted
+    return left + torch.cat([torch.zeros_like(right[:, :, :1]), right[:, :, :-1]], dim=2)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -102,3 +103,30 @@ def test_diagonal_bilstm_equals_per_pixel_reference(channels: int, rows: int, co
     layer = DiagonalBiLSTM(channels, 6, channels).double()
     x = torch.randn(2, channels, rows, cols, dtype=torch.float64)
     torch.testing.assert_close(layer(x), diagonal_reference(layer, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 5, 3), (1, 3, 1)])
+def test_diagonal_bilstm_gradients_equal_the_reference(channels: int, rows: int, cols: int) -> None:
+    """The hand-written backward of the scan against autograd through the per-pixel loop."""
+    torch.manual_seed(1)
+    layer = DiagonalBiLSTM(channels, 4, channels).double()
+    x = torch.randn(2, channels, rows, cols, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 4, rows, cols, dtype=torch.float64)
+    inputs = [x, *layer.parameters()]
+    fast = torch.autograd.grad((layer(x) * weights).sum(), inputs)
+    slow = torch.autograd.grad((diagonal_reference(layer, x) * weights).sum(), inputs)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_diagonal_scan_gradcheck() -> None:
+    from pixelrnn.nn.diagonal_lstm import DiagonalScan
+
+    torch.manual_seed(0)
+    h, rows, width = 2, 3, 4
+    skewed = torch.randn(2, 8 * h, rows, width + rows - 1, dtype=torch.float64)
+    skewed = skew(unskew(skewed, width)).permute(3, 0, 1, 2).contiguous().requires_grad_()
+    weight = torch.randn(8 * h, h, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda s, w: DiagonalScan.apply(s, w, h, width), (skewed, weight)
+    )

@@ -53,6 +53,21 @@ class ModelConfig(DictConfig):
             if f.type in ("int", int) and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{f.name} must be a positive integer, got {value!r}")
 
+    def require_odd(self, *names: str) -> None:
+        """Raise unless the named (kernel size) fields are odd."""
+        for name in names:
+            if getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name} must be odd, got {getattr(self, name)}")
+
+    def require_width_per_colour(self, name: str = "hidden_channels") -> None:
+        """Raise unless the named width gives every colour group at least one feature map."""
+        width, channels = getattr(self, name), self.image_shape[0]
+        if width < channels:
+            raise ValueError(
+                f"{name} ({width}) must be at least the number of image channels ({channels}) "
+                "so every colour group has feature maps"
+            )
+
 
 class AutoregressiveModel(nn.Module, abc.ABC):
     """Base class of every registered model.

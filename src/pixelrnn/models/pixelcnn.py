@@ -51,15 +51,8 @@ class PixelCNNConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("input_kernel_size", "kernel_size"):
-            if getattr(self, name) % 2 == 0:
-                raise ValueError(f"{name} must be odd, got {getattr(self, name)}")
-        channels = self.image_shape[0]
-        if self.hidden_channels < channels:
-            raise ValueError(
-                f"hidden_channels ({self.hidden_channels}) must be at least the number of image "
-                f"channels ({channels}) so every colour group has feature maps"
-            )
+        self.require_odd("input_kernel_size", "kernel_size")
+        self.require_width_per_colour()
 
 
 class ResidualBlock(nn.Module):

@@ -51,13 +51,8 @@ class PixelRNNConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.input_kernel_size % 2 == 0:
-            raise ValueError(f"input_kernel_size must be odd, got {self.input_kernel_size}")
-        if self.hidden_channels < self.image_shape[0]:
-            raise ValueError(
-                f"hidden_channels ({self.hidden_channels}) must be at least the number of image "
-                f"channels ({self.image_shape[0]}) so every colour group has hidden units"
-            )
+        self.require_odd("input_kernel_size")
+        self.require_width_per_colour()
 
 
 class RecurrentBlock(nn.Module):

@@ -34,145 +34,120 @@ class Preset:
     description: str
 
 
+def _binarized_mnist(model: str, description: str, **config: Any) -> Preset:
+    """A preset for 28x28 binary images (binarized MNIST)."""
+    return Preset(
+        model,
+        {"image_shape": (1, 28, 28), "num_levels": 2, **config},
+        "binarized-mnist",
+        description,
+    )
+
+
+def _tiny(model: str, description: str) -> Preset:
+    """A few-thousand-parameter preset for tests and smoke runs (8x8 binary images)."""
+    config = dict(
+        image_shape=(1, 8, 8), num_levels=2, hidden_channels=6, num_layers=2, output_channels=8
+    )
+    return Preset(model, config, "binarized-mnist", description)
+
+
+def _colour(model: str, dataset: str, size: int, description: str, **config: Any) -> Preset:
+    """A preset for 8-bit RGB images of ``size`` x ``size`` pixels."""
+    return Preset(
+        model, {"image_shape": (3, size, size), "num_levels": 256, **config}, dataset, description
+    )
+
+
 PRESETS: dict[str, Preset] = {
-    "pixelcnn-tiny": Preset(
-        model="pixelcnn",
-        config=dict(
-            image_shape=(1, 8, 8), num_levels=2, hidden_channels=6, num_layers=2, output_channels=8
-        ),
-        dataset="binarized-mnist",
-        description="a few-hundred-parameter PixelCNN for tests and smoke runs (not a paper size)",
+    "pixelcnn-tiny": _tiny(
+        "pixelcnn", "a small PixelCNN for tests and smoke runs (not a paper size)"
     ),
-    "pixelcnn-mnist": Preset(
-        model="pixelcnn",
-        config=dict(
-            image_shape=(1, 28, 28),
-            num_levels=2,
-            hidden_channels=16,
-            num_layers=15,
-            output_channels=32,
-        ),
-        dataset="binarized-mnist",
-        description="PixelCNN for binarized MNIST: h=16, 15 residual blocks, 32 output maps "
+    "pixelcnn-mnist": _binarized_mnist(
+        "pixelcnn",
+        "PixelCNN for binarized MNIST: h=16, 15 residual blocks, 32 output maps "
         "(PixelRNN §4), Bernoulli output",
+        hidden_channels=16,
+        num_layers=15,
+        output_channels=32,
     ),
-    "pixelcnn-cifar10": Preset(
-        model="pixelcnn",
-        config=dict(
-            image_shape=(3, 32, 32),
-            num_levels=256,
-            hidden_channels=128,
-            num_layers=15,
-            output_channels=1024,
-        ),
-        dataset="cifar10",
-        description="PixelCNN for CIFAR-10: h=128, 15 residual blocks, 1024 output maps "
+    "pixelcnn-cifar10": _colour(
+        "pixelcnn",
+        "cifar10",
+        32,
+        "PixelCNN for CIFAR-10: h=128, 15 residual blocks, 1024 output maps "
         "(PixelRNN §4), 256-way softmax per colour",
+        hidden_channels=128,
+        num_layers=15,
+        output_channels=1024,
     ),
-    "row-lstm-tiny": Preset(
-        model="row_lstm",
-        config=dict(
-            image_shape=(1, 8, 8), num_levels=2, hidden_channels=6, num_layers=2, output_channels=8
-        ),
-        dataset="binarized-mnist",
-        description="a small Row LSTM for tests and smoke runs (not a paper size)",
+    "row-lstm-tiny": _tiny(
+        "row_lstm", "a small Row LSTM for tests and smoke runs (not a paper size)"
     ),
-    "diagonal-bilstm-tiny": Preset(
-        model="diagonal_bilstm",
-        config=dict(
-            image_shape=(1, 8, 8), num_levels=2, hidden_channels=6, num_layers=2, output_channels=8
-        ),
-        dataset="binarized-mnist",
-        description="a small Diagonal BiLSTM for tests and smoke runs (not a paper size)",
+    "diagonal-bilstm-tiny": _tiny(
+        "diagonal_bilstm", "a small Diagonal BiLSTM for tests and smoke runs (not a paper size)"
     ),
-    "diagonal-bilstm-mnist": Preset(
-        model="diagonal_bilstm",
-        config=dict(
-            image_shape=(1, 28, 28),
-            num_levels=2,
-            hidden_channels=16,
-            num_layers=7,
-            output_channels=32,
-        ),
-        dataset="binarized-mnist",
-        description="Diagonal BiLSTM for binarized MNIST: 7 layers, h=16, 32 output maps "
+    "diagonal-bilstm-mnist": _binarized_mnist(
+        "diagonal_bilstm",
+        "Diagonal BiLSTM for binarized MNIST: 7 layers, h=16, 32 output maps "
         "(PixelRNN §4; 79.20 nats in Table 4)",
+        hidden_channels=16,
+        num_layers=7,
+        output_channels=32,
     ),
-    "diagonal-bilstm-mnist-1layer": Preset(
-        model="diagonal_bilstm",
-        config=dict(
-            image_shape=(1, 28, 28),
-            num_levels=2,
-            hidden_channels=32,
-            num_layers=1,
-            output_channels=32,
-        ),
-        dataset="binarized-mnist",
-        description="Diagonal BiLSTM for binarized MNIST: 1 layer, h=32 (PixelRNN Table 4: 80.75)",
+    "diagonal-bilstm-mnist-1layer": _binarized_mnist(
+        "diagonal_bilstm",
+        "Diagonal BiLSTM for binarized MNIST: 1 layer, h=32 (PixelRNN Table 4: 80.75)",
+        hidden_channels=32,
+        num_layers=1,
+        output_channels=32,
     ),
-    "row-lstm-mnist": Preset(
-        model="row_lstm",
-        config=dict(
-            image_shape=(1, 28, 28),
-            num_levels=2,
-            hidden_channels=16,
-            num_layers=7,
-            output_channels=32,
-        ),
-        dataset="binarized-mnist",
-        description="Row LSTM for binarized MNIST: 7 layers, h=16, 32 output maps (size as the "
+    "row-lstm-mnist": _binarized_mnist(
+        "row_lstm",
+        "Row LSTM for binarized MNIST: 7 layers, h=16, 32 output maps (size as the "
         "Diagonal BiLSTM's; the paper gives none; Table 4: 80.54)",
+        hidden_channels=16,
+        num_layers=7,
+        output_channels=32,
     ),
-    "row-lstm-cifar10": Preset(
-        model="row_lstm",
-        config=dict(
-            image_shape=(3, 32, 32),
-            num_levels=256,
-            hidden_channels=128,
-            num_layers=12,
-            output_channels=1024,
-        ),
-        dataset="cifar10",
-        description="Row LSTM for CIFAR-10: 12 layers, h=128, 1024 output maps (PixelRNN §4)",
+    "row-lstm-cifar10": _colour(
+        "row_lstm",
+        "cifar10",
+        32,
+        "Row LSTM for CIFAR-10: 12 layers, h=128, 1024 output maps (PixelRNN §4)",
+        hidden_channels=128,
+        num_layers=12,
+        output_channels=1024,
     ),
-    "diagonal-bilstm-cifar10": Preset(
-        model="diagonal_bilstm",
-        config=dict(
-            image_shape=(3, 32, 32),
-            num_levels=256,
-            hidden_channels=128,
-            num_layers=12,
-            output_channels=1024,
-        ),
-        dataset="cifar10",
-        description="Diagonal BiLSTM for CIFAR-10: 12 layers, h=128, 1024 output maps "
+    "diagonal-bilstm-cifar10": _colour(
+        "diagonal_bilstm",
+        "cifar10",
+        32,
+        "Diagonal BiLSTM for CIFAR-10: 12 layers, h=128, 1024 output maps "
         "(PixelRNN §4; 3.00 bits/dim)",
+        hidden_channels=128,
+        num_layers=12,
+        output_channels=1024,
     ),
-    "row-lstm-imagenet32": Preset(
-        model="row_lstm",
-        config=dict(
-            image_shape=(3, 32, 32),
-            num_levels=256,
-            hidden_channels=384,
-            num_layers=12,
-            output_channels=1024,
-        ),
-        dataset="imagenet32",
-        description="Row LSTM for ImageNet 32x32: 12 layers, h=384 (PixelRNN §4; 3.86 bits/dim)",
+    "row-lstm-imagenet32": _colour(
+        "row_lstm",
+        "imagenet32",
+        32,
+        "Row LSTM for ImageNet 32x32: 12 layers, h=384 (PixelRNN §4; 3.86 bits/dim)",
+        hidden_channels=384,
+        num_layers=12,
+        output_channels=1024,
     ),
-    "row-lstm-imagenet64": Preset(
-        model="row_lstm",
-        config=dict(
-            image_shape=(3, 64, 64),
-            num_levels=256,
-            hidden_channels=512,
-            num_layers=4,
-            output_channels=1024,
-            residual=False,
-        ),
-        dataset="imagenet64",
-        description="Row LSTM for ImageNet 64x64: 4 layers, h=512, no residual connections "
+    "row-lstm-imagenet64": _colour(
+        "row_lstm",
+        "imagenet64",
+        64,
+        "Row LSTM for ImageNet 64x64: 4 layers, h=512, no residual connections "
         "(PixelRNN §4; 3.63 bits/dim)",
+        hidden_channels=512,
+        num_layers=4,
+        output_channels=1024,
+        residual=False,
     ),
 }
 

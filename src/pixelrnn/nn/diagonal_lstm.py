@@ -15,11 +15,12 @@ The right-to-left direction is the same computation on the mirrored map (separat
 output is **shifted down by one row** before it is added, so that at a pixel it only brings in
 rows above (everything to the right in the current row is future). Together: full context.
 
-NOTE: both directions are computed in one loop over ``W + H − 1`` columns, their states stacked
-on the channel axis, with a grouped 1-D convolution (``groups=2``) for the two state-to-state
-kernels. Each step only computes the rows of its column that hold pixels; the skew padding is
-kept at exactly zero (zero initial state, no bias in the state convolution), which is what
-the pixels next to the diagonal read.
+NOTE: both directions are computed in one scan over the ``W + H − 1`` skewed columns, their
+states stacked on the channel axis, with a grouped 1-D convolution (``groups=2``) for the two
+state-to-state kernels. The scan is one autograd Function with back-propagation through time
+written out (:class:`DiagonalScan`), and each step only computes the rows of its column that
+hold pixels; the skew padding is kept at exactly zero (zero initial state, no bias in the state
+convolution), which is what the pixels next to the diagonal read.
 
 NOTE: "entire available context" (§3.2) holds up to one sub-pixel per row: no feature of row
 ``i − 1`` ever holds the last channel of its last pixel ``(i − 1, W − 1)`` (a feature never holds
@@ -35,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
-from pixelrnn.nn.row_lstm import lstm_update
 from pixelrnn.nn.skew import skew, unskew
 
 
@@ -68,33 +68,100 @@ class DiagonalBiLSTM(nn.Module):
         self.input_to_state = MaskedConv2d(
             in_channels, 8 * h, 1, "B", num_groups, out_groups=gate_groups(h, 8, num_groups)
         )
-        # Column-wise 2x1 state-to-state kernels, one per direction (groups=2), no bias.
+        # Column-wise 2x1 state-to-state kernels, one per direction (groups=2), no bias. The
+        # module holds the weight; DiagonalScan applies it (conv1d forward, its own backward).
         self.state_to_state = nn.Conv1d(2 * h, 8 * h, kernel_size=2, groups=2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, rows, width = x.shape
         h = self.hidden_channels
         gates = self.input_to_state(x)  # (B, 8h, H, W); 1x1, so mirroring commutes with it
         left_gates, right_gates = gates.chunk(2, dim=1)
         gates = torch.cat([left_gates, right_gates.flip(-1)], dim=1)
-        skewed = skew(gates)  # (B, 8h, H, W+H-1); columns are read as strided views
-        state = x.new_zeros(b, 2 * h, rows)
-        cell = x.new_zeros(b * 2, h, rows)
-        outputs = []
-        for t, column in enumerate(skewed.unbind(-1)):  # unbind: one backward for all
-            # Column t holds pixels only in rows lo..hi; the rows above are right padding
-            # (never read) and the rows below left padding (must stay zero), so the step
-            # runs on the band and is zero-padded back: about half the work of the full map.
-            lo, hi = max(0, t - width + 1), min(t, rows - 1) + 1
-            # rows r-1 and r of the previous column: a zero row on top, then rows lo-1 .. hi-1
-            prev = F.pad(state, (1, 0))[:, :, lo : hi + 1]
-            pre = column[:, :, lo:hi] + self.state_to_state(prev)  # (B, 8h, band)
-            band_h, band_c = lstm_update(
-                pre.reshape(b * 2, 4 * h, hi - lo), cell[:, :, lo:hi], h
-            )  # both directions at once
-            state = F.pad(band_h.reshape(b, 2 * h, hi - lo), (lo, rows - hi))
-            cell = F.pad(band_c, (lo, rows - hi))
-            outputs.append(state)
-        out = unskew(torch.stack(outputs, dim=-1), width)  # (B, 2h, H, W)
+        # one contiguous transpose: every column the scan reads is then contiguous too
+        columns = skew(gates).permute(3, 0, 1, 2).contiguous()  # (T, B, 8h, H)
+        states = DiagonalScan.apply(columns, self.state_to_state.weight, h, x.shape[-1])
+        out = unskew(states.permute(1, 2, 3, 0), x.shape[-1])  # (B, 2h, H, W)
         left, right = out.chunk(2, dim=1)
         return left + down_shift(right.flip(-1))
+
+
+def _bands(rows: int, width: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of the rows of every skewed column that hold pixels (the rest is padding)."""
+    return [(max(0, t - width + 1), min(t, rows - 1) + 1) for t in range(width + rows - 1)]
+
+
+class DiagonalScan(torch.autograd.Function):
+    """The column-by-column LSTM scan of both directions, with a hand-written backward.
+
+    One autograd node for the whole scan instead of a dozen per column: the backward pass is
+    back-propagation through time written out (LSTM cell derivatives, the transposed 2x1 state
+    convolution and its weight gradient), on the band of rows of each column that hold pixels.
+    Rows outside the band are skew padding: their state is exactly zero and gets no gradient.
+    ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
+    differentiated by autograd.
+
+    Shape:
+        skewed gates, column-major ``(T, B, 8h, H)``, state weight ``(8h, h, 2)`` →
+        states, column-major ``(T, B, 2h, H)``.
+    """
+
+    @staticmethod
+    def forward(ctx, skewed, weight, hidden, width):  # type: ignore[override]
+        columns, b, _, rows = skewed.shape
+        h = hidden
+        states = skewed.new_zeros(columns, b, 2 * h, rows)
+        state = skewed.new_zeros(b, 2 * h, rows)
+        cell = skewed.new_zeros(b * 2, h, rows)
+        saved = []
+        for t, (lo, hi) in enumerate(_bands(rows, width)):
+            n = hi - lo
+            prev = F.pad(state, (1, 0))[:, :, lo : hi + 1]  # rows lo-1 .. hi-1, zero row on top
+            pre = skewed[t, :, :, lo:hi] + F.conv1d(prev, weight, groups=2)  # (B, 8h, n)
+            pre = pre.reshape(b * 2, 4 * h, n)
+            sig = torch.sigmoid(pre[:, : 3 * h])
+            g = torch.tanh(pre[:, 3 * h :])
+            c_prev = cell[:, :, lo:hi]
+            c = sig[:, h : 2 * h] * c_prev + sig[:, 2 * h :] * g
+            tanh_c = torch.tanh(c)
+            new_h = sig[:, :h] * tanh_c
+            state = F.pad(new_h.reshape(b, 2 * h, n), (lo, rows - hi))
+            cell = F.pad(c, (lo, rows - hi))
+            states[t] = state
+            saved.append((prev, sig, g, c_prev, tanh_c))
+        ctx.saved = saved
+        ctx.save_for_backward(weight)
+        ctx.shape = (b, h, rows, width, columns)
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states):  # type: ignore[override]
+        (weight,) = ctx.saved_tensors
+        grad_states = grad_states.contiguous()  # columns read one by one below
+        b, h, rows, width, columns = ctx.shape
+        grad_skewed = grad_states.new_zeros(columns, b, 8 * h, rows)
+        grad_weight = torch.zeros_like(weight)
+        dh_next = grad_states.new_zeros(b, 2 * h, rows)  # from the next column's state conv
+        dc_next = grad_states.new_zeros(b * 2, h, rows)
+        bands = _bands(rows, width)
+        for t in range(columns - 1, -1, -1):
+            lo, hi = bands[t]
+            n = hi - lo
+            prev, sig, g, c_prev, tanh_c = ctx.saved[t]
+            o, f, i = sig[:, :h], sig[:, h : 2 * h], sig[:, 2 * h :]
+            dh = (grad_states[t, :, :, lo:hi] + dh_next[:, :, lo:hi]).reshape(b * 2, h, n)
+            dc = dc_next[:, :, lo:hi] + dh * o * (1 - tanh_c * tanh_c)
+            d_pre = torch.cat(
+                [
+                    dh * tanh_c * o * (1 - o),
+                    dc * c_prev * f * (1 - f),
+                    dc * g * i * (1 - i),
+                    dc * i * (1 - g * g),
+                ],
+                dim=1,
+            ).reshape(b, 8 * h, n)
+            grad_skewed[t, :, :, lo:hi] = d_pre
+            grad_weight += torch.nn.grad.conv1d_weight(prev, weight.shape, d_pre, groups=2)
+            d_prev = F.conv_transpose1d(d_pre, weight, groups=2)  # rows lo-1 .. hi-1
+            dh_next = F.pad(d_prev, (lo, rows - hi))[:, :, 1:]  # drop the zero row on top
+            dc_next = F.pad(dc * f, (lo, rows - hi))
+        return grad_skewed, grad_weight, None, None

@@ -362,25 +362,32 @@ class Trainer:
                 if reason != "done":
                     break
                 self._end_of_epoch()  # checkpoints too
+            if reason == "time_budget" and self.step_in_epoch > 0:
+                self._validate()  # the minutes since the last epoch end count too
             if reason != "done":
                 self.save_checkpoint()
         if reason != "signal":
             self.finish()
         return reason
 
+    def _validate(self) -> None:
+        """Score the validation split; keep the weights as ``best/`` when they are the best."""
+        if self.valid_data is None:
+            return
+        result = self._evaluate(self.valid_data, self.model)
+        self.log("valid", **_metrics(result))
+        if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
+            self.best_valid_nats = result.nats_per_image
+            replace_dir(
+                lambda d: save_pretrained(self.model, d, self.run_config()),
+                self.run_dir / "best",
+            )
+
     def _end_of_epoch(self) -> None:
         c = self.config
         self.epoch += 1
         self.step_in_epoch = 0
-        if self.valid_data is not None:
-            result = self._evaluate(self.valid_data, self.model)
-            self.log("valid", **_metrics(result))
-            if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
-                self.best_valid_nats = result.nats_per_image
-                replace_dir(
-                    lambda d: save_pretrained(self.model, d, self.run_config()),
-                    self.run_dir / "best",
-                )
+        self._validate()
         if c.sample_every and self.epoch % c.sample_every == 0 and c.num_samples:
             samples = self.model.sample(
                 c.num_samples,
