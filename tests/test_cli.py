@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +190,41 @@ def test_recurrent_models_train_evaluate_and_resume(
     state = json.loads((run / "last" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and state["epoch"] == 2
     assert json.loads((run / "results.json").read_text())["num_images"] == 8
+
+
+def test_console_script_runs_as_a_new_user_would(tmp_path: Path, data_dir: Path) -> None:
+    """The installed `pixelrnn` command (which may re-execute itself under tcmalloc) and
+    `python -m pixelrnn`, as separate processes."""
+    exe = shutil.which("pixelrnn")
+    assert exe is not None, "the package is not installed with its console script"
+    env = {**os.environ, "PIXELRNN_DATA": str(data_dir)}
+    run = tmp_path / "run"
+    cmd = [
+        exe,
+        "train",
+        *TINY_RUN,
+        "--max-steps",
+        "1",
+        "--num-samples",
+        "0",
+        "--num-completions",
+        "0",
+        "--run-dir",
+        str(run),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "stopped: max_steps" in done.stdout and (run / "results.json").is_file()
+    version = subprocess.run(
+        [sys.executable, "-m", "pixelrnn", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.startswith("pixelrnn ")
+    bad = subprocess.run(
+        [exe, "evaluate", str(tmp_path / "missing")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("pixelrnn: error:")
+    assert "Traceback" not in bad.stderr

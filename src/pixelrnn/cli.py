@@ -29,7 +29,7 @@ from pixelrnn.data import (
     load_dataset,
 )
 from pixelrnn.images import save_image_grid
-from pixelrnn.models import MODELS, PRESETS, create_model, get_preset
+from pixelrnn.models import MODELS, PRESETS, AutoregressiveModel, create_model, get_preset
 from pixelrnn.training import (
     TrainConfig,
     Trainer,
@@ -185,7 +185,7 @@ def _run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, st
     return dataset, binarize
 
 
-def _load_model(args: argparse.Namespace) -> torch.nn.Module:
+def _load_model(args: argparse.Namespace) -> AutoregressiveModel:
     folder = Path(args.run_dir)
     if getattr(args, "weights", None) == "last":
         folder = folder / "last"

@@ -1,0 +1,55 @@
+"""The console script's tcmalloc re-execution: when it happens and what it runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from pixelrnn import allocator
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list:
+    calls: list = []
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    lib.write_bytes(b"")
+    monkeypatch.setattr(allocator, "find_tcmalloc", lambda: lib)
+    monkeypatch.setattr(os, "execve", lambda *args: calls.append(args))
+    monkeypatch.setattr(sys, "platform", "linux")
+    for var in ("LD_PRELOAD", "PIXELRNN_ALLOCATOR", "PIXELRNN_ALLOCATOR_REEXEC"):
+        monkeypatch.delenv(var, raising=False)
+    return calls
+
+
+def test_reexecutes_once_with_tcmalloc_preloaded(captured: list) -> None:
+    allocator.reexec_with_tcmalloc(["train", "--preset", "pixelcnn-mnist"])
+    ((executable, argv, env),) = captured
+    assert executable == sys.executable
+    assert argv == [sys.executable, "-m", "pixelrnn", "train", "--preset", "pixelcnn-mnist"]
+    assert env["LD_PRELOAD"].endswith("libtcmalloc_minimal.so.4")
+    assert env["PIXELRNN_ALLOCATOR_REEXEC"] == "1"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PIXELRNN_ALLOCATOR": "system"},
+        {"LD_PRELOAD": "/usr/lib/libtcmalloc.so.4"},
+        {"PIXELRNN_ALLOCATOR_REEXEC": "1"},
+    ],
+)
+def test_does_not_reexecute(captured: list, monkeypatch: pytest.MonkeyPatch, env: dict) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    allocator.reexec_with_tcmalloc(["train"])
+    assert captured == []
+
+
+def test_nothing_to_do_without_tcmalloc(captured: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(allocator, "find_tcmalloc", lambda: None)
+    allocator.reexec_with_tcmalloc(["train"])
+    assert captured == []
+    assert allocator.active_allocator() == "system"
