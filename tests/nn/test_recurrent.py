@@ -123,10 +123,11 @@ def test_diagonal_scan_gradcheck() -> None:
     from pixelrnn.nn.diagonal_lstm import DiagonalScan
 
     torch.manual_seed(0)
-    h, rows, width = 2, 3, 4
-    skewed = torch.randn(2, 8 * h, rows, width + rows - 1, dtype=torch.float64)
-    skewed = skew(unskew(skewed, width)).permute(3, 0, 1, 2).contiguous().requires_grad_()
-    weight = torch.randn(8 * h, h, 2, dtype=torch.float64, requires_grad=True)
+    h, c, rows, width = 2, 3, 3, 4
+    columns = torch.randn(width + rows - 1, 2, 2 * c, rows, dtype=torch.float64, requires_grad=True)
+    w_in = torch.randn(8 * h, c, 1, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8 * h, dtype=torch.float64, requires_grad=True)
+    w_state = torch.randn(8 * h, h, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda s, w: DiagonalScan.apply(s, w, h, width), (skewed, weight)
+        lambda *a: DiagonalScan.apply(*a, h, width), (columns, w_in, bias, w_state)
     )

@@ -73,14 +73,18 @@ class DiagonalBiLSTM(nn.Module):
         self.state_to_state = nn.Conv1d(2 * h, 8 * h, kernel_size=2, groups=2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hidden_channels
-        gates = self.input_to_state(x)  # (B, 8h, H, W); 1x1, so mirroring commutes with it
-        left_gates, right_gates = gates.chunk(2, dim=1)
-        gates = torch.cat([left_gates, right_gates.flip(-1)], dim=1)
-        # one contiguous transpose: every column the scan reads is then contiguous too
-        columns = skew(gates).permute(3, 0, 1, 2).contiguous()  # (T, B, 8h, H)
-        states = DiagonalScan.apply(columns, self.state_to_state.weight, h, x.shape[-1])
-        out = unskew(states.permute(1, 2, 3, 0), x.shape[-1])  # (B, 2h, H, W)
+        c_in, width = x.shape[1], x.shape[-1]
+        # Direction d reads channels [d*C, (d+1)*C): the image, then its mirror. The 1x1
+        # input-to-state kernels are applied inside the scan, column by column (groups=2), so
+        # only this input (not the 4x wider gate map) is skewed and made column-major.
+        both = torch.cat([x, x.flip(-1)], dim=1)
+        columns = skew(both).permute(3, 0, 1, 2).contiguous()  # (T, B, 2C, H)
+        conv = self.input_to_state
+        w_in = (conv.weight * conv.mask).view(8 * self.hidden_channels, c_in, 1)
+        states = DiagonalScan.apply(
+            columns, w_in, conv.bias, self.state_to_state.weight, self.hidden_channels, width
+        )
+        out = unskew(states.permute(1, 2, 3, 0), width)  # (B, 2h, H, W)
         left, right = out.chunk(2, dim=1)
         return left + down_shift(right.flip(-1))
 
@@ -94,30 +98,30 @@ class DiagonalScan(torch.autograd.Function):
     """The column-by-column LSTM scan of both directions, with a hand-written backward.
 
     One autograd node for the whole scan instead of a dozen per column: the backward pass is
-    back-propagation through time written out (LSTM cell derivatives, the transposed 2x1 state
-    convolution and its weight gradient), on the band of rows of each column that hold pixels.
-    Rows outside the band are skew padding: their state is exactly zero and gets no gradient.
-    ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
-    differentiated by autograd.
+    back-propagation through time written out (LSTM cell derivatives, the transposed 1x1 input
+    and 2x1 state convolutions and their weight gradients), on the band of rows of each column
+    that hold pixels. Rows outside the band are skew padding: their state is exactly zero and
+    gets no gradient. ``tests/nn/test_recurrent.py`` checks values and gradients against a
+    per-pixel reference differentiated by autograd.
 
     Shape:
-        skewed gates, column-major ``(T, B, 8h, H)``, state weight ``(8h, h, 2)`` →
-        states, column-major ``(T, B, 2h, H)``.
+        skewed input, column-major ``(T, B, 2C, H)``; input weight ``(8h, C, 1)``, bias
+        ``(8h,)``; state weight ``(8h, h, 2)`` → states, column-major ``(T, B, 2h, H)``.
     """
 
     @staticmethod
-    def forward(ctx, skewed, weight, hidden, width):  # type: ignore[override]
-        columns, b, _, rows = skewed.shape
+    def forward(ctx, columns, w_in, bias, w_state, hidden, width):  # type: ignore[override]
+        num_columns, b, _, rows = columns.shape
         h = hidden
-        states = skewed.new_zeros(columns, b, 2 * h, rows)
-        state = skewed.new_zeros(b, 2 * h, rows)
-        cell = skewed.new_zeros(b * 2, h, rows)
+        states = columns.new_zeros(num_columns, b, 2 * h, rows)
+        state = columns.new_zeros(b, 2 * h, rows)
+        cell = columns.new_zeros(b * 2, h, rows)
         saved = []
         for t, (lo, hi) in enumerate(_bands(rows, width)):
             n = hi - lo
             prev = F.pad(state, (1, 0))[:, :, lo : hi + 1]  # rows lo-1 .. hi-1, zero row on top
-            pre = skewed[t, :, :, lo:hi] + F.conv1d(prev, weight, groups=2)  # (B, 8h, n)
-            pre = pre.reshape(b * 2, 4 * h, n)
+            pre = F.conv1d(columns[t, :, :, lo:hi], w_in, bias, groups=2)
+            pre = (pre + F.conv1d(prev, w_state, groups=2)).view(b * 2, 4 * h, n)
             sig = torch.sigmoid(pre[:, : 3 * h])
             g = torch.tanh(pre[:, 3 * h :])
             c_prev = cell[:, :, lo:hi]
@@ -129,21 +133,23 @@ class DiagonalScan(torch.autograd.Function):
             states[t] = state
             saved.append((prev, sig, g, c_prev, tanh_c))
         ctx.saved = saved
-        ctx.save_for_backward(weight)
-        ctx.shape = (b, h, rows, width, columns)
+        ctx.save_for_backward(columns, w_in, w_state)
+        ctx.sizes = (h, width)
         return states
 
     @staticmethod
     def backward(ctx, grad_states):  # type: ignore[override]
-        (weight,) = ctx.saved_tensors
+        columns, w_in, w_state = ctx.saved_tensors
+        h, width = ctx.sizes
+        num_columns, b, _, rows = columns.shape
         grad_states = grad_states.contiguous()  # columns read one by one below
-        b, h, rows, width, columns = ctx.shape
-        grad_skewed = grad_states.new_zeros(columns, b, 8 * h, rows)
-        grad_weight = torch.zeros_like(weight)
+        grad_columns = torch.zeros_like(columns)
+        grad_w_in, grad_w_state = torch.zeros_like(w_in), torch.zeros_like(w_state)
+        grad_bias = w_in.new_zeros(w_in.shape[0])
         dh_next = grad_states.new_zeros(b, 2 * h, rows)  # from the next column's state conv
         dc_next = grad_states.new_zeros(b * 2, h, rows)
         bands = _bands(rows, width)
-        for t in range(columns - 1, -1, -1):
+        for t in range(num_columns - 1, -1, -1):
             lo, hi = bands[t]
             n = hi - lo
             prev, sig, g, c_prev, tanh_c = ctx.saved[t]
@@ -158,10 +164,13 @@ class DiagonalScan(torch.autograd.Function):
                     dc * i * (1 - g * g),
                 ],
                 dim=1,
-            ).reshape(b, 8 * h, n)
-            grad_skewed[t, :, :, lo:hi] = d_pre
-            grad_weight += torch.nn.grad.conv1d_weight(prev, weight.shape, d_pre, groups=2)
-            d_prev = F.conv_transpose1d(d_pre, weight, groups=2)  # rows lo-1 .. hi-1
+            ).view(b, 8 * h, n)
+            band_in = columns[t, :, :, lo:hi]
+            grad_columns[t, :, :, lo:hi] = F.conv_transpose1d(d_pre, w_in, groups=2)
+            grad_w_in += torch.nn.grad.conv1d_weight(band_in, w_in.shape, d_pre, groups=2)
+            grad_bias += d_pre.sum(dim=(0, 2))
+            grad_w_state += torch.nn.grad.conv1d_weight(prev, w_state.shape, d_pre, groups=2)
+            d_prev = F.conv_transpose1d(d_pre, w_state, groups=2)  # rows lo-1 .. hi-1
             dh_next = F.pad(d_prev, (lo, rows - hi))[:, :, 1:]  # drop the zero row on top
             dc_next = F.pad(dc * f, (lo, rows - hi))
-        return grad_skewed, grad_weight, None, None
+        return grad_columns, grad_w_in, grad_bias, grad_w_state, None, None
