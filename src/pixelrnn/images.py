@@ -115,7 +115,7 @@ def save_loss_curve(
                 draw.line(pts, fill=colour, width=2)
             for u, v in pts if len(pts) < 50 else []:
                 draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=colour)
-            draw.text((width - 150, margin // 2 + 5 + 14 * k), name, fill=colour)
+            draw.text((width - 200, margin // 2 + 5 + 14 * k), name, fill=colour)
         draw.text((5, margin // 2), f"{y1:.3f}", fill="black")
         draw.text((5, height - margin - 10), f"{y0:.3f}", fill="black")
         draw.text((margin, height - margin + 5), f"{x0:g}", fill="black")

@@ -255,6 +255,18 @@ class Trainer:
                 series["train"].append((r["step"], r["bits_per_dim"]))
             elif r["event"] == "valid":
                 series["valid"].append((r["step"], r["bits_per_dim"]))
+        # per-batch values are noisy at small batch sizes: plot a trailing mean of 20 log lines
+        train, window = series.pop("train"), 20
+        series = {
+            f"train (mean of {window} logs)": [
+                (
+                    step,
+                    sum(v for _, v in train[max(0, k - window + 1) : k + 1]) / min(k + 1, window),
+                )
+                for k, (step, _) in enumerate(train)
+            ],
+            **series,
+        }
         save_loss_curve(series, self.run_dir / "loss_curve.png", "bits/dim")
 
     # --- the loop ----------------------------------------------------------------------------
