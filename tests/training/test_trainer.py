@@ -173,11 +173,19 @@ def test_evaluation_sums_every_image_exactly() -> None:
     data = ImageDataset("synthetic", "test", images, None, 4)
     whole = evaluate_nll(model, data, batch_size=100)
     pieces = evaluate_nll(model, data, batch_size=5)  # 4 batches of 5 and one of 3
-    manual = float(-model.log_prob(images.long()).double().sum()) / 23
+    manual = float(-model.log_prob(images.long()).detach().double().sum()) / 23
     assert whole.num_images == pieces.num_images == 23
     assert whole.nats_per_image == pytest.approx(manual, rel=1e-12)
     assert pieces.nats_per_image == pytest.approx(manual, rel=1e-6)
     assert evaluate_nll(model, data, batch_size=5, max_images=7).num_images == 7
+
+
+def test_written_files_get_the_usual_permissions(uninterrupted: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [uninterrupted / "config.json", uninterrupted / "last" / "model.safetensors"]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+    assert (uninterrupted / "last").stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_checkpoint_swap_is_all_or_nothing(tmp_path: Path) -> None:

@@ -449,7 +449,9 @@ class Trainer:
         source = test_data or self.valid_data
         if c.num_completions and source is not None:
             n = min(8, len(source))
-            x = source.batch(slice(0, n), make_generator(c.seed, "completion-data")).to(self.device)
+            # evenly spaced through the split (a split may be sorted by class)
+            index = torch.linspace(0, len(source) - 1, n).long()
+            x = source.batch(index, make_generator(c.seed, "completion-data")).to(self.device)
             known = occlusion_mask(tuple(x.shape), "bottom-half").to(self.device)
             grid, hidden = completion_grid_images(
                 model,
