@@ -38,6 +38,8 @@ TINY_RUN = [
     "0",
 ]
 
+NO_DRAWING = ["--num-samples", "0", "--num-completions", "0"]  # for runs that only train
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
@@ -178,10 +180,7 @@ def test_recurrent_models_train_evaluate_and_resume(
         "1",
         "--max-eval-images",
         "8",
-        "--num-samples",
-        "0",
-        "--num-completions",
-        "0",
+        *NO_DRAWING,
         "--run-dir",
         str(run),
     ]
@@ -205,10 +204,7 @@ def test_console_script_runs_as_a_new_user_would(tmp_path: Path, data_dir: Path)
         *TINY_RUN,
         "--max-steps",
         "1",
-        "--num-samples",
-        "0",
-        "--num-completions",
-        "0",
+        *NO_DRAWING,
         "--run-dir",
         str(run),
     ]

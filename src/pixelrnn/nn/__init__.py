@@ -1,8 +1,9 @@
 """Layers: building blocks that know nothing of data, losses or sampling."""
 
 from pixelrnn.nn.diagonal_lstm import DiagonalBiLSTM, down_shift
+from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups, gate_groups
-from pixelrnn.nn.row_lstm import RowLSTM, lstm_update
+from pixelrnn.nn.row_lstm import RowLSTM
 from pixelrnn.nn.skew import skew, unskew
 
 __all__ = [
@@ -13,7 +14,7 @@ __all__ = [
     "channel_groups",
     "down_shift",
     "gate_groups",
-    "lstm_update",
+    "lstm_cell",
     "skew",
     "unskew",
 ]

@@ -13,7 +13,8 @@ After unskewing, the left-to-right direction has seen every pixel above-left of 
 
 The right-to-left direction is the same computation on the mirrored map (separate weights); its
 output is **shifted down by one row** before it is added, so that at a pixel it only brings in
-rows above (everything to the right in the current row is future). Together: full context.
+rows above (everything to the right in the current row is future). Together: every earlier
+pixel, up to the one sub-pixel per row of the second NOTE.
 
 NOTE: both directions are computed in one scan over the ``W + H − 1`` skewed columns, their
 states stacked on the channel axis, with a grouped 1-D convolution (``groups=2``) for the two
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
 from pixelrnn.nn.skew import skew, unskew
 
@@ -122,12 +124,8 @@ class DiagonalScan(torch.autograd.Function):
             prev = F.pad(state, (1, 0))[:, :, lo : hi + 1]  # rows lo-1 .. hi-1, zero row on top
             pre = F.conv1d(columns[t, :, :, lo:hi], w_in, bias, groups=2)
             pre = (pre + F.conv1d(prev, w_state, groups=2)).view(b * 2, 4 * h, n)
-            sig = torch.sigmoid(pre[:, : 3 * h])
-            g = torch.tanh(pre[:, 3 * h :])
             c_prev = cell[:, :, lo:hi]
-            c = sig[:, h : 2 * h] * c_prev + sig[:, 2 * h :] * g
-            tanh_c = torch.tanh(c)
-            new_h = sig[:, :h] * tanh_c
+            new_h, c, sig, g, tanh_c = lstm_cell(pre, c_prev, h)
             state = F.pad(new_h.reshape(b, 2 * h, n), (lo, rows - hi))
             cell = F.pad(c, (lo, rows - hi))
             states[t] = state
@@ -153,7 +151,7 @@ class DiagonalScan(torch.autograd.Function):
             lo, hi = bands[t]
             n = hi - lo
             prev, sig, g, c_prev, tanh_c = ctx.saved[t]
-            o, f, i = sig[:, :h], sig[:, h : 2 * h], sig[:, 2 * h :]
+            o, f, i = sig.chunk(3, dim=1)
             dh = (grad_states[t, :, :, lo:hi] + dh_next[:, :, lo:hi]).reshape(b * 2, h, n)
             dc = dc_next[:, :, lo:hi] + dh * o * (1 - tanh_c * tanh_c)
             d_pre = torch.cat(

@@ -25,24 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
-
-
-def lstm_update(
-    gates: torch.Tensor, c: torch.Tensor, hidden_channels: int, dim: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step on pre-activations laid out ``[o | f | i | g]`` along ``dim``.
-
-    Shape:
-        gates ``(B, 4h, *)``, c ``(B, h, *)`` → ``(h_new, c_new)``, each ``(B, h, *)``
-        (with the channel axis at ``dim``).
-    """
-    # split/chunk, not slicing: their backward is one concatenation, whereas every slice's
-    # backward materialises a zero tensor of the full size (measured: most of the step time).
-    sigmoid_part, g = torch.split(gates, [3 * hidden_channels, hidden_channels], dim=dim)
-    o, f, i = torch.sigmoid(sigmoid_part).chunk(3, dim=dim)
-    c = f * c + i * torch.tanh(g)
-    return o * torch.tanh(c), c
 
 
 class RowLSTM(nn.Module):
@@ -85,9 +69,6 @@ class RowLSTM(nn.Module):
         outputs = []
         for row in gates_in.unbind(dim=2):  # unbind: one cheap backward for all rows
             gates = row + self.state_to_state(h)  # (B, 4h, W)
-            h, c = lstm_update(gates, c, self.hidden_channels)
+            h, c, *_ = lstm_cell(gates, c, self.hidden_channels)
             outputs.append(h)
         return torch.stack(outputs, dim=2)
-
-
-__all__ = ["RowLSTM", "lstm_update"]
