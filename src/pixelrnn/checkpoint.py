@@ -12,6 +12,7 @@ either the old or the new checkpoint, never a mix.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -32,8 +33,10 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+@functools.cache
 def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
+    """The process umask, read once (reading it means setting and restoring it, which other
+    threads could observe, so it is not repeated for every write)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
