@@ -59,13 +59,14 @@ class ModelConfig(DictConfig):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd, got {getattr(self, name)}")
 
-    def require_width_per_colour(self, name: str = "hidden_channels") -> None:
-        """Raise unless the named width gives every colour group at least one feature map."""
-        width, channels = getattr(self, name), self.image_shape[0]
+    def require_width_per_colour(self) -> None:
+        """Raise unless ``hidden_channels`` gives every colour group at least one feature map."""
+        width = self.hidden_channels  # type: ignore[attr-defined]  # defined by subclasses
+        channels = self.image_shape[0]
         if width < channels:
             raise ValueError(
-                f"{name} ({width}) must be at least the number of image channels ({channels}) "
-                "so every colour group has feature maps"
+                f"hidden_channels ({width}) must be at least the number of image channels "
+                f"({channels}) so every colour group has feature maps"
             )
 
 

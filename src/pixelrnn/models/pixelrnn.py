@@ -11,9 +11,11 @@ Network, for ``L`` recurrent layers of ``h`` hidden units::
 Residual and skip connections can be switched off (the paper's Table 2 ablation). Without skip
 connections the output layers read the last block only.
 
-Receptive field: the Diagonal BiLSTM sees every earlier pixel (full context); the Row LSTM sees a
-triangle above the pixel, widening by one column on each side per row, plus the left context
-its masked input convolutions reach. Both are tested against these statements.
+Receptive field: the Diagonal BiLSTM sees every earlier pixel except, from pixels more than
+``input_kernel_size // 2`` columns left of it, the last sub-pixel of the previous row (see
+``nn/diagonal_lstm.py``); the Row LSTM sees a triangle above the pixel, widening by one column on
+each side per row, plus the left context its masked input convolutions reach. Both are tested
+exactly against these statements.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class RowLSTMPixelRNN(PixelRNN):
 
 
 class DiagonalBiLSTMPixelRNN(PixelRNN):
-    """Diagonal BiLSTM PixelRNN (PixelRNN §3.2): two diagonal scans, full context."""
+    """Diagonal BiLSTM PixelRNN (PixelRNN §3.2): two diagonal scans over all earlier pixels."""
 
     model_name = "diagonal_bilstm"
     layer_class = DiagonalBiLSTM

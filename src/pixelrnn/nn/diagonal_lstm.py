@@ -66,12 +66,12 @@ class DiagonalBiLSTM(nn.Module):
         super().__init__()
         h = hidden_channels
         self.hidden_channels = h
-        # Both directions' 1x1 input-to-state kernels in one convolution: [left | right] x 4h.
+        # Both directions' 1x1 mask-B input-to-state kernels, [left | right] x 4h. Like
+        # state_to_state below, the module holds the weights; DiagonalScan applies them.
         self.input_to_state = MaskedConv2d(
             in_channels, 8 * h, 1, "B", num_groups, out_groups=gate_groups(h, 8, num_groups)
         )
-        # Column-wise 2x1 state-to-state kernels, one per direction (groups=2), no bias. The
-        # module holds the weight; DiagonalScan applies it (conv1d forward, its own backward).
+        # Column-wise 2x1 state-to-state kernels, one per direction (groups=2), no bias.
         self.state_to_state = nn.Conv1d(2 * h, 8 * h, kernel_size=2, groups=2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
