@@ -1,7 +1,11 @@
-"""Seconds to sample images with the (naive, reference) sampling engine.
+"""Seconds to sample images, naive (whole network per step) vs cached (per-layer caches).
 
-    python benchmarks/sample_time.py --preset pixelcnn-mnist --num-images 16 \
-        --output benchmarks/results/sample_time.json
+    python benchmarks/sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist \
+        --batch-size 1 16 64 --output benchmarks/results/sample_time.json
+
+The naive loop costs the same at every step (it always runs the whole network), so with
+``--naive-steps N`` it is timed over its first ``N`` steps and scaled to all of them; such
+rows say ``"extrapolated_from_steps": N``. Cached times are always whole generations.
 """
 
 from __future__ import annotations
@@ -15,35 +19,72 @@ import torch
 
 import pixelrnn
 from machine import machine_info, peak_rss_mib
+from pixelrnn.sampling import generate, generate_cached
+
+
+def time_generation(
+    model: pixelrnn.AutoregressiveModel, n: int, method: str, max_steps: int | None
+) -> tuple[float, int | None]:
+    """Seconds to sample ``n`` images; with ``max_steps``, the naive loop is timed over its first
+    ``max_steps`` steps (the rest of the image given as known) and scaled up."""
+    x = torch.zeros((n, *model.image_shape), dtype=torch.long)
+    known = torch.zeros_like(x, dtype=torch.bool)
+    y = None if model.num_classes is None else torch.arange(n) % model.num_classes
+    g = torch.Generator().manual_seed(0)
+    total_steps = model.num_dims
+    if method == "naive" and max_steps is not None and max_steps < total_steps:
+        # every sub-pixel after the first max_steps is given: the loop skips those steps
+        c, h, w = model.image_shape
+        order = torch.arange(c * h * w).view(h, w, c).permute(2, 0, 1)  # (C, H, W) step index
+        known = (order >= max_steps).expand(n, c, h, w).contiguous()
+        start = time.perf_counter()
+        generate(model, x, known, g, 1.0, False, y)
+        return (time.perf_counter() - start) * total_steps / max_steps, max_steps
+    engine = generate if method == "naive" else generate_cached
+    start = time.perf_counter()
+    engine(model, x, known, g, 1.0, False, y)
+    return time.perf_counter() - start, None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", nargs="+", default=["pixelcnn-mnist"])
-    parser.add_argument("--num-images", type=int, nargs="+", default=[16])
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[16])
+    parser.add_argument("--method", nargs="+", default=["naive", "cached"])
+    parser.add_argument(
+        "--naive-steps",
+        type=int,
+        help="time the naive loop over this many steps and scale up (it costs the same per step)",
+    )
     parser.add_argument("--output")
     args = parser.parse_args()
     results = []
     for preset in args.preset:
         torch.manual_seed(0)
-        model = pixelrnn.create_model(preset=preset)
-        for n in args.num_images:
-            start = time.perf_counter()
-            model.sample(n, generator=torch.Generator().manual_seed(0))
-            seconds = time.perf_counter() - start
-            results.append(
-                {
-                    "benchmark": "sample_time",
-                    "preset": preset,
-                    "method": "naive",
-                    "num_images": n,
-                    "seconds": seconds,
-                    "seconds_per_image": seconds / n,
-                    "peak_rss_mib": peak_rss_mib(),
-                    "machine": machine_info(),
-                }
-            )
-            print(f"{preset:24s} {n:4d} images  {seconds:8.2f} s  ({seconds / n:.3f} s/image)")
+        model = pixelrnn.create_model(preset=preset).eval()
+        for n in args.batch_size:
+            row = {}
+            for method in args.method:
+                seconds, steps = time_generation(model, n, method, args.naive_steps)
+                row[method] = seconds
+                results.append(
+                    {
+                        "benchmark": "sample_time",
+                        "preset": preset,
+                        "method": method,
+                        "num_images": n,
+                        "seconds": seconds,
+                        "seconds_per_image": seconds / n,
+                        "extrapolated_from_steps": steps,
+                        "threads": torch.get_num_threads(),
+                        "peak_rss_mib": peak_rss_mib(),
+                        "machine": machine_info(),
+                    }
+                )
+                note = f" (from {steps} steps)" if steps else ""
+                print(f"{preset:24s} batch {n:3d} {method:6s} {seconds:9.2f} s{note}")
+            if "naive" in row and "cached" in row:
+                print(f"{preset:24s} batch {n:3d} speed-up {row['naive'] / row['cached']:.1f}x")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -5,8 +5,13 @@ steps, then ``--repeats`` timed windows of ``--steps`` optimizer steps (RMSProp,
 ``--batch-size``, random binary or 8-bit images of the preset's shape); the median window is
 reported. ``--reference`` adds the conventional implementation in ``reference_pixelcnn.py``.
 
+Besides presets, ``--preset`` takes the names in ``SAME_SIZE``: the library's Gated PixelCNN
+built at the size of the conventional one in ``reference_gated_pixelcnn.py``
+(``gated-5x64-class``), and that conventional one (``reference-gated-5x64-class``).
+
     python benchmarks/train_throughput.py --preset pixelcnn-mnist --reference \
         --output benchmarks/results/train_throughput.json
+    python benchmarks/train_throughput.py --preset gated-5x64-class reference-gated-5x64-class
 """
 
 from __future__ import annotations
@@ -24,8 +29,25 @@ from pixelrnn.allocator import find_tcmalloc
 
 HERE = Path(__file__).resolve().parent
 
+# Models built at the size of a conventional implementation, for same-size comparisons.
+SAME_SIZE = {
+    "gated-5x64-class": dict(
+        model="gated_pixelcnn",
+        image_shape=(1, 28, 28),
+        num_levels=256,
+        hidden_channels=64,
+        num_layers=5,
+        input_kernel_size=7,
+        kernel_size=3,
+        output_channels=512,
+        num_classes=10,
+    ),
+}
 
-def measure(preset: str, batch_size: int, steps: int, warmup: int, repeats: int) -> dict:
+
+def measure(
+    preset: str, batch_size: int, steps: int, warmup: int, repeats: int, precision: str
+) -> dict:
     import torch
 
     import pixelrnn
@@ -33,22 +55,35 @@ def measure(preset: str, batch_size: int, steps: int, warmup: int, repeats: int)
 
     torch.manual_seed(0)
     rss_before = peak_rss_mib()
+    sys.path.insert(0, str(HERE))
+    num_classes = None
     if preset == "reference":
-        sys.path.insert(0, str(HERE))
         from reference_pixelcnn import ReferencePixelCNN
 
         model = ReferencePixelCNN()
         shape, levels = (1, 28, 28), 2
+    elif preset == "reference-gated-5x64-class":
+        from reference_gated_pixelcnn import ReferenceGatedPixelCNN
+
+        model = ReferenceGatedPixelCNN()
+        shape, levels, num_classes = (1, 28, 28), 256, 10
     else:
-        model = pixelrnn.create_model(preset=preset)
-        shape, levels = model.image_shape, model.num_levels
+        if preset in SAME_SIZE:
+            config = dict(SAME_SIZE[preset])
+            model = pixelrnn.create_model(config.pop("model"), **config)
+        else:
+            model = pixelrnn.create_model(preset=preset)
+        shape, levels, num_classes = model.image_shape, model.num_levels, model.num_classes
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, levels, (batch_size, *shape), generator=g)
+    y = None if num_classes is None else torch.randint(0, num_classes, (batch_size,), generator=g)
     num_dims = shape[0] * shape[1] * shape[2]
 
     def step() -> None:
-        loss = -model.log_prob(x).mean() / num_dims
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            lp = model.log_prob(x) if y is None else model.log_prob(x, y=y)
+        loss = -lp.mean() / num_dims
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -66,6 +101,7 @@ def measure(preset: str, batch_size: int, steps: int, warmup: int, repeats: int)
         "preset": preset,
         "parameters": sum(p.numel() for p in model.parameters()),
         "batch_size": batch_size,
+        "precision": precision,
         "steps_per_window": steps,
         "images_per_second_median": statistics.median(rates),
         "images_per_second_windows": rates,
@@ -89,13 +125,20 @@ def main() -> None:
         default="both",
         help="malloc for the measured process (tcmalloc is what the `pixelrnn` command uses)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "both"),
+        default="fp32",
+        help="bf16: forward passes under bfloat16 autocast, as `pixelrnn train --precision bf16`",
+    )
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(
-            json.dumps(measure(args.child, args.batch_size, args.steps, args.warmup, args.repeats))
+        r = measure(
+            args.child, args.batch_size, args.steps, args.warmup, args.repeats, args.precision
         )
+        print(json.dumps(r))
         return
     tcmalloc = find_tcmalloc()
     allocators = ["system", "tcmalloc"] if args.allocator == "both" else [args.allocator]
@@ -107,17 +150,21 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         if allocator == "tcmalloc":
             env["LD_PRELOAD"] = str(tcmalloc)
+        precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
         for preset in [*args.preset, *(["reference"] if args.reference else [])]:
-            cmd = [sys.executable, __file__, "--child", preset]
-            cmd += ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
-            cmd += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-            run = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE, env=env)
-            r = json.loads(run.stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(
-                f"{preset:24s} {r['images_per_second_median']:8.1f} img/s  "
-                f"peak {r['peak_rss_mib']:.0f} MiB  [{r['machine']['allocator']}]"
-            )
+            for precision in precisions if not preset.startswith("reference") else ["fp32"]:
+                cmd = [sys.executable, __file__, "--child", preset, "--precision", precision]
+                cmd += ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+                cmd += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+                run = subprocess.run(
+                    cmd, check=True, capture_output=True, text=True, cwd=HERE, env=env
+                )
+                r = json.loads(run.stdout.strip().splitlines()[-1])
+                results.append(r)
+                print(
+                    f"{preset:28s} {precision} {r['images_per_second_median']:8.1f} img/s  "
+                    f"peak {r['peak_rss_mib']:.0f} MiB  [{r['machine']['allocator']}]"
+                )
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -38,6 +38,16 @@ def random_images(model: pixelrnn.AutoregressiveModel, n: int, seed: int = 0) ->
     return torch.randint(0, model.num_levels, (n, *model.image_shape), generator=g)
 
 
+def random_labels(
+    model: pixelrnn.AutoregressiveModel, n: int, seed: int = 0
+) -> torch.Tensor | None:
+    """Random class labels ``(n,)`` for a conditional model, None for an unconditional one."""
+    if model.num_classes is None:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.num_classes, (n,), generator=g)
+
+
 @torch.no_grad()
 def pixel_dependencies(
     model: pixelrnn.AutoregressiveModel, row: int, col: int, num_images: int = 4
@@ -53,14 +63,15 @@ def pixel_dependencies(
     model = model.double().eval()
     _, h, w = model.image_shape
     x = random_images(model, num_images, seed=1)
-    base = model(x)[:, :, row, col]
+    y = random_labels(model, num_images)
+    base = model(x, y)[:, :, row, col]
     depends = torch.zeros(h, w, dtype=torch.bool)
     for c in range(model.image_shape[0]):
         for i in range(h):
             for j in range(w):
                 changed = x.clone()
                 changed[:, c, i, j] = (changed[:, c, i, j] + 1) % model.num_levels
-                if not torch.equal(model(changed)[:, :, row, col], base):
+                if not torch.equal(model(changed, y)[:, :, row, col], base):
                     depends[i, j] = True
     return depends
 
@@ -89,8 +100,9 @@ def assert_causal(model: pixelrnn.AutoregressiveModel) -> None:
     model = model.double().eval()
     c_img, h, w = model.image_shape
     x = random_images(model, 2)
-    base_lp = model.log_prob(x, reduction="none")
-    base_params = model(x)
+    y = random_labels(model, 2)
+    base_lp = model.log_prob(x, reduction="none", y=y)
+    base_params = model(x, y)
     n_out, n_params = base_lp.shape[1], base_params.shape[1]
     # which channel's conditional every parameter map belongs to (joint: all channels at once)
     param_channel = (
@@ -104,8 +116,8 @@ def assert_causal(model: pixelrnn.AutoregressiveModel) -> None:
                 p = sub_pixel_index(model.image_shape, c, i, j)
                 changed = x.clone()
                 changed[0, c, i, j] = (changed[0, c, i, j] + 1) % model.num_levels
-                lp = model.log_prob(changed, reduction="none")
-                params = model(changed)
+                lp = model.log_prob(changed, reduction="none", y=y)
+                params = model(changed, y)
                 # never across the batch
                 assert torch.equal(lp[1], base_lp[1]) and torch.equal(params[1], base_params[1])
                 later_changed = False
@@ -144,14 +156,15 @@ def dependency_matrix(model: pixelrnn.AutoregressiveModel, num_images: int = 4) 
     model = model.double().eval()
     c, h, w = model.image_shape
     x = random_images(model, num_images, seed=1)
-    base = model(x)
+    y = random_labels(model, num_images)
+    base = model(x, y)
     matrix = torch.zeros(h * w, h * w, dtype=torch.bool)
     for ch in range(c):
         for i in range(h):
             for j in range(w):
                 changed = x.clone()
                 changed[:, ch, i, j] = (changed[:, ch, i, j] + 1) % model.num_levels
-                diff = (model(changed) != base).any(dim=1).any(dim=0)  # (H, W)
+                diff = (model(changed, y) != base).any(dim=1).any(dim=0)  # (H, W)
                 matrix[:, i * w + j] |= diff.flatten()
     return matrix
 

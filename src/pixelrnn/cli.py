@@ -26,10 +26,20 @@ from pixelrnn.data import (
     DatasetNotFoundError,
     available_datasets,
     dataset_image_spec,
+    dataset_num_classes,
     load_dataset,
 )
 from pixelrnn.images import save_image_grid
-from pixelrnn.models import MODELS, PRESETS, AutoregressiveModel, create_model, get_preset
+from pixelrnn.models import (
+    MODELS,
+    PRESETS,
+    AutoregressiveModel,
+    conditional_models,
+    create_model,
+    get_preset,
+)
+from pixelrnn.models.base import SAMPLING_METHODS
+from pixelrnn.sampling import sample_grid
 from pixelrnn.training import (
     TrainConfig,
     Trainer,
@@ -136,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_overrides = _given(args, args.train_fields)
     model_overrides = _given(args, args.model_fields)
     if args.resume:
-        if model_overrides or args.preset or args.model:
+        if model_overrides or args.preset or args.model or args.conditional != "none":
             raise ValueError("--resume continues the stored model; drop the model flags")
         trainer = Trainer.resume(args.resume, train_overrides, args.data_dir)
         print(f"resuming {args.resume} at epoch {trainer.epoch}, step {trainer.global_step}")
@@ -145,7 +155,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if preset is None and args.model is None:
             raise ValueError("give --preset NAME or --model NAME (see `pixelrnn presets`)")
         train_overrides.setdefault("dataset", preset.dataset if preset else "binarized-mnist")
+        if preset is not None and train_overrides["dataset"] == preset.dataset:
+            train_overrides.setdefault("binarize", preset.binarize)
         config = TrainConfig.from_dict(train_overrides)
+        if args.conditional == "class":
+            name = preset.model if preset else args.model
+            if name not in conditional_models():
+                raise ValueError(
+                    f"{name} has no class conditioning; --conditional class works with "
+                    f"{conditional_models()}"
+                )
+            model_overrides.setdefault("num_classes", dataset_num_classes(config.dataset))
         if preset is None:
             spec = dataset_image_spec(config.dataset, config.binarize)
             if spec is not None:
@@ -216,9 +236,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load_model(args)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    x = model.sample(args.num, generator=generator, temperature=args.temperature, progress=True)
-    save_image_grid(x, model.num_levels, args.output)
-    print(f"wrote {args.num} samples to {args.output}")
+    x, ncols = sample_grid(
+        model, args.num, generator, args.label, args.temperature, True, args.method
+    )
+    save_image_grid(x, model.num_levels, args.output, ncols=ncols)
+    what = "samples" if ncols is None else f"samples, one row per class ({ncols} per class)"
+    if args.label is not None:
+        what = f"samples of class {args.label}"
+    print(f"wrote {len(x)} {what} to {args.output}")
     return 0
 
 
@@ -230,12 +255,15 @@ def cmd_complete(args: argparse.Namespace) -> int:
     n = min(args.num, len(data) - args.offset)
     if n < 1:
         raise ValueError(f"--offset {args.offset} is past the {len(data)} images of the split")
-    x = data.batch(slice(args.offset, args.offset + n), make_generator(args.seed, "data")).to(
-        device
-    )
+    x = data.batch(slice(args.offset, args.offset + n), make_generator(args.seed, "data"))
+    x = x.to(device)
     known = occlusion_mask(tuple(x.shape), args.occlude).to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    grid, hidden = completion_grid_images(model, x, known, args.num_completions, generator)
+    index = slice(args.offset, args.offset + n)
+    y = None if model.num_classes is None else data.labels_at(index).to(device)
+    grid, hidden = completion_grid_images(
+        model, x, known, args.num_completions, generator, y, args.method
+    )
     save_image_grid(grid, model.num_levels, args.output, ncols=n, hidden=hidden)
     print(
         f"wrote originals, occluded inputs and {args.num_completions} completion rows "
@@ -277,6 +305,16 @@ def _add_run_args(p: argparse.ArgumentParser, weights: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
+def _add_method_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method",
+        choices=SAMPLING_METHODS,
+        default="cached",
+        help="cached: per-layer caches, one position per step (default); naive: the whole "
+        "network per step (the reference; same images for the same seed)",
+    )
+
+
 def _add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
     p.add_argument("--dataset", help="dataset (default: the one the run was trained on)")
     p.add_argument(
@@ -305,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="output folder (default: runs/<preset or model>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly")
     p.add_argument(
+        "--conditional",
+        choices=("none", "class"),
+        default="none",
+        help="class: condition the model on the dataset's labels (sets --num-classes); "
+        "models with a num_classes field only (default: none)",
+    )
+    p.add_argument(
         "--data-dir", help="data root (default: $PIXELRNN_DATA or ~/.cache/pixelrnn/data)"
     )
     model_fields = _add_config_flags(
@@ -326,12 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--num", type=int, default=64, help="number of images (default: 64)")
     p.add_argument("-o", "--output", default="samples.png", help="output PNG")
     p.add_argument("--temperature", type=float, default=1.0, help="logit temperature (default: 1)")
+    _add_method_arg(p)
+    p.add_argument(
+        "--label",
+        type=int,
+        help="class of every sample (conditional models); without it a conditional model "
+        "draws a class grid, one row per class",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("complete", help="complete occluded images into a PNG grid")
     _add_run_args(p)
     _add_data_args(p)
     p.add_argument("--occlude", choices=OCCLUSIONS, default="bottom-half", help="region to fill")
+    _add_method_arg(p)
     p.add_argument("-n", "--num", type=int, default=8, help="number of images (columns)")
     p.add_argument("--offset", type=int, default=0, help="index of the first image in the split")
     p.add_argument("--num-completions", type=int, default=3, help="completion rows per image")

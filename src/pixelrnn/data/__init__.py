@@ -4,6 +4,7 @@ from pixelrnn.data.datasets import (
     ImageDataset,
     available_datasets,
     dataset_image_spec,
+    dataset_num_classes,
     load_dataset,
 )
 from pixelrnn.data.errors import DataFormatError, DatasetNotFoundError
@@ -16,6 +17,7 @@ __all__ = [
     "ImageDataset",
     "available_datasets",
     "dataset_image_spec",
+    "dataset_num_classes",
     "load_dataset",
     "resolve_data_dir",
 ]

@@ -77,6 +77,15 @@ class ImageDataset:
         labels = None if self.labels is None else self.labels[:n]
         return dataclasses.replace(self, images=self.images[:n], labels=labels)
 
+    def labels_at(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Class labels at ``index``, int64 ``(B,)``; a clear error for an unlabelled split."""
+        if self.labels is None:
+            raise ValueError(
+                f"{self.name}/{self.split} has no class labels; a class-conditional model needs "
+                "a labelled dataset (mnist, fashion-mnist, cifar10)"
+            )
+        return self.labels[index].long()
+
     def batch(
         self, index: torch.Tensor | slice, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -209,6 +218,25 @@ def dataset_image_spec(
     if name == "imagenet64":
         return (3, 64, 64), 256
     return None
+
+
+DATASET_CLASSES: dict[str, int] = {
+    "mnist": 10,
+    "fashion-mnist": 10,
+    "cifar10": 10,
+    "imagenet32": 1000,  # when the .npz files carry labels
+    "imagenet64": 1000,
+}
+
+
+def dataset_num_classes(name: str) -> int:
+    """Number of class labels of a labelled dataset; a clear error for an unlabelled one."""
+    if name not in DATASET_CLASSES:
+        raise ValueError(
+            f"dataset {name!r} has no class labels; class-conditional training needs one of "
+            f"{sorted(DATASET_CLASSES)}"
+        )
+    return DATASET_CLASSES[name]
 
 
 def available_datasets() -> list[str]:

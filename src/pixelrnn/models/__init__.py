@@ -1,6 +1,7 @@
 """Model architectures, one file each, and the registry that names them."""
 
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrnn.models.registry import (
     MODELS,
@@ -8,6 +9,7 @@ from pixelrnn.models.registry import (
     Preset,
     available_models,
     available_presets,
+    conditional_models,
     create_model,
     get_preset,
 )
@@ -16,12 +18,15 @@ __all__ = [
     "MODELS",
     "PRESETS",
     "AutoregressiveModel",
+    "GatedPixelCNN",
+    "GatedPixelCNNConfig",
     "ModelConfig",
     "PixelCNN",
     "PixelCNNConfig",
     "Preset",
     "available_models",
     "available_presets",
+    "conditional_models",
     "create_model",
     "get_preset",
 ]

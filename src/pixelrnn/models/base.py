@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -104,6 +105,11 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         return c * h * w
 
     @property
+    def num_classes(self) -> int | None:
+        """Number of class labels a conditional model takes (``y``), None when unconditional."""
+        return getattr(self.config, "num_classes", None)
+
+    @property
     def num_params_out(self) -> int:
         """Number of distribution-parameter maps the network emits."""
         return self.distribution.num_params(self.image_shape[0])
@@ -112,6 +118,9 @@ class AutoregressiveModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def network(self, x: torch.Tensor) -> torch.Tensor:
         """Map a normalised image to distribution parameters.
+
+        Conditional models take a second argument, the labels ``y`` (int64 ``(B,)``), checked
+        by :meth:`forward`; unconditional models are only ever called with ``x``.
 
         Shape:
             x ``(B, C, H, W)`` float in ``[-1, 1]`` → ``(B, P, H, W)``.
@@ -137,27 +146,67 @@ class AutoregressiveModel(nn.Module, abc.ABC):
                 f"got min {int(x.min())}, max {int(x.max())}"
             )
 
+    def check_labels(self, y: torch.Tensor | None, batch_size: int) -> None:
+        """Raise a clear error unless ``y`` suits this model: labels ``(B,)`` in
+        ``[0, num_classes)`` for a conditional model, None for an unconditional one."""
+        if self.num_classes is None:
+            if y is not None:
+                raise ValueError(
+                    f"{self.model_name} was built without conditioning (num_classes=None); "
+                    "drop y, or build it with num_classes=N"
+                )
+            return
+        if y is None:
+            raise ValueError(
+                f"this {self.model_name} is class-conditional ({self.num_classes} classes): "
+                "pass labels y"
+            )
+        if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise TypeError(f"y must be an integer tensor of class labels, got {y!r:.60}")
+        if y.shape != (batch_size,):
+            raise ValueError(
+                f"y must have shape ({batch_size},), one label per image, got {tuple(y.shape)}"
+            )
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}), "
+                f"got min {int(y.min())}, max {int(y.max())}"
+            )
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Scale integer levels ``[0, K)`` to floats in ``[-1, 1]`` (PixelRNN §5.2: centring)."""
         dtype = next(self.parameters()).dtype
         return x.to(dtype) * (2.0 / (self.num_levels - 1)) - 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Distribution parameters for every position.
+
+        Args:
+            x: integer images ``(B, C, H, W)`` in ``[0, K)``.
+            y: class labels ``(B,)``, required by conditional models, refused by the others.
 
         Shape:
             x integer ``(B, C, H, W)`` → ``(B, P, H, W)``.
         """
         self.check_images(x)
-        return self.network(self.normalize(x))
+        self.check_labels(y, x.shape[0])
+        if y is None:
+            return self.network(self.normalize(x))
+        return self.network(self.normalize(x), y.to(x.device).long())
 
     # --- likelihood ---------------------------------------------------------------------------
-    def log_prob(self, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum") -> torch.Tensor:
-        """Exact log-likelihood in nats.
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        reduction: Literal["sum", "none"] = "sum",
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Exact log-likelihood in nats (conditional on ``y`` for conditional models).
 
         Args:
             x: integer images ``(B, C, H, W)`` in ``[0, K)``.
             reduction: ``"sum"`` for nats per image, ``"none"`` for nats per sub-pixel.
+            y: class labels ``(B,)`` for a conditional model.
 
         Returns:
             ``(B,)`` with ``"sum"``; ``(B, C, H, W)`` with ``"none"`` (``(B, 1, H, W)`` for
@@ -165,7 +214,7 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         """
         if reduction not in ("sum", "none"):
             raise ValueError(f"reduction must be 'sum' or 'none', got {reduction!r}")
-        per_dim = self.distribution.log_prob(self(x), x)
+        per_dim = self.distribution.log_prob(self(x, y), x)
         if reduction == "none":
             return per_dim
         return per_dim.flatten(1).sum(1)
@@ -177,20 +226,28 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         progress: bool = False,
+        y: torch.Tensor | int | None = None,
+        method: str = "cached",
     ) -> torch.Tensor:
         """Draw ``n`` images, one sub-pixel at a time (raster order, then R→G→B).
+
+        Args:
+            y: for a conditional model, the label of every image ``(n,)`` or one label for all.
+            method: ``"cached"`` (per-layer caches, one position per step) or ``"naive"``
+                (the whole network per step: the reference); same draws for the same generator.
 
         Returns:
             ``(n, C, H, W)`` int64 in ``[0, K)``.
         """
-        from pixelrnn.sampling import generate
-
         if n < 1:
             raise ValueError(f"n must be a positive number of images, got {n}")
         device = next(self.parameters()).device
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.long)
         x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=device)
         known = torch.zeros_like(x, dtype=torch.bool)
-        return generate(self, x, known, generator, temperature, progress)
+        self.check_labels(y, n)
+        return _engine(method)(self, x, known, generator, temperature, progress, y)
 
     def complete(
         self,
@@ -199,18 +256,20 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         progress: bool = False,
+        y: torch.Tensor | None = None,
+        method: str = "cached",
     ) -> torch.Tensor:
         """Fill the unknown sub-pixels of ``x`` from the model; known ones are kept exactly.
 
         Args:
             x: integer images ``(B, C, H, W)``; values where ``known`` is False are ignored.
             known: bool ``(B, C, H, W)``.
+            y: class labels ``(B,)`` for a conditional model.
+            method: ``"cached"`` or ``"naive"``, as for :meth:`sample`.
 
         Returns:
             ``(B, C, H, W)`` int64.
         """
-        from pixelrnn.sampling import generate
-
         if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
             raise TypeError("known must be a bool tensor")
         if known.shape != x.shape:
@@ -219,7 +278,8 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             )
         x_known = torch.where(known, x, torch.zeros_like(x))
         self.check_images(x_known, "x")
-        return generate(self, x_known.long(), known, generator, temperature, progress)
+        self.check_labels(y, x.shape[0])
+        return _engine(method)(self, x_known.long(), known, generator, temperature, progress, y)
 
     # --- persistence ----------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
@@ -231,3 +291,15 @@ class AutoregressiveModel(nn.Module, abc.ABC):
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"config={self.config}, num_parameters={n}"
+
+
+SAMPLING_METHODS = ("cached", "naive")
+
+
+def _engine(method: str) -> Callable[..., torch.Tensor]:
+    """The generation loop of a sampling method (imported late: sampling imports models)."""
+    from pixelrnn.sampling import generate, generate_cached
+
+    if method not in SAMPLING_METHODS:
+        raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
+    return generate_cached if method == "cached" else generate

@@ -5,15 +5,17 @@ Presets are append-only once published: a preset name always rebuilds the same n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
 from pixelrnn.models.pixelcnn import PixelCNN
 from pixelrnn.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 
 MODELS: dict[str, type[AutoregressiveModel]] = {
-    m.model_name: m for m in (PixelCNN, RowLSTMPixelRNN, DiagonalBiLSTMPixelRNN)
+    m.model_name: m for m in (PixelCNN, RowLSTMPixelRNN, DiagonalBiLSTMPixelRNN, GatedPixelCNN)
 }
 
 
@@ -26,12 +28,14 @@ class Preset:
         config: config fields (image shape, levels and hyper-parameters).
         dataset: the dataset the preset is sized for (the default of ``pixelrnn train``).
         description: one line, with the paper section it follows.
+        binarize: binarization of grey MNIST-type data the preset trains on by default.
     """
 
     model: str
     config: dict[str, Any]
     dataset: str
     description: str
+    binarize: str | None = None
 
 
 def _binarized_mnist(model: str, description: str, **config: Any) -> Preset:
@@ -44,12 +48,12 @@ def _binarized_mnist(model: str, description: str, **config: Any) -> Preset:
     )
 
 
-def _tiny(model: str, description: str) -> Preset:
+def _tiny(model: str, description: str, **config: Any) -> Preset:
     """A few-thousand-parameter preset for tests and smoke runs (8x8 binary images)."""
-    config = dict(
-        image_shape=(1, 8, 8), num_levels=2, hidden_channels=6, num_layers=2, output_channels=8
+    sizes = dict(hidden_channels=6, num_layers=2, output_channels=8) | config
+    return Preset(
+        model, {"image_shape": (1, 8, 8), "num_levels": 2, **sizes}, "binarized-mnist", description
     )
-    return Preset(model, config, "binarized-mnist", description)
 
 
 def _colour(model: str, dataset: str, size: int, description: str, **config: Any) -> Preset:
@@ -58,6 +62,20 @@ def _colour(model: str, dataset: str, size: int, description: str, **config: Any
         model, {"image_shape": (3, size, size), "num_levels": 256, **config}, dataset, description
     )
 
+
+# Gated PixelCNN sizes. The paper's large models (§3): 20 layers, p = 384, 5x5 filters. It has
+# no binarized-MNIST model; this one has the width (16) and 15 layers of pixelcnn-mnist and a 5x5
+# reach, so its field covers all of a 28x28 image (3 + 14 · 2 >= 27 columns right of the row above).
+GATED_MNIST = dict(hidden_channels=16, num_layers=15, kernel_size=5, output_channels=32)
+GATED_MNIST_DESCRIPTION = (
+    "Gated PixelCNN for binarized MNIST: 15 layers, p=16, 5x5 stacks, no blind spot, "
+    "Bernoulli output"
+)
+GATED_CIFAR = dict(hidden_channels=384, num_layers=20, kernel_size=5, output_channels=1024)
+GATED_CIFAR_DESCRIPTION = (
+    "Gated PixelCNN for CIFAR-10: 20 layers, p=384, 5x5 stacks (Gated PixelCNN §3; "
+    "3.03 bits/dim), 256-way softmax per colour"
+)
 
 PRESETS: dict[str, Preset] = {
     "pixelcnn-tiny": _tiny(
@@ -80,6 +98,42 @@ PRESETS: dict[str, Preset] = {
         hidden_channels=128,
         num_layers=15,
         output_channels=1024,
+    ),
+    "gated-pixelcnn-tiny": _tiny(
+        "gated_pixelcnn",
+        "a small Gated PixelCNN for tests and smoke runs (not a paper size)",
+        # 3 hidden and 8 output units per colour group: with fewer, a random ReLU head can be
+        # dead for a whole colour group and hide live dependencies from the shared tests
+        hidden_channels=9,
+        output_channels=24,
+    ),
+    "gated-pixelcnn-mnist": _binarized_mnist(
+        "gated_pixelcnn",
+        GATED_MNIST_DESCRIPTION,
+        **GATED_MNIST,
+    ),
+    "gated-pixelcnn-mnist-class": Preset(
+        "gated_pixelcnn",
+        {"image_shape": (1, 28, 28), "num_levels": 2, **GATED_MNIST, "num_classes": 10},
+        "mnist",
+        "class-conditional " + GATED_MNIST_DESCRIPTION + "; trains on MNIST with labels, "
+        "dynamically binarized (Larochelle's binarized MNIST has no labels)",
+        binarize="dynamic",
+    ),
+    "gated-pixelcnn-cifar10": _colour(
+        "gated_pixelcnn",
+        "cifar10",
+        32,
+        GATED_CIFAR_DESCRIPTION,
+        **GATED_CIFAR,
+    ),
+    "gated-pixelcnn-cifar10-class": _colour(
+        "gated_pixelcnn",
+        "cifar10",
+        32,
+        "class-conditional " + GATED_CIFAR_DESCRIPTION,
+        **GATED_CIFAR,
+        num_classes=10,
     ),
     "row-lstm-tiny": _tiny(
         "row_lstm", "a small Row LSTM for tests and smoke runs (not a paper size)"
@@ -155,6 +209,15 @@ PRESETS: dict[str, Preset] = {
 def available_models() -> list[str]:
     """Names accepted by :func:`create_model`."""
     return sorted(MODELS)
+
+
+def conditional_models() -> list[str]:
+    """Names of the models that take class labels (their config has ``num_classes``)."""
+    return sorted(
+        name
+        for name, cls in MODELS.items()
+        if "num_classes" in {f.name for f in dataclasses.fields(cls.config_class)}
+    )
 
 
 def available_presets() -> list[str]:

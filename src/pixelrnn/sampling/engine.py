@@ -22,6 +22,7 @@ def generate(
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
     progress: bool = False,
+    y: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fill every entry of ``x`` where ``known`` is False, in autoregressive order.
 
@@ -32,6 +33,7 @@ def generate(
         generator: source of randomness; the same generator state gives the same images.
         temperature: divides the logits before sampling (``1.0`` samples the model itself).
         progress: show a progress bar over the generation steps.
+        y: class labels ``(B,)`` for a conditional model, else None.
 
     Returns:
         int64 ``(B, C, H, W)``.
@@ -39,13 +41,15 @@ def generate(
     was_training = model.training
     model.eval()
     x = x.clone()
+    if y is not None:
+        y = y.to(x.device)
     steps = list(generation_steps(model.image_shape, model.distribution.joint_channels))
     try:
         for i, j, channels in tqdm(steps, disable=not progress, desc="sampling", unit="step"):
             need = ~known[:, channels, i, j]  # (B, len(channels))
             if not need.any():
                 continue
-            params = model(x)[:, :, i : i + 1, j : j + 1]  # (B, P, 1, 1)
+            params = model(x, y)[:, :, i : i + 1, j : j + 1]  # (B, P, 1, 1)
             draw = model.distribution.sample(params, generator, temperature)[:, :, 0, 0]
             current = x[:, channels, i, j]
             x[:, channels, i, j] = torch.where(need, draw[:, channels], current)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pixelrnn.config_io import DictConfig
 
 OPTIMIZERS = ("rmsprop", "adam")
+PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 
 
@@ -41,6 +42,9 @@ class TrainConfig(DictConfig):
         max_train_images: train on the first this many images of the split (None: all).
         max_eval_images: score at most this many images per evaluation (None: all).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        precision: ``"fp32"``, or ``"bf16"``: training forward passes under bfloat16 autocast
+            (the likelihood itself is still computed in float32; evaluation, validation and
+            sampling always run in float32).
     """
 
     dataset: str = "binarized-mnist"
@@ -67,10 +71,13 @@ class TrainConfig(DictConfig):
     max_train_images: int | None = None
     max_eval_images: int | None = None
     device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         positive = ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "log_every")

@@ -36,6 +36,19 @@ class EvalResult:
         return asdict(self)
 
 
+def check_labelled(dataset: ImageDataset, model: AutoregressiveModel) -> None:
+    """Raise unless a conditional model's classes match the dataset's labels."""
+    if model.num_classes is None:
+        return
+    if dataset.labels is None:
+        dataset.labels_at(slice(0, 0))  # raises the "no class labels" error
+    if dataset.num_classes != model.num_classes:
+        raise ValueError(
+            f"{dataset.name} has {dataset.num_classes} classes, the model was built for "
+            f"{model.num_classes}"
+        )
+
+
 @torch.no_grad()
 def evaluate_nll(
     model: AutoregressiveModel,
@@ -46,6 +59,8 @@ def evaluate_nll(
     progress: bool = False,
 ) -> EvalResult:
     """Exact NLL of ``dataset`` under ``model`` in nats per image and bits per dimension.
+
+    A class-conditional model is scored given each image's label: ``-log p(x | y)``.
 
     Args:
         model: the model (put in eval mode for the duration).
@@ -61,6 +76,7 @@ def evaluate_nll(
             f"{dataset.image_shape}; the model expects {model.num_levels} levels and shape "
             f"{model.image_shape}"
         )
+    check_labelled(dataset, model)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     if n == 0:
         raise ValueError(f"{dataset.name}/{dataset.split} has no images to evaluate")
@@ -70,8 +86,10 @@ def evaluate_nll(
     total = torch.zeros((), dtype=torch.float64)
     try:
         for start in tqdm(range(0, n, batch_size), disable=not progress, desc="evaluate"):
-            x = dataset.batch(slice(start, min(start + batch_size, n)), generator).to(device)
-            total += -model.log_prob(x).double().sum().cpu()
+            index = slice(start, min(start + batch_size, n))
+            x = dataset.batch(index, generator).to(device)
+            y = None if model.num_classes is None else dataset.labels_at(index).to(device)
+            total += -model.log_prob(x, y=y).double().sum().cpu()
     finally:
         model.train(was_training)
     nats = float(total) / n

@@ -48,8 +48,9 @@ from pixelrnn.checkpoint import (
 from pixelrnn.data import ImageDataset, load_dataset
 from pixelrnn.images import save_image_grid, save_loss_curve
 from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.sampling import sample_grid
 from pixelrnn.training.config import TrainConfig
-from pixelrnn.training.evaluate import EvalResult, evaluate_nll
+from pixelrnn.training.evaluate import EvalResult, check_labelled, evaluate_nll
 
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
@@ -105,8 +106,12 @@ def completion_grid_images(
     known: torch.Tensor,
     num_completions: int,
     generator: torch.Generator | None,
+    y: torch.Tensor | None = None,
+    method: str = "cached",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of a completion figure: originals, occluded inputs, then ``num_completions`` rows.
+
+    ``y``: the images' labels ``(B,)`` for a conditional model; ``method``: sampling method.
 
     Returns:
         the images ``((2 + num_completions) · B, C, H, W)`` and a bool mask of the same shape
@@ -114,7 +119,10 @@ def completion_grid_images(
     """
     repeated_x = x.repeat(num_completions, 1, 1, 1)
     repeated_known = known.repeat(num_completions, 1, 1, 1)
-    completions = model.complete(repeated_x, repeated_known, generator=generator)
+    repeated_y = None if y is None else y.repeat(num_completions)
+    completions = model.complete(
+        repeated_x, repeated_known, generator=generator, y=repeated_y, method=method
+    )
     images = torch.cat([x, x, completions])
     hidden = torch.zeros_like(images, dtype=torch.bool)
     hidden[len(x) : 2 * len(x)] = ~known
@@ -161,6 +169,7 @@ class Trainer:
                     f"{ds.image_shape}, the model expects {model.num_levels} levels and shape "
                     f"{model.image_shape}; pick a matching preset or set --binarize"
                 )
+            check_labelled(ds, model)
 
     # --- set-up ------------------------------------------------------------------------------
     def _load(self, split: str) -> ImageDataset:
@@ -300,11 +309,15 @@ class Trainer:
             return "time_budget"
         return None
 
-    def train_step(self, x: torch.Tensor) -> float:
-        """One optimizer step on a batch; returns the loss in nats per sub-pixel."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
+        """One optimizer step on a batch (labels ``y`` for a conditional model); returns the
+        loss in nats per sub-pixel."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        loss = -self.model.log_prob(x).mean() / self.model.num_dims
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        ):
+            loss = -self.model.log_prob(x, y=y).mean() / self.model.num_dims
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.clip_grad_norm is not None:
@@ -350,7 +363,10 @@ class Trainer:
                     x = self.train_data.batch(
                         index, make_generator(c.seed, "binarize", self.global_step)
                     ).to(self.device)
-                    loss = self.train_step(x)
+                    y = None
+                    if self.model.num_classes is not None:
+                        y = self.train_data.labels_at(index).to(self.device)
+                    loss = self.train_step(x, y)
                     self.step_in_epoch += 1
                     self.global_step += 1
                     window_images += len(index)
@@ -401,15 +417,20 @@ class Trainer:
         self.step_in_epoch = 0
         self._validate()
         if c.sample_every and self.epoch % c.sample_every == 0 and c.num_samples:
-            samples = self.model.sample(
-                c.num_samples,
-                generator=make_generator(c.seed, "samples", self.epoch, device=self.device),
-            )
-            save_image_grid(
-                samples, self.model.num_levels, self.run_dir / f"samples_epoch{self.epoch:03d}.png"
+            self._draw_samples(
+                self.model,
+                make_generator(c.seed, "samples", self.epoch, device=self.device),
+                self.run_dir / f"samples_epoch{self.epoch:03d}.png",
             )
         self.draw_loss_curve()
         self.save_checkpoint()
+
+    def _draw_samples(
+        self, model: AutoregressiveModel, generator: torch.Generator, path: Path
+    ) -> None:
+        """A sample grid; one row per class for a conditional model."""
+        images, ncols = sample_grid(model, self.config.num_samples, generator)
+        save_image_grid(images, model.num_levels, path, ncols=ncols)
 
     def _evaluate(self, dataset: ImageDataset, model: AutoregressiveModel) -> EvalResult:
         return evaluate_nll(
@@ -441,11 +462,11 @@ class Trainer:
                 f"{result.bits_per_dim:.4f} bits/dim"
             )
         if c.num_samples:
-            samples = model.sample(
-                c.num_samples,
-                generator=make_generator(c.seed, "samples", "final", device=self.device),
+            self._draw_samples(
+                model,
+                make_generator(c.seed, "samples", "final", device=self.device),
+                self.run_dir / "samples.png",
             )
-            save_image_grid(samples, model.num_levels, self.run_dir / "samples.png")
         source = test_data or self.valid_data
         if c.num_completions and source is not None:
             n = min(8, len(source))
@@ -453,12 +474,14 @@ class Trainer:
             index = torch.linspace(0, len(source) - 1, n).long()
             x = source.batch(index, make_generator(c.seed, "completion-data")).to(self.device)
             known = occlusion_mask(tuple(x.shape), "bottom-half").to(self.device)
+            y = None if model.num_classes is None else source.labels_at(index).to(self.device)
             grid, hidden = completion_grid_images(
                 model,
                 x,
                 known,
                 c.num_completions,
                 make_generator(c.seed, "completions", device=self.device),
+                y,
             )
             save_image_grid(
                 grid, model.num_levels, self.run_dir / "completions.png", ncols=n, hidden=hidden

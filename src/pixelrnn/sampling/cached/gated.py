@@ -1,0 +1,107 @@
+"""Incremental Gated PixelCNN (Gated PixelCNN §2.2): the vertical stack advances once per row,
+the horizontal stack once per pixel.
+
+The vertical stack at row ``i`` reads row ``i`` whole, and the horizontal stack only sees it
+one row down (the link), so the vertical stack of row ``i`` is computed — with the layers' own
+convolutions, for the whole row at once — when row ``i + 1`` starts. Everything a horizontal
+pre-activation gets besides its own taps (bias, link, conditioning) is then one ``(B, W, 2p)``
+term per row, and a pixel costs one matrix product per layer on a contiguous slice of the
+current row (:class:`~pixelrnn.sampling.cached.base.CurrentRowTaps`). Caches: per layer, the
+gated vertical output of every finished row (zero-padded: the next layer's vertical input) and
+the current row's horizontal inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
+from pixelrnn.nn import gated_activation
+from pixelrnn.sampling.cached.base import (
+    CurrentRowTaps,
+    IncrementalStepper,
+    bias_of,
+    flat_weight,
+    linear,
+    padded_buffer,
+)
+
+
+def image_rows(x: torch.Tensor, i: int, up: int, side: int) -> torch.Tensor:
+    """Rows ``i-up .. i`` of ``x``, padded with zeros above the image and ``side`` columns on
+    both sides. Shape: ``(B, C, H, W)`` → ``(B, C, up + 1, W + 2·side)``."""
+    top = max(i - up, 0)
+    return F.pad(x[:, :, top : i + 1], (side, side, top - (i - up), 0))
+
+
+class GatedPixelCNNStepper(IncrementalStepper):
+    """Cached evaluation of a :class:`~pixelrnn.models.GatedPixelCNN` (``B`` images)."""
+
+    def __init__(
+        self, model: GatedPixelCNN, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> None:
+        _, height, width = model.image_shape
+        cfg = model.config
+        self.p, self.r, self.r_in = (
+            cfg.hidden_channels,
+            cfg.kernel_size // 2,
+            cfg.input_kernel_size // 2,
+        )
+        self.layers = list(model.layers)
+        self.conditions = model.conditions(y)  # per layer: None, (B, 4p, 1, 1) or (B, 4p, H, W)
+        r = self.r
+        self.vertical = [padded_buffer(x, self.p, height, width, r, r, r) for _ in self.layers]
+        self.horizontal = [
+            CurrentRowTaps((layer.horizontal.weight * layer.horizontal.mask)[:, :, 0], x, width)
+            for layer in self.layers
+        ]
+        # the residual 1x1 of every layer but the first
+        self.outputs = [
+            None if layer.output is None else (flat_weight(layer.output), bias_of(layer.output))
+            for layer in self.layers
+        ]
+        self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
+        self.out = (flat_weight(model.output), bias_of(model.output))
+        self.row = -1
+
+    def _condition(self, k: int, half: int, i: int) -> torch.Tensor | float:
+        """Layer ``k``'s conditioning bias on row ``i`` for the vertical (``half=0``) or
+        horizontal (1) gates: ``(B, 2p, 1)`` or ``(B, 2p, W)``; 0 when unconditional."""
+        cond = self.conditions[k]
+        if cond is None:
+            return 0.0
+        part = cond[:, half * 2 * self.p : (half + 1) * 2 * self.p]
+        return part[:, :, 0] if part.shape[-2] == 1 else part[:, :, i]
+
+    def _start_row(self, x: torch.Tensor, i: int) -> None:
+        """Finish the vertical stack of row ``i − 1``; set row ``i``'s horizontal terms."""
+        r, width = self.r, x.shape[-1]
+        for k, layer in enumerate(self.layers):
+            if i == 0:  # the link reads the zero row that the down-shift brings in
+                v_pre = x.new_zeros(x.shape[0], 2 * self.p, 1, width)
+            else:
+                if k == 0:
+                    window = image_rows(x, i - 1, self.r_in, self.r_in)
+                else:
+                    window = self.vertical[k - 1][:, :, i - 1 : i + r]  # rows i-1-r .. i-1
+                v_pre = F.conv2d(window, layer.vertical.weight, layer.vertical.bias)
+                gated = gated_activation(v_pre[:, :, 0] + self._condition(k, 0, i - 1))
+                self.vertical[k][:, :, i - 1 + r, r : r + width] = gated
+            term = layer.link(v_pre)[:, :, 0] + self._condition(k, 1, i)  # (B, 2p, W)
+            term = term + layer.horizontal.bias[:, None]
+            self.horizontal[k].above = term.transpose(1, 2)
+            self.horizontal[k].row.zero_()
+        self.horizontal[0].write_row(x[:, :, i])  # the image row so far (zeros ahead of j)
+        self.row = i
+
+    def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        if i != self.row:
+            self._start_row(x, i)
+        self.horizontal[0].refresh_previous(x, i, j)
+        h = x[:, :, i, j]
+        for k, taps in enumerate(self.horizontal):
+            gated = gated_activation(taps(h, j))  # (B, p)
+            residual = self.outputs[k]
+            h = gated if residual is None else linear(gated, *residual) + h
+        return linear(torch.relu(linear(torch.relu(h), *self.hidden)), *self.out)

@@ -1,0 +1,60 @@
+"""Incremental PixelCNN (PixelRNN §3.5): one position per step through every layer.
+
+A masked ``k × k`` convolution at ``(i, j)`` reads ``r = k // 2`` finished rows above and the
+current row up to ``j``. So, per masked convolution:
+
+* when row ``i`` starts, the rows-above taps are applied to the finished rows for the whole row
+  at once (one convolution; its result, plus the bias, is row ``i``'s *above term*);
+* per pixel, only the current-row taps ``j − r .. j`` are new: one matrix product of the kernel's
+  centre row with a contiguous slice of a row-major cache of the current row.
+
+Caches per residual block: the last ``r`` finished rows of the masked convolution's input and the
+current row so far; for the input layer, the image is read from the engine's ``x``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pixelrnn.models.pixelcnn import PixelCNN
+from pixelrnn.sampling.cached.base import (
+    IncrementalStepper,
+    RowwiseMaskedConv,
+    bias_of,
+    flat_weight,
+    linear,
+)
+
+
+class PixelCNNStepper(IncrementalStepper):
+    """Cached evaluation of a :class:`~pixelrnn.models.PixelCNN` (shapes: ``B`` images)."""
+
+    def __init__(self, model: PixelCNN, x: torch.Tensor) -> None:
+        width = model.image_shape[-1]
+        self.input_conv = RowwiseMaskedConv(model.input_conv, x, width)
+        self.blocks = [
+            (
+                flat_weight(b.reduce),
+                bias_of(b.reduce),
+                RowwiseMaskedConv(b.conv, x, width),
+                flat_weight(b.expand),
+                bias_of(b.expand),
+            )
+            for b in model.blocks
+        ]
+        self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
+        self.out = (flat_weight(model.output), bias_of(model.output))
+        self.row = 0
+
+    def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        if i != self.row:
+            self.input_conv.start_row(finished=x[:, :, self.row])
+            for block in self.blocks:
+                block[2].start_row()
+            self.row = i
+        self.input_conv.refresh_previous(x, i, j)
+        h = self.input_conv(x[:, :, i, j], j)  # (B, 2h)
+        for w_red, b_red, conv, w_exp, b_exp in self.blocks:
+            t = conv(torch.relu(linear(torch.relu(h), w_red, b_red)), j)
+            h = linear(torch.relu(t), w_exp, b_exp) + h
+        return linear(torch.relu(linear(torch.relu(h), *self.hidden)), *self.out)
