@@ -11,5 +11,13 @@ python train_throughput.py --preset pixelcnn-mnist --reference --batch-size 32 \
 python train_throughput.py --preset row-lstm-mnist diagonal-bilstm-mnist pixelcnn-mnist \
     --allocator tcmalloc --batch-size 32 --steps 8 --repeats 3 \
     --output "$out/train_throughput_pixelrnn.json"
-# naive (reference) sampling, 16 images
-python sample_time.py --preset pixelcnn-mnist --num-images 16 --output "$out/sample_time.json"
+# Gated PixelCNN: the preset beside pixelcnn-mnist, and the same size as a conventional
+# implementation (5 layers x 64 channels, 256 levels, 10 classes), fp32 and bf16 autocast
+python train_throughput.py --preset gated-pixelcnn-mnist pixelcnn-mnist gated-5x64-class \
+    reference-gated-5x64-class --allocator tcmalloc --precision both --batch-size 32 \
+    --steps 10 --repeats 3 --output "$out/train_throughput_gated.json"
+# sampling, naive vs cached, batch 1 / 16 / 64 (naive at batch 64 timed over 2 rows, scaled)
+python sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm-mnist \
+    diagonal-bilstm-mnist --batch-size 1 16 --output "$out/sample_time.json"
+python sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm-mnist \
+    diagonal-bilstm-mnist --batch-size 64 --naive-steps 56 --output "$out/sample_time_b64.json"

@@ -5,20 +5,28 @@
 
 The naive loop costs the same at every step (it always runs the whole network), so with
 ``--naive-steps N`` it is timed over its first ``N`` steps and scaled to all of them; such
-rows say ``"extrapolated_from_steps": N``. Cached times are always whole generations.
+rows say ``"extrapolated_from_steps": N``. Cached times are always whole generations, the
+median of ``--repeats`` runs (they take well under a second, and the machine is shared).
+
+Each row also gives the floating-point work of the method (``FlopCounterMode``: the cached
+generation counted whole; the naive one as one forward pass times the number of steps) and the
+rate achieved, beside this process's dense matrix-product rate (``matmul_gflops``): how far a
+method is from the cost of the operations it strictly needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import pixelrnn
-from machine import machine_info, peak_rss_mib
+from machine import machine_info, matmul_gflops, peak_rss_mib
 from pixelrnn.sampling import generate, generate_cached
 
 
@@ -46,6 +54,20 @@ def time_generation(
     return time.perf_counter() - start, None
 
 
+def count_flops(model: pixelrnn.AutoregressiveModel, n: int, method: str) -> float:
+    """Floating-point operations of generating ``n`` images with ``method``."""
+    x = torch.zeros((n, *model.image_shape), dtype=torch.long)
+    y = None if model.num_classes is None else torch.arange(n) % model.num_classes
+    # (grad mode on: the counter's module hooks trip over parameters used under no_grad)
+    with FlopCounterMode(display=False) as counter:
+        if method == "naive":  # every step is one forward pass of the whole network
+            model(x, y) if y is not None else model(x)
+        else:
+            generate_cached(model, x, torch.zeros_like(x, dtype=torch.bool), None, 1.0, False, y)
+    steps = model.num_dims if method == "naive" else 1
+    return float(counter.get_total_flops()) * steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", nargs="+", default=["pixelcnn-mnist"])
@@ -56,16 +78,22 @@ def main() -> None:
         type=int,
         help="time the naive loop over this many steps and scale up (it costs the same per step)",
     )
+    parser.add_argument("--repeats", type=int, default=3, help="cached runs per figure (median)")
     parser.add_argument("--output")
     args = parser.parse_args()
     results = []
+    peak = matmul_gflops()
+    print(f"dense matmul: {peak:.0f} GFLOP/s with {torch.get_num_threads()} threads")
     for preset in args.preset:
         torch.manual_seed(0)
         model = pixelrnn.create_model(preset=preset).eval()
         for n in args.batch_size:
             row = {}
             for method in args.method:
-                seconds, steps = time_generation(model, n, method, args.naive_steps)
+                repeats = args.repeats if method == "cached" else 1
+                runs = [time_generation(model, n, method, args.naive_steps) for _ in range(repeats)]
+                seconds, steps = statistics.median(r[0] for r in runs), runs[0][1]
+                flops = count_flops(model, n, method)
                 row[method] = seconds
                 results.append(
                     {
@@ -76,13 +104,19 @@ def main() -> None:
                         "seconds": seconds,
                         "seconds_per_image": seconds / n,
                         "extrapolated_from_steps": steps,
+                        "gflop": flops / 1e9,
+                        "achieved_gflops": flops / seconds / 1e9,
+                        "matmul_gflops": peak,
                         "threads": torch.get_num_threads(),
                         "peak_rss_mib": peak_rss_mib(),
                         "machine": machine_info(),
                     }
                 )
                 note = f" (from {steps} steps)" if steps else ""
-                print(f"{preset:24s} batch {n:3d} {method:6s} {seconds:9.2f} s{note}")
+                print(
+                    f"{preset:24s} batch {n:3d} {method:6s} {seconds:9.2f} s{note}  "
+                    f"{flops / 1e9:9.2f} GFLOP at {flops / seconds / 1e9:6.1f} GFLOP/s"
+                )
             if "naive" in row and "cached" in row:
                 print(f"{preset:24s} batch {n:3d} speed-up {row['naive'] / row['cached']:.1f}x")
     if args.output:

@@ -105,6 +105,15 @@ def test_sample_and_complete_write_grids(run_dir: Path, data_dir: Path, tmp_path
     assert Image.open(comp).size == (2 * (2 + 3 * 30), 2 * (2 + 4 * 30))  # 3 columns, 4 rows
 
 
+def test_sample_methods_draw_the_same_grid(run_dir: Path, tmp_path: Path) -> None:
+    grids = {}
+    for method in ("cached", "naive"):
+        grids[method] = tmp_path / f"{method}.png"
+        args = ["sample", str(run_dir), "-n", "4", "--method", method, "-o", str(grids[method])]
+        assert main(args) == 0
+    assert grids["cached"].read_bytes() == grids["naive"].read_bytes()
+
+
 def test_listings(capsys) -> None:
     assert main(["models"]) == 0 and "pixelcnn" in capsys.readouterr().out
     assert main(["presets"]) == 0

@@ -141,49 +141,48 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
                     for d in (0, 1)
                 ]
             )
-        zeros = x.new_zeros(b, h, width)
-        self.inputs = [x.new_zeros(b, 2 * h, width) for _ in self.layers]
-        self.left_prev = [zeros.clone() for _ in self.layers]  # row i-1, left-to-right h
-        self.left_row = [zeros.clone() for _ in self.layers]
+        # row-major (B, W, ·) caches, so a pixel's entry is a contiguous (B, ·) slice
+        zeros = x.new_zeros(b, width, h)
+        self.inputs = [x.new_zeros(b, width, 2 * h) for _ in self.layers]  # current row
+        self.left_above = [  # the left-to-right input bias plus K^ss · h(i−1, j), per row
+            self.directions[k][0][1].expand(b, width, -1) for k in range(len(self.layers))
+        ]
+        self.left_row = [zeros.clone() for _ in self.layers]  # current row, left-to-right h
         self.left_cells = [zeros.clone() for _ in self.layers]  # current row, left-to-right c
         self.right_prev = [zeros.clone() for _ in self.layers]  # row i-1, right-to-left h
-
-    def _cell(
-        self,
-        weights: tuple[torch.Tensor, ...],
-        inp: torch.Tensor,
-        above: torch.Tensor,
-        side: torch.Tensor,
-        c_side: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        w_in, b_in, w_above, w_side = weights
-        gates = linear(inp, w_in, b_in) + above @ w_above + side @ w_side  # (B, 4h)
-        h, c, *_ = lstm_cell(gates, c_side, self.h)
-        return h, c
 
     def start_row(self, i: int) -> None:
         if i == 0:
             return
-        b, h, width = self.inputs[0].shape[0], self.h, self.inputs[0].shape[-1]
+        b, width, h = self.inputs[0].shape[0], self.inputs[0].shape[1], self.h
         for k in range(len(self.layers)):
-            # right-to-left over row i-1: state from above (i-2, j) and the right (i-1, j+1)
-            older, row = self.right_prev[k], torch.empty_like(self.right_prev[k])
-            side, c_side = self.inputs[k].new_zeros(b, h), self.inputs[k].new_zeros(b, h)
+            (_, _, w_above_left, _), (w_in, b_in, w_above, w_side) = self.directions[k]
+            # right-to-left over row i−1, right to left: the state comes from above (i−2, j)
+            # and from the right (i−1, j+1); input and above terms for the whole row at once
+            pre = torch.baddbmm(b_in, self.inputs[k], w_in.expand(b, -1, -1))  # (B, W, 4h)
+            pre = pre.baddbmm_(self.right_prev[k], w_above.expand(b, -1, -1))
+            row = torch.empty_like(self.right_prev[k])
+            side = c_side = pre.new_zeros(b, h)
             for j in range(width - 1, -1, -1):
-                side, c_side = self._cell(
-                    self.directions[k][1], self.inputs[k][:, :, j], older[:, :, j], side, c_side
-                )
-                row[:, :, j] = side
+                side, c_side, *_ = lstm_cell(torch.addmm(pre[:, j], side, w_side), c_side, h)
+                row[:, j] = side
             self.right_prev[k] = row
-            self.left_prev[k], self.left_row[k] = self.left_row[k], torch.empty_like(row)
+            # the left-to-right above term of row i, from row i−1's left-to-right states
+            left_bias = self.directions[k][0][1]
+            self.left_above[k] = torch.baddbmm(
+                left_bias, self.left_row[k], w_above_left.expand(b, -1, -1)
+            )
 
     def layer_step(self, k: int, features: torch.Tensor, i: int, j: int) -> torch.Tensor:
         # idempotent at a pixel: reads only the row above and the pixel to the left
-        self.inputs[k][:, :, j] = features
+        w_in, _, _, w_side = self.directions[k][0]
+        self.inputs[k][:, j] = features
+        gates = torch.addmm(self.left_above[k][:, j], features, w_in)  # (B, 4h)
         if j == 0:  # the skew padding left of the row: zero state and cell
-            side = c_side = features.new_zeros(features.shape[0], self.h)
+            c_side = torch.zeros_like(self.left_cells[k][:, 0])
         else:
-            side, c_side = self.left_row[k][:, :, j - 1], self.left_cells[k][:, :, j - 1]
-        h, c = self._cell(self.directions[k][0], features, self.left_prev[k][:, :, j], side, c_side)
-        self.left_row[k][:, :, j], self.left_cells[k][:, :, j] = h, c
-        return h + self.right_prev[k][:, :, j] if i > 0 else h
+            gates = gates.addmm_(self.left_row[k][:, j - 1], w_side)
+            c_side = self.left_cells[k][:, j - 1]
+        h, c, *_ = lstm_cell(gates, c_side, self.h)
+        self.left_row[k][:, j], self.left_cells[k][:, j] = h, c
+        return h + self.right_prev[k][:, j] if i > 0 else h
