@@ -249,13 +249,30 @@ def test_class_conditional_run_end_to_end(tmp_path: Path, data_dir: Path, capsys
     assert json.loads(capsys.readouterr().out)["num_images"] == 8
     out = tmp_path / "comp.png"
     assert main(["complete", str(run), "-n", "2", "-o", str(out), *common]) == 0
-    # errors: an unlabelled dataset, a model without conditioning, --label on an unconditional run
+    # errors: an unlabelled dataset asked for, a model without conditioning
     bad = ["train", "--preset", "gated-pixelcnn-tiny", "--conditional", "class"]
+    bad += ["--dataset", "binarized-mnist"]
     assert main([*bad, "--run-dir", str(tmp_path / "b"), *common]) == 2
     assert "binarized-mnist' has no class labels" in capsys.readouterr().err
     bad = ["train", "--preset", "pixelcnn-tiny", "--conditional", "class", "--dataset", "mnist"]
     assert main([*bad, "--run-dir", str(tmp_path / "c"), *common]) == 2
     assert "pixelcnn has no class conditioning" in capsys.readouterr().err
+
+
+def test_conditional_preset_without_labels_trains_on_the_labelled_counterpart(
+    tmp_path: Path, data_dir: Path, capsys
+) -> None:
+    """`--preset gated-pixelcnn-mnist --conditional class`, as the docs write it: binarized MNIST
+    has no labels, so the run uses MNIST (dynamically binarized) and says so."""
+    run = tmp_path / "counterpart"
+    args = ["train", "--preset", "gated-pixelcnn-mnist", "--conditional", "class"]
+    args += ["--num-layers", "1", "--hidden-channels", "3", "--output-channels", "4"]
+    args += ["--max-train-images", "8", "--batch-size", "8", "--max-steps", "1"]
+    args += ["--max-eval-images", "8", *NO_DRAWING, "--run-dir", str(run)]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    assert "binarized-mnist has no class labels: training on mnist" in capsys.readouterr().out
+    training = json.loads((run / "config.json").read_text())["training"]
+    assert (training["dataset"], training["binarize"]) == ("mnist", "dynamic")
 
 
 def test_label_needs_a_conditional_run(run_dir: Path, tmp_path: Path, capsys) -> None:

@@ -22,6 +22,7 @@ import torch
 from pixelrnn.allocator import active_allocator, reexec_with_tcmalloc
 from pixelrnn.checkpoint import find_pretrained_dir, load_pretrained, read_json
 from pixelrnn.data import (
+    LABELLED_COUNTERPARTS,
     DataFormatError,
     DatasetNotFoundError,
     available_datasets,
@@ -154,11 +155,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         preset = get_preset(args.preset) if args.preset else None
         if preset is None and args.model is None:
             raise ValueError("give --preset NAME or --model NAME (see `pixelrnn presets`)")
-        train_overrides.setdefault("dataset", preset.dataset if preset else "binarized-mnist")
+        default_dataset = preset.dataset if preset else "binarized-mnist"
+        conditional = args.conditional == "class"
+        if (
+            conditional
+            and "dataset" not in train_overrides
+            and default_dataset in LABELLED_COUNTERPARTS
+        ):
+            labelled, binarize = LABELLED_COUNTERPARTS[default_dataset]
+            print(
+                f"{default_dataset} has no class labels: training on {labelled} "
+                f"(binarize={binarize}) instead; --dataset chooses another"
+            )
+            train_overrides.update(dataset=labelled, binarize=binarize)
+        train_overrides.setdefault("dataset", default_dataset)
         if preset is not None and train_overrides["dataset"] == preset.dataset:
             train_overrides.setdefault("binarize", preset.binarize)
         config = TrainConfig.from_dict(train_overrides)
-        if args.conditional == "class":
+        if conditional:
             name = preset.model if preset else args.model
             if name not in conditional_models():
                 raise ValueError(

@@ -1,6 +1,7 @@
 """Datasets: readers for the standard formats, downloads with checksums, named splits."""
 
 from pixelrnn.data.datasets import (
+    LABELLED_COUNTERPARTS,
     ImageDataset,
     available_datasets,
     dataset_image_spec,
@@ -12,6 +13,7 @@ from pixelrnn.data.root import DATA_ENV_VAR, resolve_data_dir
 
 __all__ = [
     "DATA_ENV_VAR",
+    "LABELLED_COUNTERPARTS",
     "DataFormatError",
     "DatasetNotFoundError",
     "ImageDataset",

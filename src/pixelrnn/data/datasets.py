@@ -229,6 +229,12 @@ DATASET_CLASSES: dict[str, int] = {
 }
 
 
+# Unlabelled datasets whose images exist with labels elsewhere: ``(dataset, binarize)``.
+# Larochelle's binarized MNIST has no labels (and its rows are not in MNIST order); MNIST with
+# its labels, binarized by a fresh draw, is the nearest labelled data.
+LABELLED_COUNTERPARTS: dict[str, tuple[str, str | None]] = {"binarized-mnist": ("mnist", "dynamic")}
+
+
 def dataset_num_classes(name: str) -> int:
     """Number of class labels of a labelled dataset; a clear error for an unlabelled one."""
     if name not in DATASET_CLASSES:
