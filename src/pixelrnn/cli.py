@@ -11,7 +11,9 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +51,7 @@ from pixelrnn.training import (
     make_generator,
     occlusion_mask,
 )
+from pixelrnn.training.distributed import teardown_distributed
 from pixelrnn.training.trainer import resolve_device
 from pixelrnn.version import __version__
 
@@ -143,7 +146,26 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if hasattr(args, n)}
 
 
+def launch_processes(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``pixelrnn train`` under ``torchrun`` with ``nproc`` processes on this machine
+    (``--nproc`` removed from ``argv``); returns torchrun's exit status."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", "pixelrnn", *rest]
+    print("launching: " + " ".join(command[1:]), flush=True)
+    return subprocess.run(command, check=False).returncode
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(args.nproc, args.argv)
     train_overrides = _given(args, args.train_fields)
     model_overrides = _given(args, args.model_fields)
     if args.resume:
@@ -199,8 +221,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"training {model.model_name} ({n:,} parameters) on {config.dataset} → {run_dir} "
             f"[device {trainer.device}, allocator {active_allocator()}]"
         )
-    reason = trainer.fit()
-    print(f"stopped: {reason}; run directory: {trainer.run_dir}")
+    try:
+        reason = trainer.fit()
+    finally:
+        teardown_distributed()
+    if trainer.dist.is_main:
+        print(f"stopped: {reason}; run directory: {trainer.run_dir}")
     return 0
 
 
@@ -357,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="output folder (default: runs/<preset or model>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly")
     p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train with N processes (DistributedDataParallel, launched with torchrun; gloo "
+        "on CPU, nccl on GPUs); --batch-size stays the global batch (default: 1)",
+    )
+    p.add_argument(
         "--conditional",
         choices=("none", "class"),
         default="none",
@@ -418,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in HEAVY_COMMANDS:
             reexec_with_tcmalloc(argv)
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)
     try:
         return args.func(args)
     except (

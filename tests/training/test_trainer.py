@@ -110,9 +110,9 @@ def test_sigterm_checkpoints_and_resume_matches(
     original = Trainer.train_step
     calls = {"n": 0}
 
-    def step_then_kill(self: Trainer, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
+    def step_then_kill(self: Trainer, *args: object, **kwargs: object) -> float:
         calls["n"] += 1
-        loss = original(self, x, y)
+        loss = original(self, *args, **kwargs)
         if calls["n"] == 5:
             os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a cluster scheduler would
         return loss
@@ -191,6 +191,37 @@ def test_bf16_trainer_runs_and_evaluates_in_fp32(tmp_path: Path, data_dir: Path)
     assert result["nats_per_image"] == pytest.approx(exact.nats_per_image, rel=1e-6)
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp16")
+
+
+def test_gradient_accumulation_takes_the_same_steps(tmp_path: Path, data_dir: Path) -> None:
+    """Micro-batches of 6, 5 and 5 images add up to the gradient of the batch of 16."""
+    whole = make_trainer(tmp_path / "whole", data_dir, max_steps=3, num_samples=0)
+    split = make_trainer(
+        tmp_path / "split", data_dir, max_steps=3, num_samples=0, grad_accumulation=3
+    )
+    assert whole.fit() == split.fit() == "max_steps"
+    for a, b in zip(whole.model.parameters(), split.model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+
+
+def compile_supported() -> bool:
+    try:
+        torch.compile(lambda t: t * 2)(torch.ones(2))
+    except Exception:  # no C++ toolchain, unsupported platform, ...
+        return False
+    return True
+
+
+def test_compiled_training_matches_eager(tmp_path: Path, data_dir: Path) -> None:
+    if not compile_supported():
+        pytest.skip("torch.compile does not work here")
+    eager = make_trainer(tmp_path / "eager", data_dir, max_steps=2, num_samples=0)
+    compiled = make_trainer(
+        tmp_path / "compiled", data_dir, max_steps=2, num_samples=0, compile=True
+    )
+    assert eager.fit() == compiled.fit() == "max_steps"
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
 
 
 def test_evaluation_sums_every_image_exactly() -> None:

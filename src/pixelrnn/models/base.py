@@ -212,9 +212,16 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             ``(B,)`` with ``"sum"``; ``(B, C, H, W)`` with ``"none"`` (``(B, 1, H, W)`` for
             distributions that score a whole pixel jointly).
         """
+        return self.log_prob_from_params(self(x, y), x, reduction)
+
+    def log_prob_from_params(
+        self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"
+    ) -> torch.Tensor:
+        """:meth:`log_prob` from parameters already computed by :meth:`forward` (or by a
+        wrapper of it, such as DistributedDataParallel)."""
         if reduction not in ("sum", "none"):
             raise ValueError(f"reduction must be 'sum' or 'none', got {reduction!r}")
-        per_dim = self.distribution.log_prob(self(x, y), x)
+        per_dim = self.distribution.log_prob(params, x)
         if reduction == "none":
             return per_dim
         return per_dim.flatten(1).sum(1)

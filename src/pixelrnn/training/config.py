@@ -25,7 +25,10 @@ class TrainConfig(DictConfig):
         max_steps: stop after this many optimizer steps in total (None: no limit).
         time_budget_minutes: stop training after this much wall-clock time in this invocation,
             then checkpoint, evaluate and draw as at a normal end (None: no limit).
-        batch_size: images per optimizer step (16 in PixelRNN §5.2).
+        batch_size: images per optimizer step (16 in PixelRNN §5.2), over all processes of a
+            multi-process run.
+        grad_accumulation: split each process's share of a batch into this many micro-batches
+            and add their gradients (less memory, the same step).
         eval_batch_size: images per forward pass when scoring.
         optimizer: ``"rmsprop"`` (the paper's choice, §5.2) or ``"adam"``.
         lr: learning rate.
@@ -45,6 +48,9 @@ class TrainConfig(DictConfig):
         precision: ``"fp32"``, or ``"bf16"``: training forward passes under bfloat16 autocast
             (the likelihood itself is still computed in float32; evaluation, validation and
             sampling always run in float32).
+        compile: run the training forward and backward through ``torch.compile`` (helps on
+            GPUs; on the 2-core CPU of docs/benchmarks.md it was slower, so off by default).
+        pin_memory: on CUDA, copy batches from page-locked memory, asynchronously.
     """
 
     dataset: str = "binarized-mnist"
@@ -56,6 +62,7 @@ class TrainConfig(DictConfig):
     max_steps: int | None = None
     time_budget_minutes: float | None = None
     batch_size: int = 16
+    grad_accumulation: int = 1
     eval_batch_size: int = 256
     optimizer: str = "rmsprop"
     lr: float = 1e-3
@@ -72,6 +79,8 @@ class TrainConfig(DictConfig):
     max_eval_images: int | None = None
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False
+    pin_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -80,7 +89,14 @@ class TrainConfig(DictConfig):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        positive = ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "log_every")
+        positive = (
+            "epochs",
+            "batch_size",
+            "grad_accumulation",
+            "eval_batch_size",
+            "checkpoint_every",
+            "log_every",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from pixelrnn.data import ImageDataset
 from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.training.distributed import DistributedContext
 from pixelrnn.units import bits_per_dim
 
 
@@ -57,6 +58,7 @@ def evaluate_nll(
     generator: torch.Generator | None = None,
     max_images: int | None = None,
     progress: bool = False,
+    context: DistributedContext | None = None,
 ) -> EvalResult:
     """Exact NLL of ``dataset`` under ``model`` in nats per image and bits per dimension.
 
@@ -69,6 +71,8 @@ def evaluate_nll(
         generator: randomness for dynamically binarized data.
         max_images: score only the first ``max_images`` images (for quick checks).
         progress: show a progress bar.
+        context: in a multi-process job, each rank scores every ``world_size``-th batch and the
+            float64 sums of nats are added across ranks, so every rank returns the exact total.
     """
     if dataset.num_levels != model.num_levels or dataset.image_shape != model.image_shape:
         raise ValueError(
@@ -84,14 +88,22 @@ def evaluate_nll(
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64)
+    mine = range(0, n, batch_size)  # this rank's batches
+    if context is not None and context.is_distributed:
+        mine = mine[context.rank :: context.world_size]
     try:
         for start in tqdm(range(0, n, batch_size), disable=not progress, desc="evaluate"):
             index = slice(start, min(start + batch_size, n))
+            # every batch is drawn, so dynamic binarization gets the same bits on any world size
             x = dataset.batch(index, generator).to(device)
+            if start not in mine:
+                continue
             y = None if model.num_classes is None else dataset.labels_at(index).to(device)
             total += -model.log_prob(x, y=y).double().sum().cpu()
     finally:
         model.train(was_training)
+    if context is not None:
+        total = context.all_reduce_sum(total.to(context.collective_device)).cpu()
     nats = float(total) / n
     return EvalResult(
         dataset.name,

@@ -25,12 +25,14 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from pixelrnn.checkpoint import (
@@ -50,6 +52,7 @@ from pixelrnn.images import save_image_grid, save_loss_curve
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling import sample_grid
 from pixelrnn.training.config import TrainConfig
+from pixelrnn.training.distributed import DistributedContext, setup_distributed
 from pixelrnn.training.evaluate import EvalResult, check_labelled, evaluate_nll
 
 STATE_JSON = "trainer_state.json"
@@ -149,8 +152,19 @@ class Trainer:
         self.config = config
         self.data_dir = data_dir
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.device)
+        self.dist: DistributedContext = setup_distributed(resolve_device(config.device))
+        self.device = self.dist.device
         self.model = model.to(self.device)
+        # the module whose forward training calls: a DDP replica in a multi-process job
+        self.network: torch.nn.Module = self.model
+        if self.dist.is_distributed:
+            # channels_last weights with a single output channel have size-1 dimensions whose
+            # strides differ from their gradients'; DDP warns about the layout every step, but
+            # the values and the bucket copy are unaffected
+            warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
+            self.network = DistributedDataParallel(self.model)
+        if config.compile:
+            self.network = torch.compile(self.network)
         self.optimizer = self._make_optimizer()
         self.epoch = 0
         self.step_in_epoch = 0
@@ -206,7 +220,9 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        """Swap in a new ``last/`` checkpoint atomically."""
+        """Swap in a new ``last/`` checkpoint atomically (rank 0 of a multi-process job)."""
+        if not self.dist.is_main:
+            return
         tensors, optim_meta = flatten_optimizer_state(self.optimizer.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
         state = {
@@ -234,7 +250,8 @@ class Trainer:
         self.step_in_epoch = state["step_in_epoch"]
         self.global_step = state["global_step"]
         self.best_valid_nats = state["best_valid_nats"]
-        self._truncate_metrics()
+        if self.dist.is_main:
+            self._truncate_metrics()
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines written after the checkpoint (by a run that was then killed)."""
@@ -251,11 +268,15 @@ class Trainer:
 
     # --- logging -----------------------------------------------------------------------------
     def log(self, event: str, **values: Any) -> None:
+        if not self.dist.is_main:
+            return
         record = {"event": event, "step": self.global_step, "epoch": self.epoch, **values}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def draw_loss_curve(self) -> None:
+        if not self.dist.is_main:
+            return
         series: dict[str, list[tuple[float, float]]] = {"train": [], "valid": []}
         path = self.run_dir / "metrics.jsonl"
         for line in path.read_text().splitlines() if path.is_file() else []:
@@ -296,6 +317,18 @@ class Trainer:
             for s, handler in old.items():
                 signal.signal(s, handler)
 
+    STOP_REASONS = ("max_steps", "time_budget", "signal")
+
+    def _agreed_stop(self, started: float) -> str | None:
+        """:meth:`_should_stop`, agreed on by all processes (the most urgent reason wins), so
+        that every rank leaves the loop at the same step."""
+        reason = self._should_stop(started)
+        if not self.dist.is_distributed:
+            return reason
+        code = torch.tensor([0 if reason is None else 1 + self.STOP_REASONS.index(reason)])
+        torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
+        return None if int(code) == 0 else self.STOP_REASONS[int(code) - 1]
+
     def _should_stop(self, started: float) -> str | None:
         c = self.config
         if self._stop_requested:
@@ -309,21 +342,52 @@ class Trainer:
             return "time_budget"
         return None
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
-        """One optimizer step on a batch (labels ``y`` for a conditional model); returns the
-        loss in nats per sub-pixel."""
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the training device (from pinned memory, asynchronously, on CUDA)."""
+        if self.device.type == "cuda" and self.config.pin_memory:
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
+
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, global_batch: int | None = None
+    ) -> float:
+        """One optimizer step on this process's share of a batch (labels ``y`` for a
+        conditional model); returns the global batch's loss in nats per sub-pixel.
+
+        The share is processed in ``config.grad_accumulation`` micro-batches whose gradients
+        add up (DDP synchronises only on the last), so accumulation changes memory, not the
+        step.
+
+        Args:
+            global_batch: images in the whole batch over all processes (default: ``len(x)``).
+                Each micro-batch's loss is its summed nats scaled so that DDP's average of the
+                processes' gradients is the gradient of the mean over the global batch.
+        """
+        n = len(x) if global_batch is None else global_batch
+        scale = self.dist.world_size / (n * self.model.num_dims)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        with torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
-        ):
-            loss = -self.model.log_prob(x, y=y).mean() / self.model.num_dims
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # micro-batches; at least one, even if empty, so that every rank joins DDP's reduction
+        index = torch.arange(len(x))
+        parts = [p for p in index.tensor_split(self.config.grad_accumulation) if len(p)] or [index]
+        total = torch.zeros((), dtype=torch.float64)
+        bf16 = self.config.precision == "bf16"
+        for k, part in enumerate(parts):
+            # DDP all-reduces the gradients once, in the backward pass of the last micro-batch
+            syncing = k == len(parts) - 1 or not self.dist.is_distributed
+            with contextlib.nullcontext() if syncing else self.network.no_sync():  # type: ignore[operator]
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    xs, ys = x[part], None if y is None else y[part]
+                    params = self.network(xs) if ys is None else self.network(xs, ys)
+                    nats = -self.model.log_prob_from_params(params, xs).sum()
+                (nats * scale).backward()
+            total += nats.detach().double().cpu()
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
-        return float(loss.detach())
+        total = self.dist.all_reduce_sum(total.to(self.dist.collective_device))
+        return float(total) / (n * self.model.num_dims)
 
     def fit(self) -> str:
         """Train until the configured end; returns why it stopped.
@@ -332,9 +396,11 @@ class Trainer:
         reason but ``"signal"`` is followed by :meth:`finish`.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(
-            self.run_dir / "config.json", {**model_config_dict(self.model), **self.run_config()}
-        )
+        if self.dist.is_main:
+            write_json(
+                self.run_dir / "config.json",
+                {**model_config_dict(self.model), **self.run_config()},
+            )
         c = self.config
         started = time.monotonic()
         reason = "done"
@@ -351,22 +417,26 @@ class Trainer:
                     unit="step",
                     dynamic_ncols=True,
                     mininterval=progress_interval(),
+                    disable=not self.dist.is_main,
                 )
                 window_start, window_images, smoothed = time.perf_counter(), 0, None
                 while self.step_in_epoch < self.steps_per_epoch:
-                    stop = self._should_stop(started)
+                    stop = self._agreed_stop(started)
                     if stop:
                         reason = stop
                         break
                     k = self.step_in_epoch
                     index = order[k * c.batch_size : (k + 1) * c.batch_size]
+                    # the global batch, drawn alike on every rank; this rank keeps its share
                     x = self.train_data.batch(
                         index, make_generator(c.seed, "binarize", self.global_step)
-                    ).to(self.device)
+                    )
+                    share = self.dist.shard(len(index))
+                    x = self._to_device(x[share])
                     y = None
                     if self.model.num_classes is not None:
-                        y = self.train_data.labels_at(index).to(self.device)
-                    loss = self.train_step(x, y)
+                        y = self.train_data.labels_at(index[share]).to(self.device)
+                    loss = self.train_step(x, y, global_batch=len(index))
                     self.step_in_epoch += 1
                     self.global_step += 1
                     window_images += len(index)
@@ -406,6 +476,8 @@ class Trainer:
         self.log("valid", **_metrics(result))
         if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
             self.best_valid_nats = result.nats_per_image
+            if not self.dist.is_main:
+                return
             replace_dir(
                 lambda d: save_pretrained(self.model, d, self.run_config()),
                 self.run_dir / "best",
@@ -416,7 +488,12 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self._validate()
-        if c.sample_every and self.epoch % c.sample_every == 0 and c.num_samples:
+        if (
+            c.sample_every
+            and self.epoch % c.sample_every == 0
+            and c.num_samples
+            and self.dist.is_main
+        ):
             self._draw_samples(
                 self.model,
                 make_generator(c.seed, "samples", self.epoch, device=self.device),
@@ -439,6 +516,7 @@ class Trainer:
             self.config.eval_batch_size,
             generator=make_generator(self.config.seed, "eval", dataset.split),
             max_images=self.config.max_eval_images,
+            context=self.dist,
         )
 
     def best_model(self) -> AutoregressiveModel:
@@ -448,19 +526,27 @@ class Trainer:
         return load_pretrained(self.run_dir / "last", map_location=self.device)
 
     def finish(self) -> EvalResult | None:
-        """Score the test split with the best weights and draw the final samples and completions."""
+        """Score the test split with the best weights and draw the final samples and completions.
+
+        In a multi-process job every rank scores its share of the test split; rank 0 writes the
+        result and draws the figures.
+        """
         c = self.config
+        self.dist.barrier()  # rank 0 has written best/ and last/
         model = self.best_model()
         result = None
         test_data = self._load(c.test_split) if c.test_split else None
         if test_data is not None:
             result = self._evaluate(test_data, model)
             self.log("test", **_metrics(result))
-            write_json(self.run_dir / "results.json", result.to_dict())
-            tqdm.write(
-                f"test NLL ({result.num_images} images): {result.nats_per_image:.2f} nats/image, "
-                f"{result.bits_per_dim:.4f} bits/dim"
-            )
+            if self.dist.is_main:
+                write_json(self.run_dir / "results.json", result.to_dict())
+                tqdm.write(
+                    f"test NLL ({result.num_images} images): {result.nats_per_image:.2f} "
+                    f"nats/image, {result.bits_per_dim:.4f} bits/dim"
+                )
+        if not self.dist.is_main:
+            return result
         if c.num_samples:
             self._draw_samples(
                 model,
