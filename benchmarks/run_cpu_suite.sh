@@ -16,6 +16,12 @@ python train_throughput.py --preset row-lstm-mnist diagonal-bilstm-mnist pixelcn
 python train_throughput.py --preset gated-pixelcnn-mnist pixelcnn-mnist gated-5x64-class \
     reference-gated-5x64-class --allocator tcmalloc --precision both --batch-size 32 \
     --steps 10 --repeats 3 --output "$out/train_throughput_gated.json"
+# every preset that trains on this CPU: training and evaluation images/s, memory, FLOP/s
+python train_throughput.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm-mnist \
+    diagonal-bilstm-mnist --allocator tcmalloc --batch-size 32 --steps 8 --repeats 3 \
+    --output "$out/presets.json"
+# data-parallel scaling, 1 -> 2 processes
+python ddp_scaling.py --preset pixelcnn-mnist --steps 200 --output "$out/ddp_scaling.json"
 # sampling, naive vs cached, batch 1 / 16 / 64 (naive at batch 64 timed over 2 rows, scaled)
 python sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm-mnist \
     diagonal-bilstm-mnist --batch-size 1 16 --output "$out/sample_time.json"

@@ -3,7 +3,11 @@
 Each configuration runs in a fresh subprocess (so its peak memory is its own): a few warm-up
 steps, then ``--repeats`` timed windows of ``--steps`` optimizer steps (RMSProp, batch
 ``--batch-size``, random binary or 8-bit images of the preset's shape); the median window is
-reported. ``--reference`` adds the conventional implementation in ``reference_pixelcnn.py``.
+reported. Also: evaluation images/s (forward passes without gradients, same batch), the
+floating-point work of one training step (``FlopCounterMode``) and the rate it is done at,
+beside the process's dense matmul rate (``machine.matmul_gflops``): how close to the hardware
+each model trains. ``--reference`` adds the conventional implementation in
+``reference_pixelcnn.py``.
 
 Besides presets, ``--preset`` takes the names in ``SAME_SIZE``: the library's Gated PixelCNN
 built at the size of the conventional one in ``reference_gated_pixelcnn.py``
@@ -49,9 +53,10 @@ def measure(
     preset: str, batch_size: int, steps: int, warmup: int, repeats: int, precision: str
 ) -> dict:
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     import pixelrnn
-    from machine import machine_info, peak_rss_mib
+    from machine import machine_info, matmul_gflops, peak_rss_mib
 
     torch.manual_seed(0)
     rss_before = peak_rss_mib()
@@ -88,6 +93,10 @@ def measure(
         loss.backward()
         optimizer.step()
 
+    @torch.no_grad()
+    def evaluate() -> None:
+        model.log_prob(x) if y is None else model.log_prob(x, y=y)
+
     for _ in range(warmup):
         step()
     rates = []
@@ -96,6 +105,18 @@ def measure(
         for _ in range(steps):
             step()
         rates.append(steps * batch_size / (time.perf_counter() - start))
+    peak_rss = peak_rss_mib()  # of training; the measurements below allocate little
+    with FlopCounterMode(display=False) as counter:
+        step()
+    step_gflop = counter.get_total_flops() / 1e9
+    evaluate()
+    eval_rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            evaluate()
+        eval_rates.append(steps * batch_size / (time.perf_counter() - start))
+    rate = statistics.median(rates)
     return {
         "benchmark": "train_throughput",
         "preset": preset,
@@ -103,9 +124,13 @@ def measure(
         "batch_size": batch_size,
         "precision": precision,
         "steps_per_window": steps,
-        "images_per_second_median": statistics.median(rates),
+        "images_per_second_median": rate,
         "images_per_second_windows": rates,
-        "peak_rss_mib": peak_rss_mib(),
+        "eval_images_per_second_median": statistics.median(eval_rates),
+        "gflop_per_step": step_gflop,
+        "achieved_gflops": step_gflop * rate / batch_size,
+        "matmul_gflops": matmul_gflops(),
+        "peak_rss_mib": peak_rss,
         "peak_rss_mib_before_model": rss_before,
         "machine": machine_info(),
     }
@@ -163,6 +188,8 @@ def main() -> None:
                 results.append(r)
                 print(
                     f"{preset:28s} {precision} {r['images_per_second_median']:8.1f} img/s  "
+                    f"eval {r['eval_images_per_second_median']:8.1f} img/s  "
+                    f"{r['achieved_gflops']:6.1f} of {r['matmul_gflops']:.0f} GFLOP/s  "
                     f"peak {r['peak_rss_mib']:.0f} MiB  [{r['machine']['allocator']}]"
                 )
     if args.output:
