@@ -204,6 +204,13 @@ def test_gradient_accumulation_takes_the_same_steps(tmp_path: Path, data_dir: Pa
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
 
 
+def test_loader_workers_feed_the_same_batches(uninterrupted: Path, tmp_path: Path, data_dir: Path):
+    """Batches are a function of (seed, epoch, step): two DataLoader workers change nothing."""
+    run = tmp_path / "workers"
+    assert make_trainer(run, data_dir, num_workers=2).fit() == "done"
+    assert weights(run) == weights(uninterrupted)
+
+
 def compile_supported() -> bool:
     try:
         torch.compile(lambda t: t * 2)(torch.ones(2))

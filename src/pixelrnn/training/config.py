@@ -51,6 +51,9 @@ class TrainConfig(DictConfig):
         compile: run the training forward and backward through ``torch.compile`` (helps on
             GPUs; on the 2-core CPU of docs/benchmarks.md it was slower, so off by default).
         pin_memory: on CUDA, copy batches from page-locked memory, asynchronously.
+        num_workers: DataLoader processes that assemble (and binarize) the training batches
+            ahead of the step (0: in the training process). Batches are the same with any
+            number.
     """
 
     dataset: str = "binarized-mnist"
@@ -81,6 +84,7 @@ class TrainConfig(DictConfig):
     precision: str = "fp32"
     compile: bool = False
     pin_memory: bool = True
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -100,7 +104,7 @@ class TrainConfig(DictConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_samples", "sample_every", "num_completions"):
+        for name in ("num_samples", "sample_every", "num_completions", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:

@@ -102,4 +102,7 @@ def setup_distributed(device: torch.device) -> DistributedContext:
 def teardown_distributed() -> None:
     """Leave the process group (at the end of a torchrun job)."""
     if dist.is_available() and dist.is_initialized():
+        # all ranks leave together: a rank that tears gloo down while another still talks to
+        # it can abort the process
+        dist.barrier()
         dist.destroy_process_group()

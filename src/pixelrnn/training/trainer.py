@@ -18,7 +18,6 @@ weights of an uninterrupted run on the CPU.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import signal
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pixelrnn.checkpoint import (
@@ -51,23 +51,14 @@ from pixelrnn.data import ImageDataset, load_dataset
 from pixelrnn.images import save_image_grid, save_loss_curve
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling import sample_grid
+from pixelrnn.training.batches import EpochBatches
 from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
 from pixelrnn.training.evaluate import EvalResult, check_labelled, evaluate_nll
+from pixelrnn.training.seeding import derive_seed, make_generator
 
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
-
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A stable 63-bit seed for ``(seed, *keys)`` (the same on every run and platform)."""
-    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def make_generator(seed: int, *keys: object, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator seeded with :func:`derive_seed`."""
-    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys))
 
 
 def progress_interval() -> float:
@@ -342,6 +333,21 @@ class Trainer:
             return "time_budget"
         return None
 
+    def _epoch_loader(self, order: torch.Tensor) -> DataLoader:
+        """The rest of this epoch's global batches, from ``num_workers`` loader processes."""
+        c = self.config
+        batches = EpochBatches(
+            self.train_data,
+            order,
+            c.batch_size,
+            self.step_in_epoch,
+            self.global_step,
+            c.seed,
+            labels=self.model.num_classes is not None,
+        )
+        # batch_size=None: every item is already a whole batch
+        return DataLoader(batches, batch_size=None, num_workers=c.num_workers)
+
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the training device (from pinned memory, asynchronously, on CUDA)."""
         if self.device.type == "cuda" and self.config.pin_memory:
@@ -420,22 +426,17 @@ class Trainer:
                     disable=not self.dist.is_main,
                 )
                 window_start, window_images, smoothed = time.perf_counter(), 0, None
+                batches = iter(self._epoch_loader(order))
                 while self.step_in_epoch < self.steps_per_epoch:
                     stop = self._agreed_stop(started)
                     if stop:
                         reason = stop
                         break
-                    k = self.step_in_epoch
-                    index = order[k * c.batch_size : (k + 1) * c.batch_size]
                     # the global batch, drawn alike on every rank; this rank keeps its share
-                    x = self.train_data.batch(
-                        index, make_generator(c.seed, "binarize", self.global_step)
-                    )
+                    index, x, y = next(batches)
                     share = self.dist.shard(len(index))
                     x = self._to_device(x[share])
-                    y = None
-                    if self.model.num_classes is not None:
-                        y = self.train_data.labels_at(index[share]).to(self.device)
+                    y = None if y is None else self._to_device(y[share])
                     loss = self.train_step(x, y, global_batch=len(index))
                     self.step_in_epoch += 1
                     self.global_step += 1
