@@ -16,12 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the network: any connection attempt fails at once."""
+    """Tests never touch the network: any internet-family connection fails at once. (Unix
+    sockets stay: DataLoader workers pass tensors through them.)"""
+    connect = socket.socket.connect
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network access is disabled in tests")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    def local_only(sock: socket.socket, address: object) -> None:
+        if sock.family == socket.AF_UNIX:
+            return connect(sock, address)
+        refuse()
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
