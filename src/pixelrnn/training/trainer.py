@@ -153,7 +153,9 @@ class Trainer:
             # strides differ from their gradients'; DDP warns about the layout every step, but
             # the values and the bucket copy are unaffected
             warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
-            self.network = DistributedDataParallel(self.model)
+            self.network = DistributedDataParallel(self.model)  # broadcasts rank 0's weights
+            # per-rank randomness (e.g. dropout) from then on: a stream of its own per rank
+            torch.manual_seed(derive_seed(config.seed, "rank", self.dist.rank))
         if config.compile:
             self.network = torch.compile(self.network)
         self.optimizer = self._make_optimizer()
@@ -237,6 +239,9 @@ class Trainer:
         tensors = load_file(str(folder / STATE_TENSORS))
         self.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
         torch.set_rng_state(tensors["rng.torch"])
+        if self.dist.is_distributed:  # rank 0's state was saved: give each rank its own stream
+            seed = derive_seed(self.config.seed, "rank", self.dist.rank, state["global_step"])
+            torch.manual_seed(seed)
         self.epoch = state["epoch"]
         self.step_in_epoch = state["step_in_epoch"]
         self.global_step = state["global_step"]
@@ -316,7 +321,10 @@ class Trainer:
         reason = self._should_stop(started)
         if not self.dist.is_distributed:
             return reason
-        code = torch.tensor([0 if reason is None else 1 + self.STOP_REASONS.index(reason)])
+        code = torch.tensor(
+            [0 if reason is None else 1 + self.STOP_REASONS.index(reason)],
+            device=self.dist.collective_device,
+        )
         torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
         return None if int(code) == 0 else self.STOP_REASONS[int(code) - 1]
 
