@@ -13,6 +13,11 @@ Exact resumption: the data order of epoch ``e`` is a permutation drawn from a ge
 by ``(seed, e)``, the binarization noise of step ``s`` from ``(seed, s)``, and the optimizer and
 RNG states are checkpointed; so a run stopped at any step and resumed gives bit-for-bit the
 weights of an uninterrupted run on the CPU.
+
+Several processes (``torchrun``, ``pixelrnn train --nproc N``; ``training/distributed.py``):
+every rank draws the same global batch and trains a DDP replica on its share; rank 0 writes
+the run directory; evaluations are split between ranks and summed exactly. The same run on any
+number of processes takes the same steps, up to float rounding, and resumes on any number.
 """
 
 from __future__ import annotations
