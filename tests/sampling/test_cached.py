@@ -84,6 +84,18 @@ def test_cached_draws_the_same_images_and_keeps_known_pixels(
     assert torch.equal(cached[known], x[known])
 
 
+@pytest.mark.parametrize("name", pixelrnn.available_models())
+def test_cached_matches_naive_with_a_whole_pixel_distribution(name: str) -> None:
+    """The logistic mixture: one step per pixel, all three channels drawn at once."""
+    model = tiny_model(3, 8, size=4, model=name, distribution="logistic_mixture:2").double()
+    x = random_images(model, 2, seed=6)
+    known = torch.zeros_like(x, dtype=torch.bool)
+    naive, p_naive = recorded_generation(model, "naive", known, x)
+    cached, p_cached = recorded_generation(model, "cached", known, x)
+    assert len(p_naive) == len(p_cached) == 16  # one draw per pixel
+    assert torch.equal(cached, naive)
+
+
 def test_sample_defaults_to_cached_and_validates_the_method() -> None:
     model = tiny_model(1, 2, size=5, model="gated_pixelcnn").double()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731

@@ -44,7 +44,7 @@ class ModelConfig(DictConfig):
             raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {shape}")
         if self.num_levels < 2:
             raise ValueError(f"num_levels must be at least 2, got {self.num_levels}")
-        if self.distribution != "auto" and self.distribution not in DISTRIBUTIONS:
+        if self.distribution != "auto" and self.distribution.partition(":")[0] not in DISTRIBUTIONS:
             raise ValueError(
                 f"unknown distribution {self.distribution!r}; "
                 f"choose 'auto' or one of {sorted(DISTRIBUTIONS)}"
@@ -108,6 +108,13 @@ class AutoregressiveModel(nn.Module, abc.ABC):
     def num_classes(self) -> int | None:
         """Number of class labels a conditional model takes (``y``), None when unconditional."""
         return getattr(self.config, "num_classes", None)
+
+    @property
+    def mask_groups(self) -> int:
+        """Colour groups of the masks (PixelRNN §3.4): one per channel for sub-pixel
+        distributions; one for distributions over whole pixels, whose parameters at a pixel may
+        see none of its channels (mask A then hides the whole current pixel, PixelCNN++ §2.2)."""
+        return 1 if self.distribution.joint_channels else self.image_shape[0]
 
     @property
     def num_params_out(self) -> int:

@@ -95,15 +95,15 @@ class GatedPixelCNN(AutoregressiveModel):
     def __init__(self, config: GatedPixelCNNConfig) -> None:
         super().__init__(config)
         c, height, width = config.image_shape
-        p = config.hidden_channels
+        p, g = config.hidden_channels, self.mask_groups
         self.layers = nn.ModuleList(
-            GatedLayer(c, p, config.input_kernel_size, c, first=True)
+            GatedLayer(c, p, config.input_kernel_size, g, first=True)
             if k == 0
-            else GatedLayer(p, p, config.kernel_size, c)
+            else GatedLayer(p, p, config.kernel_size, g)
             for k in range(config.num_layers)
         )
-        self.output_hidden = MaskedConv2d(p, config.output_channels, 1, "B", c)
-        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", c)
+        self.output_hidden = MaskedConv2d(p, config.output_channels, 1, "B", g)
+        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", g)
         self.class_embedding: ClassEmbedding | None = None
         self.class_bias: nn.ModuleList | None = None
         self.spatial_map: SpatialConditioning | None = None

@@ -90,15 +90,15 @@ class PixelCNN(AutoregressiveModel):
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
-        c = config.image_shape[0]
+        c, g = config.image_shape[0], self.mask_groups
         h2 = 2 * config.hidden_channels
-        self.input_conv = MaskedConv2d(c, h2, config.input_kernel_size, "A", c)
+        self.input_conv = MaskedConv2d(c, h2, config.input_kernel_size, "A", g)
         self.blocks = nn.ModuleList(
-            ResidualBlock(config.hidden_channels, config.kernel_size, c)
+            ResidualBlock(config.hidden_channels, config.kernel_size, g)
             for _ in range(config.num_layers)
         )
-        self.output_hidden = MaskedConv2d(h2, config.output_channels, 1, "B", c)
-        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", c)
+        self.output_hidden = MaskedConv2d(h2, config.output_channels, 1, "B", g)
+        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", g)
         # Weights in channels_last match the activations' layout (see network): no reorders.
         self.to(memory_format=torch.channels_last)
 

@@ -85,19 +85,19 @@ class PixelRNN(AutoregressiveModel):
 
     def __init__(self, config: PixelRNNConfig) -> None:
         super().__init__(config)
-        c = config.image_shape[0]
+        c, g = config.image_shape[0], self.mask_groups
         h = config.hidden_channels
-        self.input_conv = MaskedConv2d(c, 2 * h, config.input_kernel_size, "A", c)
+        self.input_conv = MaskedConv2d(c, 2 * h, config.input_kernel_size, "A", g)
         self.blocks = nn.ModuleList(
-            RecurrentBlock(self.layer_class(2 * h, h, c), h, c, config.residual)
+            RecurrentBlock(self.layer_class(2 * h, h, g), h, g, config.residual)
             for _ in range(config.num_layers)
         )
         self.skips = nn.ModuleList(
-            MaskedConv2d(2 * h, 2 * h, 1, "B", c)
+            MaskedConv2d(2 * h, 2 * h, 1, "B", g)
             for _ in range(config.num_layers if config.skip else 0)
         )
-        self.output_hidden = MaskedConv2d(2 * h, config.output_channels, 1, "B", c)
-        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", c)
+        self.output_hidden = MaskedConv2d(2 * h, config.output_channels, 1, "B", g)
+        self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", g)
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input_conv(x)
