@@ -172,7 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if model_overrides or args.preset or args.model or args.conditional != "none":
             raise ValueError("--resume continues the stored model; drop the model flags")
         trainer = Trainer.resume(args.resume, train_overrides, args.data_dir)
-        print(f"resuming {args.resume} at epoch {trainer.epoch}, step {trainer.global_step}")
+        if trainer.dist.is_main:
+            print(f"resuming {args.resume} at epoch {trainer.epoch}, step {trainer.global_step}")
     else:
         preset = get_preset(args.preset) if args.preset else None
         if preset is None and args.model is None:
@@ -185,10 +186,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             and default_dataset in LABELLED_COUNTERPARTS
         ):
             labelled, binarize = LABELLED_COUNTERPARTS[default_dataset]
-            print(
-                f"{default_dataset} has no class labels: training on {labelled} "
-                f"(binarize={binarize}) instead; --dataset chooses another"
-            )
+            if os.environ.get("RANK", "0") == "0":  # once in a torchrun job
+                print(
+                    f"{default_dataset} has no class labels: training on {labelled} "
+                    f"(binarize={binarize}) instead; --dataset chooses another"
+                )
             train_overrides.update(dataset=labelled, binarize=binarize)
         train_overrides.setdefault("dataset", default_dataset)
         if preset is not None and train_overrides["dataset"] == preset.dataset:
@@ -217,10 +219,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         trainer = Trainer(model, config, run_dir, args.data_dir)
         n = sum(p.numel() for p in model.parameters())
-        print(
-            f"training {model.model_name} ({n:,} parameters) on {config.dataset} → {run_dir} "
-            f"[device {trainer.device}, allocator {active_allocator()}]"
-        )
+        if trainer.dist.is_main:
+            print(
+                f"training {model.model_name} ({n:,} parameters) on {config.dataset} → {run_dir} "
+                f"[device {trainer.device}, allocator {active_allocator()}]"
+            )
     try:
         reason = trainer.fit()
     finally:
