@@ -9,7 +9,8 @@ for every registered model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -51,6 +52,26 @@ def make_stepper(
     return factories[model.model_name](model, x, y)
 
 
+# Below this many multiply-adds per step (parameters × images, roughly), one intra-op thread is
+# faster: the steps are hundreds of tiny operations and threading only adds synchronisation
+# (measured on the 2-core CPU of docs/benchmarks.md: 1.2–1.6× faster for the MNIST presets at
+# batch 16, equal at 64).
+SINGLE_THREAD_WORK = 50_000_000
+
+
+@contextlib.contextmanager
+def _threads_for(model: AutoregressiveModel, batch: int) -> Iterator[None]:
+    """Run small generations on one intra-op thread; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    work = batch * sum(p.numel() for p in model.parameters())
+    if work < SINGLE_THREAD_WORK and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def generate_cached(
     model: AutoregressiveModel,
@@ -65,6 +86,20 @@ def generate_cached(
 
     Args and result as :func:`pixelrnn.sampling.engine.generate`.
     """
+    with _threads_for(model, len(x)):
+        return _fill(model, x, known, generator, temperature, progress, y)
+
+
+def _fill(
+    model: AutoregressiveModel,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    generator: torch.Generator | None,
+    temperature: float,
+    progress: bool,
+    y: torch.Tensor | None,
+) -> torch.Tensor:
+    """The loop of :func:`generate_cached`."""
     was_training = model.training
     model.eval()
     x = x.clone()
