@@ -62,13 +62,13 @@ class DistributedContext:
             dist.all_reduce(value, op=dist.ReduceOp.SUM)
         return value
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is True on at least one."""
+    def all_reduce_max(self, value: int) -> int:
+        """The largest ``value`` over all ranks (``value`` itself on one process)."""
         if not self.is_distributed:
-            return flag
-        value = torch.tensor([float(flag)], device=self.collective_device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+            return value
+        t = torch.tensor([value], device=self.collective_device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
 
     def barrier(self) -> None:
         if self.is_distributed:

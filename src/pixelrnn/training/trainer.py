@@ -324,14 +324,9 @@ class Trainer:
         """:meth:`_should_stop`, agreed on by all processes (the most urgent reason wins), so
         that every rank leaves the loop at the same step."""
         reason = self._should_stop(started)
-        if not self.dist.is_distributed:
-            return reason
-        code = torch.tensor(
-            [0 if reason is None else 1 + self.STOP_REASONS.index(reason)],
-            device=self.dist.collective_device,
-        )
-        torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
-        return None if int(code) == 0 else self.STOP_REASONS[int(code) - 1]
+        code = 0 if reason is None else 1 + self.STOP_REASONS.index(reason)
+        code = self.dist.all_reduce_max(code)
+        return None if code == 0 else self.STOP_REASONS[code - 1]
 
     def _should_stop(self, started: float) -> str | None:
         c = self.config
