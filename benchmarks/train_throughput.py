@@ -11,7 +11,9 @@ each model trains. ``--reference`` adds the conventional implementation in
 
 Besides presets, ``--preset`` takes the names in ``SAME_SIZE``: the library's Gated PixelCNN
 built at the size of the conventional one in ``reference_gated_pixelcnn.py``
-(``gated-5x64-class``), and that conventional one (``reference-gated-5x64-class``).
+(``gated-5x64-class``), and that conventional one (``reference-gated-5x64-class``); and the
+small PixelCNN++ of issue 5 (``pixelcnnpp-1x32-mix5``: 1 layer per resolution, 32 filters,
+5 logistics, 1x28x28).
 
     python benchmarks/train_throughput.py --preset pixelcnn-mnist --reference \
         --output benchmarks/results/train_throughput.json
@@ -45,6 +47,16 @@ SAME_SIZE = {
         kernel_size=3,
         output_channels=512,
         num_classes=10,
+    ),
+    # issue 5's small PixelCNN++ (official defaults otherwise: dropout 0.5, weight norm)
+    "pixelcnnpp-1x32-mix5": dict(
+        model="pixelcnnpp",
+        image_shape=(1, 28, 28),
+        num_levels=256,
+        nr_resnet=1,
+        nr_filters=32,
+        distribution="logistic_mixture:5",
+        dropout=0.5,
     ),
 }
 

@@ -14,6 +14,10 @@ def tiny_preset(model: str) -> str:
     return model.replace("_", "-") + "-tiny"
 
 
+# the shared tests size every model with the PixelCNN's knobs; PixelCNN++ names them its own way
+SIZE_ALIASES = {"pixelcnnpp": {"hidden_channels": "nr_filters", "num_layers": "nr_resnet"}}
+
+
 def tiny_model(
     channels: int = 1,
     levels: int = 2,
@@ -23,6 +27,8 @@ def tiny_model(
     **overrides: object,
 ) -> pixelrnn.AutoregressiveModel:
     """The model's tiny preset, re-sized, with seeded random weights."""
+    aliases = SIZE_ALIASES.get(model, {})
+    overrides = {aliases.get(k, k): v for k, v in overrides.items()}
     torch.manual_seed(seed)
     return pixelrnn.create_model(
         preset=tiny_preset(model),

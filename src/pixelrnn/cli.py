@@ -195,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_overrides.setdefault("dataset", default_dataset)
         if preset is not None and train_overrides["dataset"] == preset.dataset:
             train_overrides.setdefault("binarize", preset.binarize)
+        for name, value in (preset.training if preset else {}).items():
+            train_overrides.setdefault(name, value)  # the preset's defaults; flags win
         config = TrainConfig.from_dict(train_overrides)
         if conditional:
             name = preset.model if preset else args.model

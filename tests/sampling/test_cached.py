@@ -23,9 +23,18 @@ CASES = [
 ]
 
 
-def case_model(name: str, channels: int, conditional: bool, size: int = 6):
-    extra = {"num_classes": 3, "spatial_conditioning": True} if conditional else {}
+def case_model(name: str, channels: int, conditional: bool, size: int = 6, **extra: object):
+    if conditional:
+        extra["num_classes"] = 3
+        if name == "gated_pixelcnn":
+            extra["spatial_conditioning"] = True
     return tiny_model(channels, 2 if channels == 1 else 4, size=size, model=name, **extra)
+
+
+def draws_per_image(model: pixelrnn.AutoregressiveModel) -> int:
+    """One draw per sub-pixel, or per pixel for a distribution joint over a pixel."""
+    c, h, w = model.image_shape
+    return h * w if model.distribution.joint_channels else c * h * w
 
 
 def recorded_generation(
@@ -62,7 +71,7 @@ def test_cached_parameters_match_the_naive_loop_float32(
     known = torch.zeros_like(x, dtype=torch.bool)
     _, naive = recorded_generation(model, "naive", known, x)
     _, cached = recorded_generation(model, "cached", known, x)
-    assert len(naive) == len(cached) == model.num_dims
+    assert len(naive) == len(cached) == draws_per_image(model)
     # the paths draw different values only if the parameters differ; compare step by step on
     # the naive path's images, so one early difference cannot cascade
     for step, (p, q) in enumerate(zip(naive, cached, strict=True)):
@@ -93,6 +102,26 @@ def test_cached_matches_naive_with_a_whole_pixel_distribution(name: str) -> None
     naive, p_naive = recorded_generation(model, "naive", known, x)
     cached, p_cached = recorded_generation(model, "cached", known, x)
     assert len(p_naive) == len(p_cached) == 16  # one draw per pixel
+    assert torch.equal(cached, naive)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(distribution="auto"),  # sub-pixel steps: repeated calls at one pixel
+        dict(num_resolutions=3, nr_resnet=2),  # 7 -> 4 -> 2 and back, cropped
+    ],
+    ids=["softmax-head", "three-resolutions-odd-size"],
+)
+def test_pixelcnnpp_cached_variants(overrides: dict) -> None:
+    model = case_model("pixelcnnpp", 3, False, size=7, **overrides).double()
+    x = random_images(model, 2, seed=4)
+    known = torch.zeros_like(x, dtype=torch.bool)
+    naive, p_naive = recorded_generation(model, "naive", known, x)
+    cached, p_cached = recorded_generation(model, "cached", known, x)
+    assert len(p_naive) == len(p_cached) == draws_per_image(model)
+    for step, (p, q) in enumerate(zip(p_naive, p_cached, strict=True)):
+        torch.testing.assert_close(q, p, rtol=1e-9, atol=1e-9, msg=f"step {step}")
     assert torch.equal(cached, naive)
 
 

@@ -3,6 +3,7 @@
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
+from pixelrnn.models.pixelcnn_pp import PixelCNNPP, PixelCNNPPConfig
 from pixelrnn.models.registry import (
     MODELS,
     PRESETS,
@@ -23,6 +24,8 @@ __all__ = [
     "ModelConfig",
     "PixelCNN",
     "PixelCNNConfig",
+    "PixelCNNPP",
+    "PixelCNNPPConfig",
     "Preset",
     "available_models",
     "available_presets",

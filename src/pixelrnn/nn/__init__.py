@@ -1,7 +1,8 @@
 """Layers: building blocks that know nothing of data, losses or sampling."""
 
 from pixelrnn.nn.conditioning import ClassEmbedding, SpatialConditioning
-from pixelrnn.nn.diagonal_lstm import DiagonalBiLSTM, down_shift
+from pixelrnn.nn.data_init import data_dependent_init
+from pixelrnn.nn.diagonal_lstm import DiagonalBiLSTM
 from pixelrnn.nn.gated import (
     GatedLayer,
     HorizontalStackConv,
@@ -11,23 +12,37 @@ from pixelrnn.nn.gated import (
 from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups, gate_groups
 from pixelrnn.nn.row_lstm import RowLSTM
+from pixelrnn.nn.shifted_conv import (
+    GatedResNet,
+    ShiftedConv2d,
+    ShiftedConvTranspose2d,
+    concat_elu,
+    down_shift,
+    right_shift,
+)
 from pixelrnn.nn.skew import skew, unskew
 
 __all__ = [
     "ClassEmbedding",
     "DiagonalBiLSTM",
     "GatedLayer",
+    "GatedResNet",
     "HorizontalStackConv",
     "MaskedConv2d",
     "RowLSTM",
+    "ShiftedConv2d",
+    "ShiftedConvTranspose2d",
     "SpatialConditioning",
     "VerticalStackConv",
     "causal_mask",
     "channel_groups",
+    "concat_elu",
+    "data_dependent_init",
     "down_shift",
     "gate_groups",
     "gated_activation",
     "lstm_cell",
+    "right_shift",
     "skew",
     "unskew",
 ]

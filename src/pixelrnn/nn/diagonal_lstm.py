@@ -38,16 +38,8 @@ from torch import nn
 
 from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
+from pixelrnn.nn.shifted_conv import down_shift
 from pixelrnn.nn.skew import skew, unskew
-
-
-def down_shift(x: torch.Tensor) -> torch.Tensor:
-    """Shift a map down by one row: row 0 becomes zero, the last row drops off.
-
-    Shape:
-        ``(B, C, H, W)`` → ``(B, C, H, W)``.
-    """
-    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
 
 
 class DiagonalBiLSTM(nn.Module):

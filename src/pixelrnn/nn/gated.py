@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelrnn.nn.diagonal_lstm import down_shift
 from pixelrnn.nn.masked_conv import MaskedConv2d, MaskType, causal_mask, gate_groups
+from pixelrnn.nn.shifted_conv import down_shift
 
 
 def gated_activation(pre: torch.Tensor) -> torch.Tensor:

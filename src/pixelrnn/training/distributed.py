@@ -70,6 +70,12 @@ class DistributedContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
+    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's parameters and buffers (in place)."""
+        if self.is_distributed:
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+
     def barrier(self) -> None:
         if self.is_distributed:
             dist.barrier()

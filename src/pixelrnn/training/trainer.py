@@ -5,6 +5,9 @@ Run directory::
     RUN/config.json        model name + config, training settings, package version
     RUN/last/              config.json, model.safetensors, trainer_state.{json,safetensors}
     RUN/best/              config.json, model.safetensors (lowest validation NLL)
+
+With ``ema_decay`` every ``model.safetensors`` holds the averaged weights, the ones to evaluate
+and sample with; ``last/trainer_state.safetensors`` also keeps the raw training weights.
     RUN/metrics.jsonl      one JSON object a line: train / valid / test events
     RUN/samples_epochNNN.png, RUN/loss_curve.png, RUN/samples.png, RUN/completions.png
     RUN/results.json       test NLL of the best weights
@@ -37,6 +40,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -49,6 +53,7 @@ from pixelrnn.checkpoint import (
     replace_dir,
     resolve_checkpoint_dir,
     save_pretrained,
+    state_dict_for_saving,
     unflatten_optimizer_state,
     write_json,
 )
@@ -64,6 +69,7 @@ from pixelrnn.training.seeding import derive_seed, make_generator
 
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
+TRAIN_WEIGHTS = "train_weights."  # prefix of the raw weights in STATE_TENSORS when EMA is on
 
 
 def progress_interval() -> float:
@@ -163,6 +169,12 @@ class Trainer:
             torch.manual_seed(derive_seed(config.seed, "rank", self.dist.rank))
         if config.compile:
             self.network = torch.compile(self.network)
+        # Polyak averaging (PixelCNN++ §3.1): torch's own EMA utility, updated after every step
+        self.ema: AveragedModel | None = None
+        if config.ema_decay is not None:
+            self.ema = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)
+            )
         self.optimizer = self._make_optimizer()
         self.epoch = 0
         self.step_in_epoch = 0
@@ -191,6 +203,25 @@ class Trainer:
             self.data_dir,
             binarize=self.config.binarize,  # type: ignore[arg-type]
         )
+
+    @property
+    def evaluation_model(self) -> AutoregressiveModel:
+        """The weights validation, test, samples and saved checkpoints use: the moving average
+        with ``ema_decay``, else the trained weights themselves."""
+        return self.model if self.ema is None else self.ema.module  # type: ignore[return-value]
+
+    def initialize_from_data(self) -> None:
+        """Data-dependent initialisation (weight-normalised models such as PixelCNN++) from
+        the first ``data_init_images`` training images, the same weights on every rank."""
+        n = min(self.config.data_init_images, len(self.train_data))
+        init = getattr(self.model, "initialize_from_data", None)
+        if not n or init is None or not getattr(self.model.config, "weight_norm", False):
+            return
+        index = torch.arange(n)
+        x = self.train_data.batch(index, make_generator(self.config.seed, "data-init"))
+        y = None if self.model.num_classes is None else self.train_data.labels_at(index)
+        init(x.to(self.device), None if y is None else y.to(self.device))
+        self.dist.broadcast_parameters(self.model)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
@@ -231,8 +262,13 @@ class Trainer:
             "optimizer": optim_meta,
         }
 
+        if self.ema is not None:
+            raw = state_dict_for_saving(self.model)
+            tensors.update({TRAIN_WEIGHTS + k: v for k, v in raw.items()})
+            tensors["ema.n_averaged"] = self.ema.n_averaged.detach().cpu()
+
         def build(folder: Path) -> None:
-            save_pretrained(self.model, folder, self.run_config())
+            save_pretrained(self.evaluation_model, folder, self.run_config())
             save_file(tensors, str(folder / STATE_TENSORS))
             (folder / STATE_JSON).write_text(json.dumps(state, indent=2))
 
@@ -243,6 +279,17 @@ class Trainer:
         state = read_json(folder / STATE_JSON)
         tensors = load_file(str(folder / STATE_TENSORS))
         self.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
+        # with EMA, model.safetensors (loaded into self.model and copied into self.ema) holds the
+        # averaged weights; the raw training weights come from the state file
+        raw = {
+            k.removeprefix(TRAIN_WEIGHTS): v
+            for k, v in tensors.items()
+            if k != k.removeprefix(TRAIN_WEIGHTS)
+        }
+        if raw:
+            self.model.load_state_dict(raw)
+        if self.ema is not None and "ema.n_averaged" in tensors:
+            self.ema.n_averaged.copy_(tensors["ema.n_averaged"])
         torch.set_rng_state(tensors["rng.torch"])
         if self.dist.is_distributed:  # rank 0's state was saved: give each rank its own stream
             seed = derive_seed(self.config.seed, "rank", self.dist.rank, state["global_step"])
@@ -400,6 +447,8 @@ class Trainer:
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         total = self.dist.all_reduce_sum(total.to(self.dist.collective_device))
         return float(total) / (n * self.model.num_dims)
 
@@ -416,6 +465,8 @@ class Trainer:
                 {**model_config_dict(self.model), **self.run_config()},
             )
         c = self.config
+        if self.global_step == 0:
+            self.initialize_from_data()
         started = time.monotonic()
         reason = "done"
         self.model.train()
@@ -481,14 +532,14 @@ class Trainer:
         """Score the validation split; keep the weights as ``best/`` when they are the best."""
         if self.valid_data is None:
             return
-        result = self._evaluate(self.valid_data, self.model)
+        result = self._evaluate(self.valid_data, self.evaluation_model)
         self.log("valid", **_metrics(result))
         if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
             self.best_valid_nats = result.nats_per_image
             if not self.dist.is_main:
                 return
             replace_dir(
-                lambda d: save_pretrained(self.model, d, self.run_config()),
+                lambda d: save_pretrained(self.evaluation_model, d, self.run_config()),
                 self.run_dir / "best",
             )
 
@@ -504,7 +555,7 @@ class Trainer:
             and self.dist.is_main
         ):
             self._draw_samples(
-                self.model,
+                self.evaluation_model,
                 make_generator(c.seed, "samples", self.epoch, device=self.device),
                 self.run_dir / f"samples_epoch{self.epoch:03d}.png",
             )
@@ -529,7 +580,8 @@ class Trainer:
         )
 
     def best_model(self) -> AutoregressiveModel:
-        """The best checkpoint's weights in a new model (the last ones without validation)."""
+        """The best checkpoint's weights in a new model (the last ones without validation;
+        the averaged weights with EMA)."""
         if resolve_checkpoint_dir(self.run_dir / "best").exists():
             return load_pretrained(self.run_dir / "best", map_location=self.device)
         return load_pretrained(self.run_dir / "last", map_location=self.device)

@@ -62,6 +62,13 @@ def padded_buffer(
     return like.new_zeros(like.shape[0], channels, top + height, left + width + right)
 
 
+def image_rows(x: torch.Tensor, i: int, up: int, side: int) -> torch.Tensor:
+    """Rows ``i-up .. i`` of ``x``, padded with zeros above the image and ``side`` columns on
+    both sides. Shape: ``(B, C, H, W)`` → ``(B, C, up + 1, W + 2·side)``."""
+    top = max(i - up, 0)
+    return F.pad(x[:, :, top : i + 1], (side, side, top - (i - up), 0))
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``x @ weight + bias``. Shape: ``(B, K) @ (K, N)`` → ``(B, N)``."""
     return torch.addmm(bias, x, weight)

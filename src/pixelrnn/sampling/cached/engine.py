@@ -22,6 +22,7 @@ from pixelrnn.sampling.cached.base import IncrementalStepper
 def _factories() -> dict[str, Callable[..., IncrementalStepper]]:
     from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
     from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
+    from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
     from pixelrnn.sampling.cached.pixelrnn import DiagonalBiLSTMStepper, RowLSTMStepper
 
     return {
@@ -29,6 +30,7 @@ def _factories() -> dict[str, Callable[..., IncrementalStepper]]:
         "gated_pixelcnn": GatedPixelCNNStepper,
         "row_lstm": RowLSTMStepper,
         "diagonal_bilstm": DiagonalBiLSTMStepper,
+        "pixelcnnpp": PixelCNNPPStepper,
     }
 
 

@@ -23,16 +23,10 @@ from pixelrnn.sampling.cached.base import (
     IncrementalStepper,
     bias_of,
     flat_weight,
+    image_rows,
     linear,
     padded_buffer,
 )
-
-
-def image_rows(x: torch.Tensor, i: int, up: int, side: int) -> torch.Tensor:
-    """Rows ``i-up .. i`` of ``x``, padded with zeros above the image and ``side`` columns on
-    both sides. Shape: ``(B, C, H, W)`` → ``(B, C, up + 1, W + 2·side)``."""
-    top = max(i - up, 0)
-    return F.pad(x[:, :, top : i + 1], (side, side, top - (i - up), 0))
 
 
 class GatedPixelCNNStepper(IncrementalStepper):

@@ -1,0 +1,309 @@
+"""Incremental PixelCNN++ (Ramachandran et al. 2017, paper-facts §5): the down stream once per
+row, the down-right stream once per pixel, each resolution only when it has a new position.
+
+At generation step ``(i, j)`` (full resolution):
+
+* the ``u`` (down) stream at any resolution only sees rows above, so its row ``a`` of resolution
+  ``ℓ`` (``a = i / 2^ℓ``) is computed for the whole row, with the layers' own convolutions, when
+  row ``i`` starts — for every ``ℓ`` with ``2^ℓ`` dividing ``i``;
+* the ``ul`` (down-right) stream gets a new position at resolution ``ℓ`` only when ``2^ℓ``
+  divides both ``i`` and ``j`` (position ``(i, j) / 2^ℓ``): a stride-2 convolution's output
+  ``(a, b)`` reads rows ``2a − 1 .. 2a`` and columns ``2b − 1 .. 2b`` below it, all final by
+  then, and a transposed convolution's output ``(a, b)`` reads only ``(a // 2, b // 2)`` above
+  it (the ``cache_every`` / ``run_every`` of fast-pixel-cnn). Every layer at such a position is
+  one matrix product of its 2×2 window.
+
+Caches: every layer's output map and its first convolution's (``concat_elu``-ed) map, at the
+layer's resolution, zero-padded one row on top and one column on each side. The network's
+output at ``(i, j)`` does not depend on pixel ``(i, j)``, so repeated calls at one pixel (a
+sub-pixel distribution) return the same parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pixelrnn.models.pixelcnn_pp import PixelCNNPP
+from pixelrnn.nn import GatedResNet, ShiftedConv2d, ShiftedConvTranspose2d, concat_elu
+from pixelrnn.sampling.cached.base import IncrementalStepper, image_rows, linear
+
+
+class Map:
+    """One layer's activations at one resolution, padded with zeros: 1 row on top, 1 column on
+    each side. Shape: ``(B, C, H + 1, W + 2)``; position ``(a, b)`` at ``[a + 1, b + 1]``."""
+
+    def __init__(self, like: torch.Tensor, channels: int, height: int, width: int) -> None:
+        self.t = like.new_zeros(like.shape[0], channels, height + 1, width + 2)
+        self.height, self.width = height, width
+
+    def at(self, a: int, b: int) -> torch.Tensor:
+        """Shape: ``(B, C)``."""
+        return self.t[:, :, a + 1, b + 1]
+
+    def window(self, a: int, b: int, width: int) -> torch.Tensor:
+        """Rows ``a − 1 .. a``, columns ``b − 1 ..`` (``width`` of them), flattened.
+
+        Shape: ``(B, C·2·width)``, in a convolution weight's ``(C, kh, kw)`` order."""
+        return self.t[:, :, a : a + 2, b : b + width].flatten(1)
+
+    def rows(self, a: int) -> torch.Tensor:
+        """Rows ``a − 1 .. a`` with the side padding. Shape: ``(B, C, 2, W + 2)``."""
+        return self.t[:, :, a : a + 2]
+
+    def row(self, a: int) -> torch.Tensor:
+        """Shape: ``(B, C, W)``."""
+        return self.t[:, :, a + 1, 1 : 1 + self.width]
+
+
+def _kernel(conv: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution's kernel (weight normalisation applied once, here) and its bias."""
+    return conv.weight.detach().contiguous(), conv.bias.detach()
+
+
+def _matrix(conv: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution's kernel as ``(C_in·kh·kw, C_out)`` and its bias."""
+    weight, bias = _kernel(conv)
+    return weight.reshape(weight.shape[0], -1).t().contiguous(), bias
+
+
+@dataclass
+class Residual:
+    """One :class:`~pixelrnn.nn.GatedResNet` applied to cached maps."""
+
+    layer: GatedResNet
+    inp: Map
+    aux: list[Map]
+    c1: Map  # concat_elu of the first convolution's output (what the second one reads)
+    out: Map
+    class_bias: torch.Tensor | float  # (B, 2F) or 0
+
+    def __post_init__(self) -> None:
+        self.kernel_in, self.kernel_out = (
+            _kernel(self.layer.conv_in.conv),
+            _kernel(self.layer.conv_out.conv),
+        )
+        self.aux_kernel = None if self.layer.aux is None else _kernel(self.layer.aux)
+        self.w_in, self.b_in = _matrix(self.layer.conv_in.conv)
+        self.w_out, self.b_out = _matrix(self.layer.conv_out.conv)
+        self.k = self.kernel_in[0].shape[-1]  # 3 (down) or 2 (down-right)
+        self.aux_w = None if self.layer.aux is None else _matrix(self.layer.aux)
+        self.f = self.out.t.shape[1]
+
+    def _gate(self, x: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+        return x + c2[:, : self.f] * torch.sigmoid(c2[:, self.f :])
+
+    def at(self, a: int, b: int) -> None:
+        """The layer at one position (down-right stream)."""
+        c1 = linear(concat_elu4(self.inp.window(a, b, self.k), self.k), self.w_in, self.b_in)
+        if self.aux_w is not None:
+            aux = torch.cat([m.at(a, b) for m in self.aux], dim=1)
+            c1 = c1 + linear(concat_elu(aux[:, :, None, None])[:, :, 0, 0], *self.aux_w)
+        self.c1.t[:, :, a + 1, b + 1] = concat_elu(c1[:, :, None, None])[:, :, 0, 0]
+        c2 = linear(self.c1.window(a, b, self.k), self.w_out, self.b_out) + self.class_bias
+        self.out.t[:, :, a + 1, b + 1] = self._gate(self.inp.at(a, b), c2)
+
+    def row(self, a: int) -> None:
+        """The layer on a whole row (down stream): the module's own convolutions."""
+        width = self.out.width
+        c1 = F.conv2d(concat_elu(self.inp.rows(a)), *self.kernel_in)  # (B, F, 1, W)
+        if self.aux_kernel is not None:
+            aux = torch.cat([m.row(a) for m in self.aux], dim=1)[:, :, None]
+            c1 = c1 + F.conv2d(concat_elu(aux), *self.aux_kernel)
+        self.c1.t[:, :, a + 1, 1 : 1 + width] = concat_elu(c1)[:, :, 0]
+        c2 = F.conv2d(self.c1.rows(a), *self.kernel_out)[:, :, 0]  # (B, 2F, W)
+        if isinstance(self.class_bias, torch.Tensor):
+            c2 = c2 + self.class_bias[:, :, None]
+        value, gate = c2.chunk(2, dim=1)
+        self.out.t[:, :, a + 1, 1 : 1 + width] = self.inp.row(a) + value * torch.sigmoid(gate)
+
+
+def concat_elu4(window: torch.Tensor, k: int) -> torch.Tensor:
+    """``concat_elu`` of a flattened ``(B, C·2·k)`` window, in the ``(2C, 2, k)`` order the
+    first convolution's kernel expects."""
+    b = window.shape[0]
+    return concat_elu(window.view(b, -1, 2, k)).flatten(1)
+
+
+@dataclass
+class Downsample:
+    """A stride-2 shifted convolution from one resolution to the next."""
+
+    conv: ShiftedConv2d
+    inp: Map
+    out: Map
+
+    def __post_init__(self) -> None:
+        self.kernel = _kernel(self.conv.conv)
+        self.w, self.b = _matrix(self.conv.conv)
+
+    def at(self, a: int, b: int) -> None:
+        """Down-right: rows ``2a − 1 .. 2a``, columns ``2b − 1 .. 2b`` of the input."""
+        window = self.inp.t[:, :, 2 * a : 2 * a + 2, 2 * b : 2 * b + 2].flatten(1)
+        self.out.t[:, :, a + 1, b + 1] = linear(window, self.w, self.b)
+
+    def row(self, a: int) -> None:
+        """Down: rows ``2a − 1 .. 2a``, every column (stride 2 along the row)."""
+        out = F.conv2d(self.inp.rows(2 * a), *self.kernel, stride=(1, 2))
+        self.out.t[:, :, a + 1, 1 : 1 + self.out.width] = out[:, :, 0]
+
+
+@dataclass
+class Upsample:
+    """A stride-2 shifted transposed convolution from one resolution to the previous one."""
+
+    conv: ShiftedConvTranspose2d
+    inp: Map
+    out: Map
+
+    def __post_init__(self) -> None:
+        self.kernel = _kernel(self.conv.conv)  # (C_in, C_out, kh, kw), (C_out,)
+        self.taps = self.kernel[0].permute(2, 3, 0, 1).contiguous()  # (kh, kw, C_in, C_out)
+        self.bias = self.kernel[1]
+
+    def at(self, a: int, b: int) -> None:
+        """Down-right (2×2, stride 2): output ``(a, b)`` reads input ``(a // 2, b // 2)``."""
+        tap = self.taps[a % 2, b % 2]
+        self.out.t[:, :, a + 1, b + 1] = linear(self.inp.at(a // 2, b // 2), tap, self.bias)
+
+    def row(self, a: int) -> None:
+        """Down (2×3, stride 2): output row ``a`` reads input row ``a // 2``, cropped as the
+        module crops."""
+        src = self.inp.t[:, :, a // 2 + 1 : a // 2 + 2, 1 : 1 + self.inp.width]
+        full = F.conv_transpose2d(src, *self.kernel, stride=2)  # (B, F, 2, 2W + 1)
+        first = self.conv.first_column
+        self.out.t[:, :, a + 1, 1 : 1 + self.out.width] = full[
+            :, :, a % 2, first : first + self.out.width
+        ]
+
+
+Op = Residual | Downsample | Upsample
+
+
+class PixelCNNPPStepper(IncrementalStepper):
+    """Cached evaluation of a :class:`~pixelrnn.models.PixelCNNPP` (``B`` images)."""
+
+    def __init__(self, model: PixelCNNPP, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        cfg = model.config
+        _, height, width = model.image_shape
+        f, levels = cfg.nr_filters, cfg.num_resolutions
+        self.model, self.levels, self.f = model, levels, f
+        sizes = [(height, width)]
+        for _ in range(levels - 1):
+            h, w = sizes[-1]
+            sizes.append(((h + 1) // 2, (w + 1) // 2))
+        self.sizes = sizes
+        one_hot = model.one_hot(y)
+
+        def new(level: int, channels: int = f) -> Map:
+            return Map(x, channels, *sizes[level])
+
+        def residual(layer: GatedResNet, level: int, inp: Map, aux: list[Map]) -> Residual:
+            bias = 0.0 if one_hot is None or layer.class_bias is None else layer.class_bias(one_hot)
+            return Residual(layer, inp, aux, new(level, 2 * f), new(level), bias)
+
+        # the same construction as PixelCNNPP.network, on maps: per resolution, the ops of the
+        # up pass and of the down pass, for each stream, in execution order
+        self.init_u, self.init_ul = new(0), new(0)
+        self.up: list[tuple[list[Op], list[Op]]] = []
+        self.down: list[tuple[list[Op], list[Op]]] = [([], []) for _ in range(levels)]
+        u, ul = self.init_u, self.init_ul
+        for level in range(levels):
+            ops_u: list[Op] = []
+            ops_ul: list[Op] = []
+            if level > 0:
+                ops_u.append(Downsample(model.downsample_u[level - 1], u, new(level)))
+                ops_ul.append(Downsample(model.downsample_ul[level - 1], ul, new(level)))
+                u, ul = ops_u[-1].out, ops_ul[-1].out
+            for layer_u, layer_ul in zip(model.up_u[level], model.up_ul[level], strict=True):
+                ops_u.append(residual(layer_u, level, u, []))
+                u = ops_u[-1].out
+                ops_ul.append(residual(layer_ul, level, ul, [u]))
+                ul = ops_ul[-1].out
+            self.up.append((ops_u, ops_ul))
+        # the network's skip list: every up-pass output in order (a downsampling output sits
+        # between its two resolutions' layers), popped from the end by the down pass
+        u_list = [self.init_u] + [m for ops, _ in self.up for m in _outputs(ops)]
+        ul_list = [self.init_ul] + [m for _, ops in self.up for m in _outputs(ops)]
+        u, ul = u_list.pop(), ul_list.pop()
+        for step in range(levels):
+            level = levels - 1 - step
+            ops_u, ops_ul = self.down[level]
+            if step > 0:
+                ops_u.append(Upsample(model.upsample_u[step - 1], u, new(level)))
+                ops_ul.append(Upsample(model.upsample_ul[step - 1], ul, new(level)))
+                u, ul = ops_u[-1].out, ops_ul[-1].out
+            for layer_u, layer_ul in zip(model.down_u[step], model.down_ul[step], strict=True):
+                ops_u.append(residual(layer_u, level, u, [u_list.pop()]))
+                u = ops_u[-1].out
+                ops_ul.append(residual(layer_ul, level, ul, [u, ul_list.pop()]))
+                ul = ops_ul[-1].out
+        assert not u_list and not ul_list
+        self.final = ul
+        self.head = _matrix(model.head)
+        self.ul_left = _matrix(model.ul_init_left.conv)
+        self.u_init, self.ul_init_above = (
+            _kernel(model.u_init.conv),
+            _kernel(model.ul_init_above.conv),
+        )
+        self.ul_above = x.new_zeros(x.shape[0], f, width)  # row i's down-shifted 1×3 term
+        self.row = -1
+        self.last: tuple[int, int, torch.Tensor] | None = None
+
+    def _start_row(self, x: torch.Tensor, i: int) -> None:
+        """Row ``i`` starts: the down stream's new rows at every resolution that has one."""
+        width = x.shape[-1]
+        if i == 0:  # the down-shift brings in zeros
+            self.init_u.t[:, :, 1].zero_()
+            self.ul_above.zero_()
+        else:
+            x1 = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+            window = image_rows(x1, i - 1, 1, 1)  # rows i−2 .. i−1: (B, C+1, 2, W+2)
+            self.init_u.t[:, :, i + 1, 1 : 1 + width] = F.conv2d(window, *self.u_init)[:, :, 0]
+            self.ul_above = F.conv2d(window[:, :, 1:], *self.ul_init_above)[:, :, 0]
+        top = self._top_level(i)
+        for level in range(top + 1):
+            for op in self.up[level][0]:
+                op.row(i >> level)
+        for level in range(top, -1, -1):
+            for op in self.down[level][0]:
+                op.row(i >> level)
+        self.row = i
+
+    def _top_level(self, *coordinates: int) -> int:
+        """The coarsest resolution with a new position: ``2^ℓ`` divides every coordinate."""
+        top = 0
+        while top + 1 < self.levels and all(v % (2 ** (top + 1)) == 0 for v in coordinates):
+            top += 1
+        return top
+
+    def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        if self.last is not None and self.last[:2] == (i, j):
+            return self.last[2]  # nothing at (i, j) depends on pixel (i, j)
+        if i != self.row:
+            self._start_row(x, i)
+        # the first down-right map: the row above (per row) + the pixel to the left
+        value = self.ul_above[:, :, j]
+        if j > 0:
+            left = x[:, :, max(i - 1, 0) : i + 1, j - 1]  # (B, C, 1 or 2)
+            left = torch.cat([left, torch.ones_like(left[:, :1])], dim=1)
+            if i == 0:
+                left = F.pad(left, (1, 0))  # zero padding above the image
+            value = value + linear(left.flatten(1), *self.ul_left)
+        self.init_ul.t[:, :, i + 1, j + 1] = value
+        top = self._top_level(i, j)
+        for level in range(top + 1):
+            for op in self.up[level][1]:
+                op.at(i >> level, j >> level)
+        for level in range(top, -1, -1):
+            for op in self.down[level][1]:
+                op.at(i >> level, j >> level)
+        params = linear(F.elu(self.final.at(i, j)), *self.head)
+        self.last = (i, j, params)
+        return params
+
+
+def _outputs(ops: list[Op]) -> list[Map]:
+    return [op.out for op in ops]
