@@ -96,12 +96,16 @@ def _output_index(model: pixelrnn.AutoregressiveModel, ch: int, i: int, j: int) 
 
 
 @torch.no_grad()
-def assert_causal(model: pixelrnn.AutoregressiveModel) -> None:
+def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool = False) -> None:
     """Raise AssertionError unless ``model`` is autoregressive in raster, then R→G→B, order.
 
     Every input sub-pixel of image 0 is changed in turn (float64 model, exact comparisons):
     no log-probability and no conditional's parameters of an earlier-or-same sub-pixel may
     change, nothing of image 1 may change, and some later log-probability must change.
+
+    Args:
+        whole_pixel_context: the network sees only whole earlier pixels (PixelCNN++) while the
+            distribution is per sub-pixel, so the last pixel's channels influence nothing.
     """
     model = model.double().eval()
     c_img, h, w = model.image_shape
@@ -144,7 +148,7 @@ def assert_causal(model: pixelrnn.AutoregressiveModel) -> None:
                             )
                             if q <= p:  # a sub-pixel's own conditional may not see itself either
                                 assert same, f"conditional of sub-pixel {q} changed with input {p}"
-                last = p == c_img * h * w - 1
+                last = p == c_img * h * w - 1 or (whole_pixel_context and p >= c_img * (h * w - 1))
                 assert later_changed or last, f"input sub-pixel {p} influences nothing later"
 
 

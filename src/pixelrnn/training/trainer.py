@@ -400,8 +400,13 @@ class Trainer:
             c.seed,
             labels=self.model.num_classes is not None,
         )
-        # batch_size=None: every item is already a whole batch
-        return DataLoader(batches, batch_size=None, num_workers=c.num_workers)
+        # batch_size=None: every item is already a whole batch. The loader's own generator: an
+        # iterator otherwise draws its workers' base seed from the global stream, which a resumed
+        # run would then hold in another state (dropout draws from it)
+        loader_seed = make_generator(c.seed, "loader", self.epoch, self.step_in_epoch)
+        return DataLoader(
+            batches, batch_size=None, num_workers=c.num_workers, generator=loader_seed
+        )
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the training device (from pinned memory, asynchronously, on CUDA)."""
