@@ -3,6 +3,10 @@
     python benchmarks/sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist \
         --batch-size 1 16 64 --output benchmarks/results/sample_time.json
 
+``--preset`` also takes the names in ``configs.SAME_SIZE`` (e.g. the small PixelCNN++,
+``pixelcnnpp-1x32-mix5``). A naive multi-scale step is one forward pass of the whole model
+(both stages), which is how its FLOPs are counted.
+
 The naive loop costs the same at every step (it always runs the whole network), so with
 ``--naive-steps N`` it is timed over its first ``N`` steps and scaled to all of them; such
 rows say ``"extrapolated_from_steps": N``. Cached times are always whole generations, the
@@ -26,31 +30,40 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import pixelrnn
+from configs import build
 from machine import machine_info, matmul_gflops, peak_rss_mib
-from pixelrnn.sampling import generate, generate_cached
+from pixelrnn.models import MultiScalePixelRNN
+
+
+def num_steps(model: pixelrnn.AutoregressiveModel) -> int:
+    """Generation steps per image: one per sub-pixel, or per pixel for a joint distribution."""
+    c, h, w = model.image_shape
+    return h * w if model.distribution.joint_channels else c * h * w
 
 
 def time_generation(
     model: pixelrnn.AutoregressiveModel, n: int, method: str, max_steps: int | None
 ) -> tuple[float, int | None]:
-    """Seconds to sample ``n`` images; with ``max_steps``, the naive loop is timed over its first
+    """Seconds to sample ``n`` images (``model.complete`` with nothing known: what ``sample``
+    runs); with ``max_steps``, the naive loop of a single-stage model is timed over its first
     ``max_steps`` steps (the rest of the image given as known) and scaled up."""
     x = torch.zeros((n, *model.image_shape), dtype=torch.long)
     known = torch.zeros_like(x, dtype=torch.bool)
     y = None if model.num_classes is None else torch.arange(n) % model.num_classes
     g = torch.Generator().manual_seed(0)
-    total_steps = model.num_dims
-    if method == "naive" and max_steps is not None and max_steps < total_steps:
-        # every sub-pixel after the first max_steps is given: the loop skips those steps
-        c, h, w = model.image_shape
-        order = torch.arange(c * h * w).view(h, w, c).permute(2, 0, 1)  # (C, H, W) step index
-        known = (order >= max_steps).expand(n, c, h, w).contiguous()
+    total_steps = num_steps(model)
+    single_stage = not isinstance(model, MultiScalePixelRNN)
+    if method == "naive" and single_stage and max_steps is not None and max_steps < total_steps:
+        # every step after the first max_steps is given: the loop skips those steps
+        order = model.generation_rank()  # (C, H, W)
+        if model.distribution.joint_channels:
+            order = order // model.image_shape[0]  # whole pixels
+        known = (order >= max_steps).expand_as(x).contiguous()
         start = time.perf_counter()
-        generate(model, x, known, g, 1.0, False, y)
+        model.complete(x, known, g, y=y, method="naive")
         return (time.perf_counter() - start) * total_steps / max_steps, max_steps
-    engine = generate if method == "naive" else generate_cached
     start = time.perf_counter()
-    engine(model, x, known, g, 1.0, False, y)
+    model.complete(x, known, g, y=y, method=method)
     return time.perf_counter() - start, None
 
 
@@ -63,8 +76,8 @@ def count_flops(model: pixelrnn.AutoregressiveModel, n: int, method: str) -> flo
         if method == "naive":  # every step is one forward pass of the whole network
             model(x, y) if y is not None else model(x)
         else:
-            generate_cached(model, x, torch.zeros_like(x, dtype=torch.bool), None, 1.0, False, y)
-    steps = model.num_dims if method == "naive" else 1
+            model.complete(x, torch.zeros_like(x, dtype=torch.bool), y=y, method="cached")
+    steps = num_steps(model) if method == "naive" else 1
     return float(counter.get_total_flops()) * steps
 
 
@@ -86,7 +99,7 @@ def main() -> None:
     print(f"dense matmul: {peak:.0f} GFLOP/s with {torch.get_num_threads()} threads")
     for preset in args.preset:
         torch.manual_seed(0)
-        model = pixelrnn.create_model(preset=preset).eval()
+        model = build(preset).eval()
         for n in args.batch_size:
             row = {}
             for method in args.method:

@@ -9,7 +9,7 @@ beside the process's dense matmul rate (``machine.matmul_gflops``): how close to
 each model trains. ``--reference`` adds the conventional implementation in
 ``reference_pixelcnn.py``.
 
-Besides presets, ``--preset`` takes the names in ``SAME_SIZE``: the library's Gated PixelCNN
+Besides presets, ``--preset`` takes the names in ``configs.SAME_SIZE``: the library's Gated PixelCNN
 built at the size of the conventional one in ``reference_gated_pixelcnn.py``
 (``gated-5x64-class``), and that conventional one (``reference-gated-5x64-class``); and the
 small PixelCNN++ of issue 5 (``pixelcnnpp-1x32-mix5``: 1 layer per resolution, 32 filters,
@@ -31,34 +31,10 @@ import sys
 import time
 from pathlib import Path
 
+from configs import build
 from pixelrnn.allocator import find_tcmalloc
 
 HERE = Path(__file__).resolve().parent
-
-# Models built at the size of a conventional implementation, for same-size comparisons.
-SAME_SIZE = {
-    "gated-5x64-class": dict(
-        model="gated_pixelcnn",
-        image_shape=(1, 28, 28),
-        num_levels=256,
-        hidden_channels=64,
-        num_layers=5,
-        input_kernel_size=7,
-        kernel_size=3,
-        output_channels=512,
-        num_classes=10,
-    ),
-    # issue 5's small PixelCNN++ (official defaults otherwise: dropout 0.5, weight norm)
-    "pixelcnnpp-1x32-mix5": dict(
-        model="pixelcnnpp",
-        image_shape=(1, 28, 28),
-        num_levels=256,
-        nr_resnet=1,
-        nr_filters=32,
-        distribution="logistic_mixture:5",
-        dropout=0.5,
-    ),
-}
 
 
 def measure(
@@ -67,7 +43,6 @@ def measure(
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    import pixelrnn
     from machine import machine_info, matmul_gflops, peak_rss_mib
 
     torch.manual_seed(0)
@@ -85,11 +60,7 @@ def measure(
         model = ReferenceGatedPixelCNN()
         shape, levels, num_classes = (1, 28, 28), 256, 10
     else:
-        if preset in SAME_SIZE:
-            config = dict(SAME_SIZE[preset])
-            model = pixelrnn.create_model(config.pop("model"), **config)
-        else:
-            model = pixelrnn.create_model(preset=preset)
+        model = build(preset)
         shape, levels, num_classes = model.image_shape, model.num_levels, model.num_classes
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)

@@ -6,7 +6,6 @@ import torch
 
 import pixelrnn
 from pixelrnn.nn import channel_groups
-from pixelrnn.sampling import sub_pixel_index
 
 
 def tiny_preset(model: str) -> str:
@@ -89,10 +88,12 @@ def earlier_pixels(h: int, w: int, row: int, col: int) -> torch.Tensor:
 
 
 def _output_index(model: pixelrnn.AutoregressiveModel, ch: int, i: int, j: int) -> int:
-    """Order of an entry of ``log_prob(reduction="none")``: a pixel for joint distributions."""
+    """Order of an entry of ``log_prob(reduction="none")``: a pixel for joint distributions
+    (its last channel's rank), in the model's generation order."""
+    rank = model.generation_rank()
     if model.distribution.joint_channels:
-        return sub_pixel_index(model.image_shape, model.image_shape[0] - 1, i, j)
-    return sub_pixel_index(model.image_shape, ch, i, j)
+        return int(rank[:, i, j].max())
+    return int(rank[ch, i, j])
 
 
 @torch.no_grad()
@@ -109,6 +110,7 @@ def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool
     """
     model = model.double().eval()
     c_img, h, w = model.image_shape
+    rank = model.generation_rank()  # raster, then R→G→B, unless the model says otherwise
     x = random_images(model, 2)
     y = random_labels(model, 2)
     base_lp = model.log_prob(x, reduction="none", y=y)
@@ -123,7 +125,7 @@ def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool
     for c in range(c_img):
         for i in range(h):
             for j in range(w):
-                p = sub_pixel_index(model.image_shape, c, i, j)
+                p = int(rank[c, i, j])
                 changed = x.clone()
                 changed[0, c, i, j] = (changed[0, c, i, j] + 1) % model.num_levels
                 lp = model.log_prob(changed, reduction="none", y=y)

@@ -167,7 +167,7 @@ def test_cli_flags_cover_every_config_field() -> None:
             assert "--" + f.name.replace("_", "-") in flags, f"{cls.__name__}.{f.name}"
 
 
-@pytest.mark.parametrize("preset", ["row-lstm-tiny", "diagonal-bilstm-tiny"])
+@pytest.mark.parametrize("preset", ["row-lstm-tiny", "diagonal-bilstm-tiny", "multiscale-tiny"])
 def test_recurrent_models_train_evaluate_and_resume(
     preset: str, tmp_path: Path, data_dir: Path
 ) -> None:
@@ -313,3 +313,22 @@ def test_console_script_runs_as_a_new_user_would(tmp_path: Path, data_dir: Path)
     )
     assert bad.returncode == 2 and bad.stderr.startswith("pixelrnn: error:")
     assert "Traceback" not in bad.stderr
+
+
+def test_pixelcnnpp_preset_trains_with_its_defaults_and_samples(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The preset's training defaults (Adam, EMA 0.9995) apply unless a flag says otherwise;
+    the grey MNIST preset trains on 8-bit MNIST, evaluates and samples from the run."""
+    run = tmp_path / "pp"
+    common = ["--data-dir", str(data_dir)]
+    args = ["train", "--preset", "pixelcnnpp-mnist", "--nr-resnet", "1", "--nr-filters", "8"]
+    args += ["--max-train-images", "16", "--batch-size", "8", "--max-steps", "2"]
+    args += ["--max-eval-images", "8", "--lr", "0.002", *NO_DRAWING, "--run-dir", str(run)]
+    assert main(args + common) == 0
+    training = json.loads((run / "config.json").read_text())["training"]
+    assert training["dataset"] == "mnist" and training["binarize"] is None
+    assert (training["optimizer"], training["ema_decay"], training["lr"]) == ("adam", 0.9995, 0.002)
+    grid = tmp_path / "pp.png"
+    assert main(["sample", str(run), "-n", "2", "-o", str(grid)]) == 0
+    assert grid.is_file()

@@ -2,6 +2,7 @@
 
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
+from pixelrnn.models.multiscale import MultiScaleConfig, MultiScalePixelRNN
 from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP, PixelCNNPPConfig
 from pixelrnn.models.registry import (
@@ -22,6 +23,8 @@ __all__ = [
     "GatedPixelCNN",
     "GatedPixelCNNConfig",
     "ModelConfig",
+    "MultiScaleConfig",
+    "MultiScalePixelRNN",
     "PixelCNN",
     "PixelCNNConfig",
     "PixelCNNPP",

@@ -9,8 +9,9 @@ from :func:`pixelrnn.units.bits_per_dim`.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -31,11 +32,16 @@ class ModelConfig(DictConfig):
         num_levels: number of discrete values per sub-pixel ``K`` (2 for binary, 256 for 8-bit).
         distribution: output distribution name; ``"auto"`` picks Bernoulli for ``K = 2`` and a
             ``K``-way categorical otherwise.
+        context_channels: channels of a conditioning map ``(B, c, H, W)`` that every layer reads
+            through an unmasked 1×1 convolution (the conditional stage of the Multi-Scale
+            PixelRNN, PixelRNN §3.4); None: no conditioning map. Models that take one list it
+            in ``supports_context``.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
     num_levels: int = 2
     distribution: str = "auto"
+    context_channels: int | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.image_shape)
@@ -44,6 +50,8 @@ class ModelConfig(DictConfig):
             raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {shape}")
         if self.num_levels < 2:
             raise ValueError(f"num_levels must be at least 2, got {self.num_levels}")
+        if self.context_channels is not None and self.context_channels < 1:
+            raise ValueError(f"context_channels must be >= 1 or None, got {self.context_channels}")
         if self.distribution != "auto" and self.distribution.partition(":")[0] not in DISTRIBUTIONS:
             raise ValueError(
                 f"unknown distribution {self.distribution!r}; "
@@ -79,12 +87,17 @@ class AutoregressiveModel(nn.Module, abc.ABC):
 
     model_name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
+    supports_context: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}")
+        if config.context_channels is not None and not self.supports_context:
+            raise ValueError(f"{self.model_name} takes no conditioning map (context_channels)")
         self.config = config
+        # the conditioning map that forward() and the generation loops use (conditioned_on)
+        self.bound_context: torch.Tensor | None = None
         self.distribution: OutputDistribution = make_distribution(
             config.distribution, config.num_levels
         )
@@ -180,6 +193,31 @@ class AutoregressiveModel(nn.Module, abc.ABC):
                 f"got min {int(y.min())}, max {int(y.max())}"
             )
 
+    def generation_rank(self) -> torch.Tensor:
+        """Rank of every sub-pixel in the generation order (raster, then R→G→B; the causality
+        tests check the model against it).
+
+        Shape: ``(C, H, W)`` int64.
+        """
+        c, h, w = self.image_shape
+        return torch.arange(c * h * w).reshape(h, w, c).permute(2, 0, 1).contiguous()
+
+    @contextlib.contextmanager
+    def conditioned_on(self, context: torch.Tensor | None) -> Iterator[None]:
+        """Within the block, :meth:`forward`, sampling and completion condition on the map
+        ``context`` ``(B, context_channels, H, W)`` (one per image of the batch).
+
+        A model with ``context_channels`` needs one; its :meth:`network` also takes it
+        directly (``context=``).
+        """
+        if context is not None and self.config.context_channels is None:
+            raise ValueError(f"this {self.model_name} was built without context_channels")
+        before, self.bound_context = self.bound_context, context
+        try:
+            yield
+        finally:
+            self.bound_context = before
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Scale integer levels ``[0, K)`` to floats in ``[-1, 1]`` (PixelRNN §5.2: centring)."""
         dtype = next(self.parameters()).dtype
@@ -197,9 +235,17 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         """
         self.check_images(x)
         self.check_labels(y, x.shape[0])
+        extra = {}
+        if self.config.context_channels is not None:
+            if self.bound_context is None:
+                raise ValueError(
+                    f"this {self.model_name} reads a conditioning map: call it inside "
+                    "model.conditioned_on(context)"
+                )
+            extra["context"] = self.bound_context
         if y is None:
-            return self.network(self.normalize(x))
-        return self.network(self.normalize(x), y.to(x.device).long())
+            return self.network(self.normalize(x), **extra)
+        return self.network(self.normalize(x), y.to(x.device).long(), **extra)
 
     # --- likelihood ---------------------------------------------------------------------------
     def log_prob(

@@ -31,7 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
-from pixelrnn.nn import ClassEmbedding, GatedLayer, MaskedConv2d, SpatialConditioning
+from pixelrnn.nn import (
+    ClassEmbedding,
+    ContextProjections,
+    GatedLayer,
+    MaskedConv2d,
+    SpatialConditioning,
+    context_terms,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class GatedPixelCNN(AutoregressiveModel):
 
     model_name = "gated_pixelcnn"
     config_class = GatedPixelCNNConfig
+    supports_context = True
 
     def __init__(self, config: GatedPixelCNNConfig) -> None:
         super().__init__(config)
@@ -121,28 +129,38 @@ class GatedPixelCNN(AutoregressiveModel):
                 self.spatial_bias = nn.ModuleList(
                     nn.Conv2d(s, 4 * p, 1, bias=False) for _ in range(config.num_layers)
                 )
+        # a conditioning map (Multi-Scale PixelRNN) reaches both halves of both stacks
+        self.context_projections = (
+            None
+            if config.context_channels is None
+            else ContextProjections(config.context_channels, [4 * p] * config.num_layers)
+        )
 
-    def conditions(self, y: torch.Tensor | None) -> list[torch.Tensor | None]:
+    def conditions(
+        self, y: torch.Tensor | None, context: torch.Tensor | None = None
+    ) -> list[torch.Tensor | None]:
         """Every layer's gate bias: ``(B, 4p, 1, 1)`` or ``(B, 4p, H, W)``, or None.
 
         Shape:
-            y ``(B,)`` → a list of ``num_layers`` tensors.
+            y ``(B,)`` and context ``(B, c, H, W)`` → a list of ``num_layers`` tensors.
         """
+        out = context_terms(self.context_projections, context, len(self.layers))
         if self.class_embedding is None or self.class_bias is None or y is None:
-            return [None] * len(self.layers)
+            return out
         h = self.class_embedding(y)  # (B, d)
         s = None if self.spatial_map is None else self.spatial_map(h)  # (B, s, H, W)
-        out: list[torch.Tensor | None] = []
         for k, project in enumerate(self.class_bias):
             bias = project(h)[:, :, None, None]
             if s is not None and self.spatial_bias is not None:
                 bias = bias + self.spatial_bias[k](s)
-            out.append(bias)
+            out[k] = bias if out[k] is None else out[k] + bias
         return out
 
-    def network(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def network(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         v = h = x
-        for layer, condition in zip(self.layers, self.conditions(y), strict=True):
+        for layer, condition in zip(self.layers, self.conditions(y, context), strict=True):
             v, h = layer(v, h, condition)
         h = F.relu(self.output_hidden(F.relu(h)), inplace=True)
         return self.output(h)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
-from pixelrnn.nn import MaskedConv2d
+from pixelrnn.nn import ContextProjections, MaskedConv2d, context_terms
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,15 @@ class ResidualBlock(nn.Module):
         self.conv = MaskedConv2d(h, h, kernel_size, "B", num_groups)
         self.expand = MaskedConv2d(h, 2 * h, 1, "B", num_groups)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``extra``: a term added to the masked convolution's output ``(B, h, H, W)``."""
         # In-place ReLUs and add act on fresh convolution outputs, which the convolutions'
         # backward passes do not need: same values, fewer memory passes.
         y = F.relu(self.reduce(F.relu(x)), inplace=True)
-        y = F.relu(self.conv(y), inplace=True)
+        y = self.conv(y)
+        if extra is not None:
+            y = y + extra
+        y = F.relu(y, inplace=True)
         y = self.expand(y)
         return y.add_(x)
 
@@ -87,6 +91,7 @@ class PixelCNN(AutoregressiveModel):
 
     model_name = "pixelcnn"
     config_class = PixelCNNConfig
+    supports_context = True
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
@@ -99,13 +104,23 @@ class PixelCNN(AutoregressiveModel):
         )
         self.output_hidden = MaskedConv2d(h2, config.output_channels, 1, "B", g)
         self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", g)
+        self.context_projections = (
+            None
+            if config.context_channels is None
+            else ContextProjections(
+                config.context_channels, [config.hidden_channels] * config.num_layers
+            )
+        )
         # Weights in channels_last match the activations' layout (see network): no reorders.
         self.to(memory_format=torch.channels_last)
 
-    def network(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``context``: the conditioning map ``(B, c, H, W)`` of a model with
+        ``context_channels``, added to every block's masked-convolution output."""
         # channels_last lets oneDNN/cuDNN run the many small convolutions without reorders.
         h = self.input_conv(x.contiguous(memory_format=torch.channels_last))
-        for block in self.blocks:
-            h = block(h)
+        extras = context_terms(self.context_projections, context, len(self.blocks))
+        for block, extra in zip(self.blocks, extras, strict=True):
+            h = block(h, extra)
         h = F.relu(self.output_hidden(F.relu(h)), inplace=True)
         return self.output(h)

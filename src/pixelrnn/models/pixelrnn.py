@@ -70,8 +70,8 @@ class RecurrentBlock(nn.Module):
         self.expand = MaskedConv2d(hidden_channels, 2 * hidden_channels, 1, "B", num_groups)
         self.residual = residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.expand(self.layer(x))
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.expand(self.layer(x, context))
         return y + x if self.residual else y
 
 
@@ -82,6 +82,7 @@ class PixelRNN(AutoregressiveModel):
 
     config_class = PixelRNNConfig
     layer_class: ClassVar[type[nn.Module]]
+    supports_context = True
 
     def __init__(self, config: PixelRNNConfig) -> None:
         super().__init__(config)
@@ -89,7 +90,12 @@ class PixelRNN(AutoregressiveModel):
         h = config.hidden_channels
         self.input_conv = MaskedConv2d(c, 2 * h, config.input_kernel_size, "A", g)
         self.blocks = nn.ModuleList(
-            RecurrentBlock(self.layer_class(2 * h, h, g), h, g, config.residual)
+            RecurrentBlock(
+                self.layer_class(2 * h, h, g, context_channels=config.context_channels),
+                h,
+                g,
+                config.residual,
+            )
             for _ in range(config.num_layers)
         )
         self.skips = nn.ModuleList(
@@ -99,11 +105,13 @@ class PixelRNN(AutoregressiveModel):
         self.output_hidden = MaskedConv2d(2 * h, config.output_channels, 1, "B", g)
         self.output = MaskedConv2d(config.output_channels, self.num_params_out, 1, "B", g)
 
-    def network(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``context``: the conditioning map ``(B, c, H, W)`` of a model with
+        ``context_channels``, added to every recurrent layer's input-to-state map."""
         h = self.input_conv(x)
         skip_sum = None
         for k, block in enumerate(self.blocks):
-            h = block(h)
+            h = block(h, context)
             if self.skips:
                 s = self.skips[k](h)
                 skip_sum = s if skip_sum is None else skip_sum + s

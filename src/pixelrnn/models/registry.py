@@ -11,13 +11,21 @@ from typing import Any
 
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
+from pixelrnn.models.multiscale import MultiScalePixelRNN
 from pixelrnn.models.pixelcnn import PixelCNN
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
 from pixelrnn.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 
 MODELS: dict[str, type[AutoregressiveModel]] = {
     m.model_name: m
-    for m in (PixelCNN, RowLSTMPixelRNN, DiagonalBiLSTMPixelRNN, GatedPixelCNN, PixelCNNPP)
+    for m in (
+        PixelCNN,
+        RowLSTMPixelRNN,
+        DiagonalBiLSTMPixelRNN,
+        GatedPixelCNN,
+        PixelCNNPP,
+        MultiScalePixelRNN,
+    )
 }
 
 
@@ -266,6 +274,35 @@ PRESETS: dict[str, Preset] = {
         num_resolutions=3,
         dropout=0.5,
         num_classes=10,
+    ),
+    "multiscale-tiny": _tiny(
+        "multiscale",
+        "a small Multi-Scale PixelCNN for tests and smoke runs (not a paper size): 4x4 then 8x8",
+        family="pixelcnn",
+    ),
+    "multiscale-pixelcnn-mnist": _binarized_mnist(
+        "multiscale",
+        "Multi-Scale PixelCNN for binarized MNIST (PixelRNN §3.4; not a paper size): a 14x14 "
+        "PixelCNN, then the 28x28 image given it; each stage the size of pixelcnn-mnist",
+        family="pixelcnn",
+        scale=2,
+        hidden_channels=16,
+        num_layers=15,
+        output_channels=32,
+        upsampling_channels=16,
+    ),
+    "multiscale-row-lstm-cifar10": _colour(
+        "multiscale",
+        "cifar10",
+        32,
+        "Multi-Scale Row LSTM for CIFAR-10 (PixelRNN §3.4): a 16x16 Row LSTM, then the 32x32 "
+        "image given it; each stage the size of row-lstm-cifar10 (12 layers, h=128)",
+        family="row_lstm",
+        scale=2,
+        hidden_channels=128,
+        num_layers=12,
+        output_channels=1024,
+        upsampling_channels=32,
     ),
 }
 for _name in ("pixelcnnpp-cifar10", "pixelcnnpp-cifar10-class"):

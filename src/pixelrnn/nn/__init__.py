@@ -1,6 +1,11 @@
 """Layers: building blocks that know nothing of data, losses or sampling."""
 
-from pixelrnn.nn.conditioning import ClassEmbedding, SpatialConditioning
+from pixelrnn.nn.conditioning import (
+    ClassEmbedding,
+    ContextProjections,
+    SpatialConditioning,
+    context_terms,
+)
 from pixelrnn.nn.data_init import data_dependent_init
 from pixelrnn.nn.diagonal_lstm import DiagonalBiLSTM
 from pixelrnn.nn.gated import (
@@ -24,6 +29,7 @@ from pixelrnn.nn.skew import skew, unskew
 
 __all__ = [
     "ClassEmbedding",
+    "ContextProjections",
     "DiagonalBiLSTM",
     "GatedLayer",
     "GatedResNet",
@@ -37,6 +43,7 @@ __all__ = [
     "causal_mask",
     "channel_groups",
     "concat_elu",
+    "context_terms",
     "data_dependent_init",
     "down_shift",
     "gate_groups",

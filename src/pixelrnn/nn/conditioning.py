@@ -68,3 +68,37 @@ class SpatialConditioning(nn.Module):
         s = F.relu(self.project(h)).view(-1, self.channels, *self.base)
         s = self.upsample(s)  # (B, channels, 4⌈H/4⌉, 4⌈W/4⌉)
         return s[:, :, : self.image_size[0], : self.image_size[1]]
+
+
+class ContextProjections(nn.Module):
+    """Per-layer unmasked 1×1 convolutions of a conditioning map (Multi-Scale PixelRNN,
+    PixelRNN §3.4: the upsampled small image reaches every layer this way). The map never
+    depends on the pixels being modelled, so reading it anywhere keeps causality.
+
+    Args:
+        context_channels: channels ``c`` of the map.
+        widths: output channels of every layer's projection.
+
+    Shape:
+        ``(B, c, H, W)`` → a list of ``(B, widths[k], H, W)``.
+    """
+
+    def __init__(self, context_channels: int, widths: list[int]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(context_channels, w, 1, bias=False) for w in widths)
+
+    def forward(self, context: torch.Tensor) -> list[torch.Tensor]:
+        return [conv(context) for conv in self.convs]
+
+
+def context_terms(
+    projections: ContextProjections | None, context: torch.Tensor | None, num_layers: int
+) -> list[torch.Tensor | None]:
+    """Every layer's term from the map, or ``None`` for each layer without a map."""
+    if projections is None:
+        if context is not None:
+            raise ValueError("this model was built without context_channels")
+        return [None] * num_layers
+    if context is None:
+        raise ValueError("this model reads a conditioning map: pass context")
+    return list(projections(context))

@@ -49,12 +49,22 @@ class DiagonalBiLSTM(nn.Module):
         in_channels: input feature maps.
         hidden_channels: ``h``, hidden units per direction.
         num_groups: colour groups (3 for RGB, 1 otherwise).
+        context_channels: channels of a conditioning map added to both directions'
+            input-to-state maps through an unmasked 1×1 convolution (Multi-Scale PixelRNN,
+            §3.4); None: none.
 
     Shape:
-        ``(B, in_channels, H, W)`` → ``(B, h, H, W)`` (the sum of the two directions).
+        ``(B, in_channels, H, W)`` (and context ``(B, c, H, W)``) → ``(B, h, H, W)`` (the sum
+        of the two directions).
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, num_groups: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        num_groups: int = 1,
+        context_channels: int | None = None,
+    ) -> None:
         super().__init__()
         h = hidden_channels
         self.hidden_channels = h
@@ -65,16 +75,25 @@ class DiagonalBiLSTM(nn.Module):
         )
         # Column-wise 2x1 state-to-state kernels, one per direction (groups=2), no bias.
         self.state_to_state = nn.Conv1d(2 * h, 8 * h, kernel_size=2, groups=2, bias=False)
+        self.context_to_state = (
+            None if context_channels is None else nn.Conv2d(context_channels, 8 * h, 1, bias=False)
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        conv = self.input_to_state
+        w_in = conv.weight * conv.mask  # (8h, C, 1, 1)
+        if self.context_to_state is not None and context is not None:
+            # the map joins the input as extra channels with an unmasked kernel: the scan then
+            # adds its 1x1 convolution to the input-to-state map of both directions
+            x = torch.cat([x, context.to(x.dtype)], dim=1)
+            w_in = torch.cat([w_in, self.context_to_state.weight], dim=1)
         c_in, width = x.shape[1], x.shape[-1]
         # Direction d reads channels [d*C, (d+1)*C): the image, then its mirror. The 1x1
         # input-to-state kernels are applied inside the scan, column by column (groups=2), so
         # only this input (not the 4x wider gate map) is skewed and made column-major.
         both = torch.cat([x, x.flip(-1)], dim=1)
         columns = skew(both).permute(3, 0, 1, 2).contiguous()  # (T, B, 2C, H)
-        conv = self.input_to_state
-        w_in = (conv.weight * conv.mask).view(8 * self.hidden_channels, c_in, 1)
+        w_in = w_in.reshape(8 * self.hidden_channels, c_in, 1)
         states = DiagonalScan.apply(
             columns, w_in, conv.bias, self.state_to_state.weight, self.hidden_channels, width
         )

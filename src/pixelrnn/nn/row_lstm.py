@@ -37,13 +37,20 @@ class RowLSTM(nn.Module):
         hidden_channels: ``h``, hidden units (the gates have ``4h`` pre-activations).
         num_groups: colour groups (3 for RGB, 1 otherwise); the gates keep them per unit.
         kernel_size: width ``k`` of both convolutions (3 in the paper).
+        context_channels: channels of a conditioning map added to the input-to-state map
+            through an unmasked 1×1 convolution (Multi-Scale PixelRNN, §3.4); None: none.
 
     Shape:
-        ``(B, in_channels, H, W)`` → ``(B, h, H, W)``.
+        ``(B, in_channels, H, W)`` (and context ``(B, c, H, W)``) → ``(B, h, H, W)``.
     """
 
     def __init__(
-        self, in_channels: int, hidden_channels: int, num_groups: int = 1, kernel_size: int = 3
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        num_groups: int = 1,
+        kernel_size: int = 3,
+        context_channels: int | None = None,
     ) -> None:
         super().__init__()
         h = hidden_channels
@@ -60,10 +67,16 @@ class RowLSTM(nn.Module):
         self.state_to_state = nn.Conv1d(h, 4 * h, kernel_size, padding=kernel_size // 2, bias=False)
         self.h0 = nn.Parameter(torch.zeros(h, 1))
         self.c0 = nn.Parameter(torch.zeros(h, 1))
+        self.context_to_state = (
+            None if context_channels is None else nn.Conv2d(context_channels, 4 * h, 1, bias=False)
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         b, _, _, w = x.shape
-        gates_in = self.input_to_state(x).contiguous()  # (B, 4h, H, W), all rows at once
+        gates_in = self.input_to_state(x)  # (B, 4h, H, W), all rows at once
+        if self.context_to_state is not None and context is not None:
+            gates_in = gates_in + self.context_to_state(context)
+        gates_in = gates_in.contiguous()
         h = self.h0.expand(b, -1, w)
         c = self.c0.expand(b, -1, w)
         outputs = []

@@ -1,0 +1,250 @@
+"""Multi-Scale PixelRNN (van den Oord et al. 2016, PixelRNN §3.4 "Multi-Scale PixelRNN").
+
+An unconditional network of any family models the small ``s × s`` image ``x̃ = x[::k, ::k]``
+(every ``k``-th pixel, ``s = ⌈n / k⌉``); a conditional network of the same family models the
+``n × n`` image given it. An upsampling network (a 3×3 convolution, then a stride-``k``
+transposed convolution) turns the small image into a ``c × n × n`` map, which every layer of the
+conditional network reads through an unmasked 1×1 convolution added to its input-to-state
+(PixelRNNs) or pre-activation (PixelCNNs) map::
+
+    log p(x) = log p₁(x̃) + Σ_{i ∉ S} log p₂(x_i | x̃, x_<i)        S: the small image's pixels
+
+The pixels of ``S`` are scored once, by the first stage. :meth:`MultiScalePixelRNN.network`
+returns, at every position, the parameters of that position's conditional — the first stage's
+at the positions of ``S``, the second stage's elsewhere — so likelihoods, training and
+evaluation are the shared ones. With ``num_scales > 2`` the first stage is itself a multi-scale
+model of the small image (one more conditional stage per scale).
+
+Generation order: the small image first (in its own order), then the other pixels in raster
+order; :meth:`generation_rank` states it and the causality tests use it. Sampling and completion
+run the shared generation loops stage by stage, the second with the small image's pixels fixed
+through the ``known`` mask.
+
+NOTE: the paper gives neither the upsampling network's layers nor ``c``; this one is the
+smallest that fits its description. Both stages are trained jointly: their losses share no
+parameters, so one joint step equals a step of each (up to global-norm gradient clipping).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+
+FAMILIES = ("pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm")
+
+
+@dataclass(frozen=True)
+class MultiScaleConfig(ModelConfig):
+    """Multi-Scale PixelRNN hyper-parameters (PixelRNN §3.4).
+
+    Attributes:
+        family: the network of every stage (``pixelcnn``, ``gated_pixelcnn``, ``row_lstm``,
+            ``diagonal_bilstm``).
+        scale: ``k``: the small image takes every ``k``-th pixel of each row and column.
+        num_scales: resolutions; 2 is one unconditional and one conditional stage.
+        hidden_channels, num_layers, output_channels: every stage's network size (the family's
+            fields of these names).
+        upsampling_channels: ``c``, channels of the conditioning map.
+    """
+
+    family: str = "pixelcnn"
+    scale: int = 2
+    num_scales: int = 2
+    hidden_channels: int = 16
+    num_layers: int = 7
+    output_channels: int = 32
+    upsampling_channels: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.scale < 2:
+            raise ValueError(f"scale must be at least 2, got {self.scale}")
+        if self.num_scales < 2:
+            raise ValueError(f"num_scales must be at least 2, got {self.num_scales}")
+        if self.context_channels is not None:
+            raise ValueError(
+                "a multi-scale model builds its own conditioning; drop context_channels"
+            )
+
+    def small_shape(self) -> tuple[int, int, int]:
+        """The first stage's image: ``(C, ⌈H / k⌉, ⌈W / k⌉)``."""
+        c, h, w = self.image_shape
+        return c, math.ceil(h / self.scale), math.ceil(w / self.scale)
+
+
+class Upsampler(nn.Module):
+    """Small image → conditioning map (a 3×3 convolution, ReLU, a stride-``k`` transposed
+    convolution cropped to the large size, ReLU).
+
+    Shape:
+        ``(B, C, s, s)`` → ``(B, c, n, n)``.
+    """
+
+    def __init__(self, channels: int, out_channels: int, scale: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, out_channels, 3, padding=1)
+        self.up = nn.ConvTranspose2d(out_channels, out_channels, scale, stride=scale)
+
+    def forward(self, small: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        up = self.up(F.relu(self.conv(small)))
+        return F.relu(up[:, :, : size[0], : size[1]])
+
+
+class MultiScalePixelRNN(AutoregressiveModel):
+    """Multi-Scale PixelRNN: the small image, then the full image given it.
+
+    Shape:
+        :meth:`network`: ``(B, C, H, W)`` float → ``(B, P, H, W)``, every position's own
+        conditional's parameters.
+    """
+
+    model_name = "multiscale"
+    config_class = MultiScaleConfig
+
+    def __init__(self, config: MultiScaleConfig) -> None:
+        super().__init__(config)
+        from pixelrnn.models.registry import create_model  # the registry imports this module
+
+        sizes = dict(
+            hidden_channels=config.hidden_channels,
+            num_layers=config.num_layers,
+            output_channels=config.output_channels,
+        )
+        common = dict(num_levels=config.num_levels, distribution=config.distribution)
+        small = dict(common, image_shape=config.small_shape())
+        if config.num_scales > 2:
+            fields = dict(config.to_dict(), **small, num_scales=config.num_scales - 1)
+            self.small_model: AutoregressiveModel = MultiScalePixelRNN(
+                MultiScaleConfig.from_dict(fields)
+            )
+        else:
+            self.small_model = create_model(config.family, **small, **sizes)
+        self.large_model = create_model(
+            config.family,
+            image_shape=config.image_shape,
+            context_channels=config.upsampling_channels,
+            **common,
+            **sizes,
+        )
+        self.upsampler = Upsampler(config.image_shape[0], config.upsampling_channels, config.scale)
+        # one distribution object for all stages: the stages' draws are this model's draws
+        self.large_model.distribution = self.distribution
+        self._share_distribution(self.small_model)
+
+    def _share_distribution(self, model: AutoregressiveModel) -> None:
+        model.distribution = self.distribution
+        if isinstance(model, MultiScalePixelRNN):
+            model.large_model.distribution = self.distribution
+            self._share_distribution(model.small_model)
+
+    @property
+    def stages(self) -> tuple[AutoregressiveModel, AutoregressiveModel]:
+        """The unconditional (small) and the conditional (full-size) stage."""
+        return self.small_model, self.large_model
+
+    def subsample(self, x: torch.Tensor) -> torch.Tensor:
+        """Every ``k``-th pixel. Shape: ``(B, C, H, W)`` → ``(B, C, ⌈H/k⌉, ⌈W/k⌉)``."""
+        k = self.config.scale
+        return x[:, :, ::k, ::k]
+
+    def small_positions(self, like: torch.Tensor) -> torch.Tensor:
+        """bool like ``like``: True on the pixels the small image holds."""
+        mask = torch.zeros_like(like, dtype=torch.bool)
+        k = self.config.scale
+        mask[:, :, ::k, ::k] = True
+        return mask
+
+    def context(self, small: torch.Tensor) -> torch.Tensor:
+        """The conditioning map from the normalised small image. ``(B, c, H, W)``."""
+        return self.upsampler(small, self.image_shape[1:])
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        small = self.subsample(x)
+        params = self.large_model.network(x, context=self.context(small))
+        k = self.config.scale
+        out = params.clone()
+        out[:, :, ::k, ::k] = self.small_model.network(small)
+        return out
+
+    def generation_rank(self) -> torch.Tensor:
+        """Rank of every sub-pixel in the generation order: the small image's sub-pixels first
+        (in the first stage's order), then the others in raster order, R→G→B.
+
+        Shape: ``(C, H, W)`` int64.
+        """
+        raster = super().generation_rank()
+        small = self.small_positions(raster[None])[0]
+        rank = torch.empty_like(raster)
+        rank[small] = self.small_model.generation_rank().flatten().to(rank.dtype)
+        rest = raster[~small]
+        rank[~small] = small.sum() + torch.argsort(torch.argsort(rest))
+        return rank
+
+    # --- generation: stage by stage through the shared loops ---------------------------------
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        progress: bool = False,
+        y: torch.Tensor | int | None = None,
+        method: str = "cached",
+    ) -> torch.Tensor:
+        if n < 1:
+            raise ValueError(f"n must be a positive number of images, got {n}")
+        self.check_labels(None if y is None else torch.as_tensor(y), n)
+        device = next(self.parameters()).device
+        x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=device)
+        known = torch.zeros_like(x, dtype=torch.bool)
+        return self.complete(x, known, generator, temperature, progress, None, method)
+
+    def complete(
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        progress: bool = False,
+        y: torch.Tensor | None = None,
+        method: str = "cached",
+    ) -> torch.Tensor:
+        if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
+            raise TypeError("known must be a bool tensor")
+        if known.shape != x.shape:
+            raise ValueError(
+                f"known must have the shape of x {tuple(x.shape)}, got {tuple(known.shape)}"
+            )
+        self.check_labels(y, x.shape[0])
+        x = torch.where(known, x, torch.zeros_like(x)).long()
+        self.check_images(x, "x")
+        small = self.small_model.complete(
+            self.subsample(x), self.subsample(known), generator, temperature, progress, None, method
+        )
+        k = self.config.scale
+        x = x.clone()
+        x[:, :, ::k, ::k] = small
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                context = self.context(self.normalize(small))
+            with self.large_model.conditioned_on(context):
+                return self.large_model.complete(
+                    x,
+                    known | self.small_positions(x),
+                    generator,
+                    temperature,
+                    progress,
+                    None,
+                    method,
+                )
+        finally:
+            self.train(was_training)
