@@ -66,6 +66,42 @@ def test_without_the_down_shift_the_tests_fail(monkeypatch: pytest.MonkeyPatch) 
         assert_causal(tiny_model(1, 2, size=5, model="diagonal_bilstm"))
 
 
+@pytest.mark.parametrize(("channels", "num_layers"), [(1, 1), (1, 3), (3, 1)])
+def test_full_context_option_sees_every_earlier_sub_pixel(channels: int, num_layers: int) -> None:
+    """full_context=True: the first layer's right-to-left direction reads the raw image, so
+    (i-1, W-1) reaches every pixel of row i too; nothing later is seen (causal at sub-pixel
+    level, 1 and 3 channels)."""
+    levels = 2 if channels == 1 else 4
+    wide = dict(hidden_channels=9, output_channels=24) if channels == 3 else {}
+    model = tiny_model(
+        channels,
+        levels,
+        size=8,
+        model="diagonal_bilstm",
+        full_context=True,
+        num_layers=num_layers,
+        input_kernel_size=3,
+        **wide,
+    )
+    expected = strictly_earlier(8, 8)
+    if channels == 3:
+        expected |= torch.eye(64, dtype=torch.bool)
+    assert torch.equal(dependency_matrix(model), expected)
+    # the paper's layer misses exactly the documented pixels on the same configuration
+    paper = tiny_model(
+        1, 2, size=8, model="diagonal_bilstm", num_layers=num_layers, input_kernel_size=3
+    )
+    assert torch.equal(dependency_matrix(paper), diagonal_bilstm_field(8, 8, 3))
+    assert_causal(
+        tiny_model(channels, levels, size=5, model="diagonal_bilstm", full_context=True, **wide)
+    )
+
+
+def test_full_context_is_refused_by_the_row_lstm() -> None:
+    with pytest.raises(ValueError, match="Diagonal BiLSTM only"):
+        tiny_model(1, 2, model="row_lstm", full_context=True)
+
+
 def row_lstm_field(h: int, w: int, num_layers: int, input_kernel: int) -> torch.Tensor:
     """Analytic dependency matrix of a Row LSTM PixelRNN, propagated layer by layer.
 

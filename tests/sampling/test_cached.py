@@ -125,6 +125,18 @@ def test_pixelcnnpp_cached_variants(overrides: dict) -> None:
     assert torch.equal(cached, naive)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_diagonal_bilstm_full_context_cached_matches_naive(channels: int) -> None:
+    model = case_model("diagonal_bilstm", channels, False, size=5, full_context=True).double()
+    x = random_images(model, 2, seed=4)
+    known = torch.zeros_like(x, dtype=torch.bool)
+    naive, p_naive = recorded_generation(model, "naive", known, x)
+    cached, p_cached = recorded_generation(model, "cached", known, x)
+    for step, (p, q) in enumerate(zip(p_naive, p_cached, strict=True)):
+        torch.testing.assert_close(q, p, rtol=1e-9, atol=1e-9, msg=f"step {step}")
+    assert torch.equal(cached, naive)
+
+
 def test_sample_defaults_to_cached_and_validates_the_method() -> None:
     model = tiny_model(1, 2, size=5, model="gated_pixelcnn").double()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731

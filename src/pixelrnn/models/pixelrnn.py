@@ -42,6 +42,9 @@ class PixelRNNConfig(ModelConfig):
         input_kernel_size: size of the mask-A input convolution (7 in the paper).
         residual: residual connection around every recurrent layer.
         skip: learnable 1×1 skip connection from every layer to the output layers.
+        full_context: Diagonal BiLSTM only: the first layer's right-to-left direction also
+            reads the raw image, so every earlier sub-pixel is seen (a deviation from the
+            paper, whose layer misses one sub-pixel per row; see ``nn/diagonal_lstm.py``).
     """
 
     hidden_channels: int = 16
@@ -50,6 +53,7 @@ class PixelRNNConfig(ModelConfig):
     input_kernel_size: int = 7
     residual: bool = True
     skip: bool = True
+    full_context: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,8 +74,10 @@ class RecurrentBlock(nn.Module):
         self.expand = MaskedConv2d(hidden_channels, 2 * hidden_channels, 1, "B", num_groups)
         self.residual = residual
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.expand(self.layer(x, context))
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, **extra: torch.Tensor
+    ) -> torch.Tensor:
+        y = self.expand(self.layer(x, context, **extra))
         return y + x if self.residual else y
 
 
@@ -88,15 +94,16 @@ class PixelRNN(AutoregressiveModel):
         super().__init__(config)
         c, g = config.image_shape[0], self.mask_groups
         h = config.hidden_channels
+        if config.full_context and self.layer_class is not DiagonalBiLSTM:
+            raise ValueError("full_context applies to the Diagonal BiLSTM only")
         self.input_conv = MaskedConv2d(c, 2 * h, config.input_kernel_size, "A", g)
+
+        def layer(k: int) -> nn.Module:
+            extra = {"image_channels": c} if config.full_context and k == 0 else {}
+            return self.layer_class(2 * h, h, g, context_channels=config.context_channels, **extra)
+
         self.blocks = nn.ModuleList(
-            RecurrentBlock(
-                self.layer_class(2 * h, h, g, context_channels=config.context_channels),
-                h,
-                g,
-                config.residual,
-            )
-            for _ in range(config.num_layers)
+            RecurrentBlock(layer(k), h, g, config.residual) for k in range(config.num_layers)
         )
         self.skips = nn.ModuleList(
             MaskedConv2d(2 * h, 2 * h, 1, "B", g)
@@ -111,7 +118,8 @@ class PixelRNN(AutoregressiveModel):
         h = self.input_conv(x)
         skip_sum = None
         for k, block in enumerate(self.blocks):
-            h = block(h, context)
+            extra = {"image": x} if k == 0 and self.config.full_context else {}
+            h = block(h, context, **extra)
             if self.skips:
                 s = self.skips[k](h)
                 skip_sum = s if skip_sum is None else skip_sum + s

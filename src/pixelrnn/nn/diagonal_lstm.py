@@ -27,7 +27,10 @@ NOTE: "entire available context" (§3.2) holds up to one sub-pixel per row: no f
 ``i − 1`` ever holds the last channel of its last pixel ``(i − 1, W − 1)`` (a feature never holds
 its own position's current channel, and nothing lies to its right), so pixels ``(i, j)`` with
 ``j < W − 1 − r`` (``r`` = half the input kernel) do not see it. Tested exactly in
-``tests/models/test_receptive_field.py``.
+``tests/models/test_receptive_field.py``. With ``image_channels`` (the models'
+``full_context=True``; a deviation from the paper) the right-to-left direction also reads the
+raw image at its own position through an unmasked 1×1 kernel — allowed because its output
+enters one row down — and then every earlier sub-pixel is seen.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class DiagonalBiLSTM(nn.Module):
         context_channels: channels of a conditioning map added to both directions'
             input-to-state maps through an unmasked 1×1 convolution (Multi-Scale PixelRNN,
             §3.4); None: none.
+        image_channels: the right-to-left direction also reads the raw image (this many
+            channels) through an unmasked 1×1 convolution (see the module docstring); None:
+            the paper's layer.
 
     Shape:
         ``(B, in_channels, H, W)`` (and context ``(B, c, H, W)``) → ``(B, h, H, W)`` (the sum
@@ -64,6 +70,7 @@ class DiagonalBiLSTM(nn.Module):
         hidden_channels: int,
         num_groups: int = 1,
         context_channels: int | None = None,
+        image_channels: int | None = None,
     ) -> None:
         super().__init__()
         h = hidden_channels
@@ -78,15 +85,32 @@ class DiagonalBiLSTM(nn.Module):
         self.context_to_state = (
             None if context_channels is None else nn.Conv2d(context_channels, 8 * h, 1, bias=False)
         )
+        # right-to-left only: (4h, C_img, 1, 1); the left-to-right direction must not see it
+        self.image_to_state = (
+            None if image_channels is None else nn.Conv2d(image_channels, 4 * h, 1, bias=False)
+        )
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``context``: a conditioning map; ``image``: the raw image, for a layer built with
+        ``image_channels``. Shapes ``(B, c, H, W)``, ``(B, C_img, H, W)``."""
         conv = self.input_to_state
         w_in = conv.weight * conv.mask  # (8h, C, 1, 1)
+        # extra inputs join as channels with unmasked kernels: the scan then adds their 1x1
+        # convolutions to the input-to-state maps
         if self.context_to_state is not None and context is not None:
-            # the map joins the input as extra channels with an unmasked kernel: the scan then
-            # adds its 1x1 convolution to the input-to-state map of both directions
             x = torch.cat([x, context.to(x.dtype)], dim=1)
             w_in = torch.cat([w_in, self.context_to_state.weight], dim=1)
+        if self.image_to_state is not None:
+            if image is None:
+                raise ValueError("this layer reads the image (image_channels): pass image")
+            right = self.image_to_state.weight
+            x = torch.cat([x, image.to(x.dtype)], dim=1)
+            w_in = torch.cat([w_in, torch.cat([torch.zeros_like(right), right])], dim=1)
         c_in, width = x.shape[1], x.shape[-1]
         # Direction d reads channels [d*C, (d+1)*C): the image, then its mirror. The 1x1
         # input-to-state kernels are applied inside the scan, column by column (groups=2), so
