@@ -35,7 +35,11 @@ def _factories() -> dict[str, Callable[..., IncrementalStepper]]:
 
 
 def has_stepper(model: AutoregressiveModel) -> bool:
-    """Whether ``model`` has a cached generation path."""
+    """Whether ``model`` has a cached generation path (a model generated stage by stage, such
+    as the Multi-Scale PixelRNN, has one when every stage has)."""
+    stages = getattr(model, "stages", None)
+    if stages is not None:
+        return all(has_stepper(stage) for stage in stages)
     return model.model_name in _factories()
 
 

@@ -43,7 +43,8 @@ class GatedPixelCNNStepper(IncrementalStepper):
             cfg.input_kernel_size // 2,
         )
         self.layers = list(model.layers)
-        self.conditions = model.conditions(y)  # per layer: None, (B, 4p, 1, 1) or (B, 4p, H, W)
+        # per layer: None, (B, 4p, 1, 1) or (B, 4p, H, W) (labels, spatial or a conditioning map)
+        self.conditions = model.conditions(y, model.bound_context)
         r = self.r
         self.vertical = [padded_buffer(x, self.p, height, width, r, r, r) for _ in self.layers]
         self.horizontal = [

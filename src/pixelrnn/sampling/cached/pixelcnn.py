@@ -44,13 +44,28 @@ class PixelCNNStepper(IncrementalStepper):
         ]
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
+        # a conditioning map (Multi-Scale PixelRNN): per block (B, H, W, h), added row by row
+        terms = (
+            [None] * len(self.blocks)
+            if model.bound_context is None
+            else model.context_projections(model.bound_context)
+        )
+        self.context = [None if t is None else t.permute(0, 2, 3, 1) for t in terms]
+        self._add_context(0)
         self.row = 0
+
+    def _add_context(self, i: int) -> None:
+        """Add row ``i`` of the conditioning map to every block's per-row term."""
+        for block, term in zip(self.blocks, self.context, strict=True):
+            if term is not None:
+                block[2].above = block[2].above + term[:, i]
 
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self.input_conv.start_row(finished=x[:, :, self.row])
             for block in self.blocks:
                 block[2].start_row()
+            self._add_context(i)
             self.row = i
         self.input_conv.refresh_previous(x, i, j)
         h = self.input_conv(x[:, :, i, j], j)  # (B, 2h)

@@ -45,7 +45,24 @@ class PixelRNNStepper(IncrementalStepper):
         self.skips = [(flat_weight(s), bias_of(s)) for s in model.skips]
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
+        # a conditioning map (Multi-Scale PixelRNN): per layer its input-to-state term,
+        # (B, H, W, 4h) per direction, or None
+        context = model.bound_context
+        self.context = [
+            None
+            if layer.context_to_state is None or context is None
+            else layer.context_to_state(context).permute(0, 2, 3, 1)
+            for layer in self.layers
+        ]
         self.row = 0
+
+    def context_row(self, k: int, i: int, direction: int = 0) -> torch.Tensor | float:
+        """Layer ``k``'s conditioning-map term on row ``i``: ``(B, W, 4h)``, or 0."""
+        term = self.context[k]
+        if term is None:
+            return 0.0
+        four_h = 4 * self.h
+        return term[:, i, :, direction * four_h : (direction + 1) * four_h]
 
     @abc.abstractmethod
     def start_row(self, i: int) -> None:
@@ -58,6 +75,7 @@ class PixelRNNStepper(IncrementalStepper):
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self.input_conv.start_row(finished=x[:, :, self.row])
+            self.image = x  # final up to row i − 1 (what a layer reading the image needs)
             self.start_row(i)
             self.row = i
         self.input_conv.refresh_previous(x, i, j)
@@ -99,10 +117,12 @@ class RowLSTMStepper(PixelRNNStepper):
 
     def start_row(self, i: int) -> None:
         self.c_prev = self.c_row
-        for layer, taps, h in zip(self.layers, self.input_taps, self.h_row, strict=True):
-            # K^ss ⊛ h_{i−1} plus the K^is bias, for the whole row: (B, W, 4h)
-            state_term = layer.state_to_state(h.transpose(1, 2)).transpose(1, 2)
-            taps.above = state_term + layer.input_to_state.bias
+        for k, (layer, taps, h) in enumerate(
+            zip(self.layers, self.input_taps, self.h_row, strict=True)
+        ):
+            # K^ss ⊛ h_{i−1} plus the K^is bias (and the map's term), for the whole row
+            state_term = layer.state_to_state(h.transpose(1, 2)).transpose(1, 2)  # (B, W, 4h)
+            taps.above = state_term + layer.input_to_state.bias + self.context_row(k, i)
             taps.row.zero_()
         self.h_row = [torch.empty_like(t) for t in self.h_row]
         self.c_row = [torch.empty_like(t) for t in self.c_row]
@@ -144,8 +164,9 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
         # row-major (B, W, ·) caches, so a pixel's entry is a contiguous (B, ·) slice
         zeros = x.new_zeros(b, width, h)
         self.inputs = [x.new_zeros(b, width, 2 * h) for _ in self.layers]  # current row
-        self.left_above = [  # the left-to-right input bias plus K^ss · h(i−1, j), per row
-            self.directions[k][0][1].expand(b, width, -1) for k in range(len(self.layers))
+        self.left_above = [  # left-to-right: input bias (+ map term) + K^ss · h(i−1, j), per row
+            self.directions[k][0][1].expand(b, width, -1) + self.context_row(k, 0)
+            for k in range(len(self.layers))
         ]
         self.left_row = [zeros.clone() for _ in self.layers]  # current row, left-to-right h
         self.left_cells = [zeros.clone() for _ in self.layers]  # current row, left-to-right c
@@ -161,6 +182,11 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
             # and from the right (i−1, j+1); input and above terms for the whole row at once
             pre = torch.baddbmm(b_in, self.inputs[k], w_in.expand(b, -1, -1))  # (B, W, 4h)
             pre = pre.baddbmm_(self.right_prev[k], w_above.expand(b, -1, -1))
+            pre = pre + self.context_row(k, i - 1, direction=1)
+            image_to_state = self.layers[k].image_to_state
+            if image_to_state is not None:  # full_context: the raw row i − 1, unmasked
+                w_img = image_to_state.weight[:, :, 0, 0].t()  # (C, 4h)
+                pre = pre + self.image[:, :, i - 1].transpose(1, 2) @ w_img
             row = torch.empty_like(self.right_prev[k])
             side = c_side = pre.new_zeros(b, h)
             for j in range(width - 1, -1, -1):
@@ -171,7 +197,7 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
             left_bias = self.directions[k][0][1]
             self.left_above[k] = torch.baddbmm(
                 left_bias, self.left_row[k], w_above_left.expand(b, -1, -1)
-            )
+            ) + self.context_row(k, i)
 
     def layer_step(self, k: int, features: torch.Tensor, i: int, j: int) -> torch.Tensor:
         # idempotent at a pixel: reads only the row above and the pixel to the left
