@@ -124,3 +124,18 @@ def test_ema_config_validation() -> None:
         TrainConfig(ema_decay=1.0)
     with pytest.raises(ValueError, match="data_init_images"):
         TrainConfig(data_init_images=-1)
+
+
+def test_the_average_warms_up_like_tensorflows() -> None:
+    """Decay min(d, (1 + t) / (10 + t)) after t updates; the first update copies the weights."""
+    from pixelrnn.training.trainer import ema_with_warmup
+
+    update = ema_with_warmup(0.99)
+    averaged, current = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    for t, decay in [(1, 2 / 11), (90, 0.91), (10_000, 0.99)]:
+        out = update(averaged, current, torch.tensor(t))
+        torch.testing.assert_close(out, torch.full_like(out, 1 - decay), rtol=1e-12, atol=0)
+    model = torch.nn.Linear(2, 2)
+    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=update)
+    ema.update_parameters(model)
+    assert torch.equal(ema.module.weight, model.weight)

@@ -55,7 +55,8 @@ class TrainConfig(DictConfig):
             ahead of the step (0: in the training process). Batches are the same with any
             number.
         ema_decay: keep an exponential moving average (Polyak averaging) of the weights with
-            this decay per step (PixelCNN++: 0.9995); validation, test, samples and every saved
+            this decay per step (PixelCNN++: 0.9995; warmed up as ``min(decay, (1 + t) /
+            (10 + t))`` after ``t`` steps); validation, test, samples and every saved
             ``model.safetensors`` then use the averaged weights (None: off).
         data_init_images: for models with weight normalisation (PixelCNN++), initialise it from
             this many training images before the first step (PixelCNN++ §3.1: 16; 0: off).

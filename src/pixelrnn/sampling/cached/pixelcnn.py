@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from pixelrnn.models.pixelcnn import PixelCNN
+from pixelrnn.nn import context_terms
 from pixelrnn.sampling.cached.base import (
     IncrementalStepper,
     RowwiseMaskedConv,
@@ -45,11 +46,7 @@ class PixelCNNStepper(IncrementalStepper):
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
         # a conditioning map (Multi-Scale PixelRNN): per block (B, H, W, h), added row by row
-        terms = (
-            [None] * len(self.blocks)
-            if model.bound_context is None
-            else model.context_projections(model.bound_context)
-        )
+        terms = context_terms(model.context_projections, model.bound_context, len(self.blocks))
         self.context = [None if t is None else t.permute(0, 2, 3, 1) for t in terms]
         self._add_context(0)
         self.row = 0
