@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 
 from configs import build
-from pixelrnn.allocator import find_tcmalloc
+from pixelrnn.allocator import find_tcmalloc, tune_glibc_malloc
 
 HERE = Path(__file__).resolve().parent
+TUNE_ENV = "BENCHMARK_TUNE_GLIBC"  # tells a child process to tune glibc's malloc first
 
 
 def measure(
@@ -45,6 +46,8 @@ def measure(
 
     from machine import machine_info, matmul_gflops, peak_rss_mib
 
+    if os.environ.get(TUNE_ENV):
+        tune_glibc_malloc()  # what the `pixelrnn` command does where tcmalloc is missing
     torch.manual_seed(0)
     rss_before = peak_rss_mib()
     sys.path.insert(0, str(HERE))
@@ -129,9 +132,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--allocator",
-        choices=("system", "tcmalloc", "both"),
+        choices=("system", "tcmalloc", "glibc-tuned", "both", "all"),
         default="both",
-        help="malloc for the measured process (tcmalloc is what the `pixelrnn` command uses)",
+        help="malloc for the measured process: tcmalloc is what the `pixelrnn` command uses, "
+        "glibc-tuned what it uses without tcmalloc; both = system + tcmalloc; all = the three",
     )
     parser.add_argument(
         "--precision",
@@ -149,15 +153,19 @@ def main() -> None:
         print(json.dumps(r))
         return
     tcmalloc = find_tcmalloc()
-    allocators = ["system", "tcmalloc"] if args.allocator == "both" else [args.allocator]
+    allocators = {
+        "both": ["system", "tcmalloc"],
+        "all": ["system", "glibc-tuned", "tcmalloc"],
+    }.get(args.allocator, [args.allocator])
     if tcmalloc is None and "tcmalloc" in allocators:
-        print("tcmalloc is not installed (apt install libtcmalloc-minimal4): system malloc only")
-        allocators = ["system"]
+        print("tcmalloc is not installed (apt install libtcmalloc-minimal4): left out")
+        allocators.remove("tcmalloc")
     results = []
     for allocator in allocators:
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         if allocator == "tcmalloc":
             env["LD_PRELOAD"] = str(tcmalloc)
+        env[TUNE_ENV] = "1" if allocator == "glibc-tuned" else ""
         precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
         for preset in [*args.preset, *(["reference"] if args.reference else [])]:
             for precision in precisions if not preset.startswith("reference") else ["fp32"]:

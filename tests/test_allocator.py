@@ -48,8 +48,29 @@ def test_does_not_reexecute(captured: list, monkeypatch: pytest.MonkeyPatch, env
     assert captured == []
 
 
-def test_nothing_to_do_without_tcmalloc(captured: list, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_tcmalloc_glibc_is_tuned_in_place(
+    captured: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(allocator, "find_tcmalloc", lambda: None)
+    monkeypatch.setattr(allocator, "_tuned", False)
+    tuned: list = []
+    monkeypatch.setattr(allocator, "tune_glibc_malloc", lambda: tuned.append(1) or True)
     allocator.reexec_with_tcmalloc(["train"])
-    assert captured == []
-    assert allocator.active_allocator() == "system"
+    assert captured == [] and tuned == [1]
+
+
+def test_tuning_glibc_sets_its_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list = []
+
+    class FakeLibc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(allocator, "_tuned", False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert allocator.tune_glibc_malloc()
+    assert calls == [(-3, 32 * 1024 * 1024), (-1, 1 << 30)]
+    assert allocator.active_allocator() == "glibc-tuned"
