@@ -5,12 +5,12 @@ Run directory::
     RUN/config.json        model name + config, training settings, package version
     RUN/last/              config.json, model.safetensors, trainer_state.{json,safetensors}
     RUN/best/              config.json, model.safetensors (lowest validation NLL)
-
-With ``ema_decay`` every ``model.safetensors`` holds the averaged weights, the ones to evaluate
-and sample with; ``last/trainer_state.safetensors`` also keeps the raw training weights.
     RUN/metrics.jsonl      one JSON object a line: train / valid / test events
     RUN/samples_epochNNN.png, RUN/loss_curve.png, RUN/samples.png, RUN/completions.png
     RUN/results.json       test NLL of the best weights
+
+With ``ema_decay`` every ``model.safetensors`` holds the averaged weights, the ones to evaluate
+and sample with; ``last/trainer_state.safetensors`` also keeps the raw training weights.
 
 Exact resumption: the data order of epoch ``e`` is a permutation drawn from a generator seeded
 by ``(seed, e)``, the binarization noise of step ``s`` from ``(seed, s)``, and the optimizer and
@@ -302,7 +302,7 @@ class Trainer:
         raw = {
             k.removeprefix(TRAIN_WEIGHTS): v
             for k, v in tensors.items()
-            if k != k.removeprefix(TRAIN_WEIGHTS)
+            if k.startswith(TRAIN_WEIGHTS)
         }
         if raw:
             self.model.load_state_dict(raw)

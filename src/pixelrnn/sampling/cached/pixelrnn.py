@@ -54,6 +54,7 @@ class PixelRNNStepper(IncrementalStepper):
             else layer.context_to_state(context).permute(0, 2, 3, 1)
             for layer in self.layers
         ]
+        self.image = x  # the loop's image, final up to the previous row at a row's start
         self.row = 0
 
     def context_row(self, k: int, i: int, direction: int = 0) -> torch.Tensor | float:
@@ -75,7 +76,7 @@ class PixelRNNStepper(IncrementalStepper):
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self.input_conv.start_row(finished=x[:, :, self.row])
-            self.image = x  # final up to row i − 1 (what a layer reading the image needs)
+            self.image = x
             self.start_row(i)
             self.row = i
         self.input_conv.refresh_previous(x, i, j)
