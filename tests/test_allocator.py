@@ -74,3 +74,12 @@ def test_tuning_glibc_sets_its_thresholds(monkeypatch: pytest.MonkeyPatch) -> No
     assert allocator.tune_glibc_malloc()
     assert calls == [(-3, 32 * 1024 * 1024), (-1, 1 << 30)]
     assert allocator.active_allocator() == "glibc-tuned"
+
+
+def test_training_tunes_glibc_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    tuned: list = []
+    monkeypatch.setattr(allocator, "tune_glibc_malloc", lambda: tuned.append(1) or True)
+    monkeypatch.delenv("PIXELRNN_ALLOCATOR", raising=False)
+    assert allocator.tune_for_training() and tuned == [1]
+    monkeypatch.setenv("PIXELRNN_ALLOCATOR", "system")
+    assert not allocator.tune_for_training() and tuned == [1]

@@ -11,9 +11,9 @@ Without tcmalloc, the command tunes glibc's malloc instead (:func:`tune_glibc_ma
 blocks of up to 32 MiB stay in the heap), which measured as fast as tcmalloc for a small
 PixelCNN++ (62 vs 62 images/s on one thread; 45 untuned).
 
-Set ``PIXELRNN_ALLOCATOR=system`` to keep the system allocator untouched. The library itself
-(``import pixelrnn``) never does any of this; only the console script does (and API users may
-call :func:`tune_glibc_malloc`).
+Set ``PIXELRNN_ALLOCATOR=system`` to keep the system allocator untouched. ``import pixelrnn``
+never does any of this; the console script does, and so does a :class:`pixelrnn.Trainer` (the
+glibc tuning only, :func:`tune_for_training`), since training is what allocates this way.
 """
 
 from __future__ import annotations
@@ -69,6 +69,13 @@ def tune_glibc_malloc() -> bool:
     trim_ok = libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
     _tuned = mmap_ok and trim_ok
     return _tuned
+
+
+def tune_for_training() -> bool:
+    """:func:`tune_glibc_malloc` unless ``PIXELRNN_ALLOCATOR=system`` (a no-op under tcmalloc)."""
+    if os.environ.get(ALLOCATOR_ENV_VAR, "auto") == "system":
+        return False
+    return tune_glibc_malloc()
 
 
 def reexec_with_tcmalloc(argv: list[str]) -> None:

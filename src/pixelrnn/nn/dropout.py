@@ -62,7 +62,7 @@ class Dropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         keep, keep_probability = keep_mask(x, self.p)
-        return x * keep.to(x.dtype) * (1.0 / keep_probability)
+        return x * keep.to(x.dtype).mul_(1.0 / keep_probability)  # one full-size product
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

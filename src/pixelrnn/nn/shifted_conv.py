@@ -43,7 +43,8 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
     """``elu([x, −x])`` along channels (PixelCNN++'s nonlinearity). ``(B, C, H, W)`` →
     ``(B, 2C, H, W)``."""
-    return F.elu(torch.cat([x, -x], dim=1))
+    # in place on the fresh concatenation, which its backward does not need
+    return F.elu(torch.cat([x, -x], dim=1), inplace=True)
 
 
 def _normalised(module: nn.Conv2d | nn.ConvTranspose2d, dim: int, use: bool) -> nn.Module:

@@ -44,6 +44,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from pixelrnn.allocator import tune_for_training
 from pixelrnn.checkpoint import (
     atomic_write,
     flatten_optimizer_state,
@@ -174,6 +175,7 @@ class Trainer:
         self.config = config
         self.data_dir = data_dir
         self.run_dir = Path(run_dir)
+        tune_for_training()  # glibc keeps freed activation blocks (see pixelrnn.allocator)
         self.dist: DistributedContext = setup_distributed(resolve_device(config.device))
         self.device = self.dist.device
         self.model = model.to(self.device)
