@@ -112,3 +112,21 @@ def test_shards_cover_every_item_once(n: int, world: int) -> None:
     covered = [i for s in shards for i in range(n)[s]]
     assert covered == list(range(n))
     assert max(len(range(n)[s]) for s in shards) - min(len(range(n)[s]) for s in shards) <= 1
+
+
+def test_ema_and_data_init_agree_across_process_counts(tmp_path: Path, data_dir: Path) -> None:
+    """PixelCNN++ with data-dependent initialisation and Polyak averaging: two processes take
+    the steps of one — raw weights and averaged weights alike (dropout off: its masks are
+    per-rank draws)."""
+    args = [*TINY, "--max-steps", "3", "--ema-decay", "0.9"]
+    args[1] = "pixelcnnpp-tiny"
+    args += ["--nr-filters", "4", "--dropout", "0.0", "--data-init-images", "8"]
+    train(tmp_path / "one", data_dir, *args)
+    train(tmp_path / "two", data_dir, *args, nproc=2)
+    assert_same_weights(tmp_path / "one" / "last", tmp_path / "two" / "last")
+    one = load_file(str(tmp_path / "one" / "last" / "trainer_state.safetensors"))
+    two = load_file(str(tmp_path / "two" / "last" / "trainer_state.safetensors"))
+    raw = [k for k in one if k.startswith("train_weights.")]
+    assert raw
+    for name in raw:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=name)
