@@ -307,7 +307,7 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=device)
         known = torch.zeros_like(x, dtype=torch.bool)
         self.check_labels(y, n)
-        return _engine(method)(self, x, known, generator, temperature, progress, y)
+        return self.generate(x, known, generator, temperature, progress, y, method)
 
     def complete(
         self,
@@ -339,7 +339,26 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         x_known = torch.where(known, x, torch.zeros_like(x))
         self.check_images(x_known, "x")
         self.check_labels(y, x.shape[0])
-        return _engine(method)(self, x_known.long(), known, generator, temperature, progress, y)
+        return self.generate(x_known.long(), known, generator, temperature, progress, y, method)
+
+    def generate(
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        generator: torch.Generator | None,
+        temperature: float,
+        progress: bool,
+        y: torch.Tensor | None,
+        method: str,
+    ) -> torch.Tensor:
+        """The generation behind :meth:`sample` and :meth:`complete`, on checked inputs: the
+        shared loop of ``method`` in this model's order (a model generated another way, such
+        as the Multi-Scale PixelRNN, overrides this).
+
+        Shape:
+            x int64 and known bool ``(B, C, H, W)`` → int64 ``(B, C, H, W)``.
+        """
+        return _engine(method)(self, x, known, generator, temperature, progress, y)
 
     # --- persistence ----------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:

@@ -189,42 +189,18 @@ class MultiScalePixelRNN(AutoregressiveModel):
         return rank
 
     # --- generation: stage by stage through the shared loops ---------------------------------
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        progress: bool = False,
-        y: torch.Tensor | int | None = None,
-        method: str = "cached",
-    ) -> torch.Tensor:
-        if n < 1:
-            raise ValueError(f"n must be a positive number of images, got {n}")
-        self.check_labels(None if y is None else torch.as_tensor(y), n)
-        device = next(self.parameters()).device
-        x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=device)
-        known = torch.zeros_like(x, dtype=torch.bool)
-        return self.complete(x, known, generator, temperature, progress, None, method)
-
-    def complete(
+    def generate(
         self,
         x: torch.Tensor,
         known: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        progress: bool = False,
-        y: torch.Tensor | None = None,
-        method: str = "cached",
+        generator: torch.Generator | None,
+        temperature: float,
+        progress: bool,
+        y: torch.Tensor | None,
+        method: str,
     ) -> torch.Tensor:
-        if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
-            raise TypeError("known must be a bool tensor")
-        if known.shape != x.shape:
-            raise ValueError(
-                f"known must have the shape of x {tuple(x.shape)}, got {tuple(known.shape)}"
-            )
-        self.check_labels(y, x.shape[0])
-        x = torch.where(known, x, torch.zeros_like(x)).long()
-        self.check_images(x, "x")
+        """The small image first (completing its known pixels), then the full image with the
+        small image's pixels known, conditioned on it."""
         small = self.small_model.complete(
             self.subsample(x), self.subsample(known), generator, temperature, progress, None, method
         )
