@@ -63,9 +63,9 @@ def _kernel(conv: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return conv.weight.detach().contiguous(), conv.bias.detach()
 
 
-def _matrix(conv: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """A convolution's kernel as ``(C_in·kh·kw, C_out)`` and its bias."""
-    weight, bias = _kernel(conv)
+def _matrix(kernel: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A kernel ``(C_out, C_in, kh, kw)`` as ``(C_in·kh·kw, C_out)``, with its bias."""
+    weight, bias = kernel
     return weight.reshape(weight.shape[0], -1).t().contiguous(), bias
 
 
@@ -86,10 +86,10 @@ class Residual:
             _kernel(self.layer.conv_out.conv),
         )
         self.aux_kernel = None if self.layer.aux is None else _kernel(self.layer.aux)
-        self.w_in, self.b_in = _matrix(self.layer.conv_in.conv)
-        self.w_out, self.b_out = _matrix(self.layer.conv_out.conv)
+        self.w_in, self.b_in = _matrix(self.kernel_in)
+        self.w_out, self.b_out = _matrix(self.kernel_out)
         self.k = self.kernel_in[0].shape[-1]  # 3 (down) or 2 (down-right)
-        self.aux_w = None if self.layer.aux is None else _matrix(self.layer.aux)
+        self.aux_w = None if self.aux_kernel is None else _matrix(self.aux_kernel)
         self.f = self.out.t.shape[1]
 
     def _gate(self, x: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
@@ -137,7 +137,7 @@ class Downsample:
 
     def __post_init__(self) -> None:
         self.kernel = _kernel(self.conv.conv)
-        self.w, self.b = _matrix(self.conv.conv)
+        self.w, self.b = _matrix(self.kernel)
 
     def at(self, a: int, b: int) -> None:
         """Down-right: rows ``2a − 1 .. 2a``, columns ``2b − 1 .. 2b`` of the input."""
@@ -189,12 +189,11 @@ class PixelCNNPPStepper(IncrementalStepper):
         cfg = model.config
         _, height, width = model.image_shape
         f, levels = cfg.nr_filters, cfg.num_resolutions
-        self.model, self.levels, self.f = model, levels, f
+        self.levels = levels
         sizes = [(height, width)]
         for _ in range(levels - 1):
             h, w = sizes[-1]
             sizes.append(((h + 1) // 2, (w + 1) // 2))
-        self.sizes = sizes
         one_hot = model.one_hot(y)
 
         def new(level: int, channels: int = f) -> Map:
@@ -242,8 +241,8 @@ class PixelCNNPPStepper(IncrementalStepper):
                 ul = ops_ul[-1].out
         assert not u_list and not ul_list
         self.final = ul
-        self.head = _matrix(model.head)
-        self.ul_left = _matrix(model.ul_init_left.conv)
+        self.head = _matrix(_kernel(model.head))
+        self.ul_left = _matrix(_kernel(model.ul_init_left.conv))
         self.u_init, self.ul_init_above = (
             _kernel(model.u_init.conv),
             _kernel(model.ul_init_above.conv),
