@@ -14,22 +14,13 @@ from pixelrnn.data import load_dataset
 from pixelrnn.training import TrainConfig, Trainer, evaluate_nll
 from pixelrnn.training import trainer as trainer_module
 from tests.helpers import tiny_model
+from tests.training.test_trainer import FAST as TRAINER_FAST
 
-FAST = dict(
-    dataset="binarized-mnist",
-    max_train_images=48,
-    batch_size=16,
-    epochs=2,
-    max_eval_images=32,
-    eval_batch_size=32,
-    num_samples=2,
-    num_completions=0,
-    checkpoint_every=2,
-    log_every=1,
-    optimizer="adam",
-    lr=1e-2,
-    ema_decay=0.5,
-)
+# the trainer tests' fast settings, two epochs, a fast-moving average
+FAST = {
+    **TRAINER_FAST,
+    **dict(epochs=2, num_completions=0, lr=1e-2, lr_schedule="constant", ema_decay=0.5),
+}
 
 
 def make_trainer(

@@ -69,10 +69,22 @@ def _tiny(model: str, description: str, **config: Any) -> Preset:
     )
 
 
-def _colour(model: str, dataset: str, size: int, description: str, **config: Any) -> Preset:
-    """A preset for 8-bit RGB images of ``size`` x ``size`` pixels."""
+def _colour(
+    model: str,
+    dataset: str,
+    size: int,
+    description: str,
+    training: dict[str, Any] | None = None,
+    **config: Any,
+) -> Preset:
+    """A preset for 8-bit RGB images of ``size`` x ``size`` pixels (``training``: its default
+    training settings)."""
     return Preset(
-        model, {"image_shape": (3, size, size), "num_levels": 256, **config}, dataset, description
+        model,
+        {"image_shape": (3, size, size), "num_levels": 256, **config},
+        dataset,
+        description,
+        training=dict(training or {}),
     )
 
 
@@ -94,6 +106,9 @@ GATED_CIFAR_DESCRIPTION = (
 # for evaluation and sampling. NOTE: the official Adam uses β = (0.95, 0.9995) and decays the
 # rate by 0.999995 per step; these presets keep torch's Adam defaults and a constant rate.
 PIXELCNNPP_TRAINING = {"optimizer": "adam", "lr": 1e-3, "ema_decay": 0.9995}
+PIXELCNNPP_CIFAR = dict(
+    distribution="logistic_mixture:10", nr_resnet=5, nr_filters=160, num_resolutions=3, dropout=0.5
+)
 
 PRESETS: dict[str, Preset] = {
     "pixelcnn-tiny": _tiny(
@@ -257,22 +272,16 @@ PRESETS: dict[str, Preset] = {
         32,
         "PixelCNN++ for CIFAR-10: 5 layers per resolution, 160 filters, 10 logistics, "
         "dropout 0.5 (PixelCNN++ §3.1, official defaults; 2.92 bits/dim)",
-        distribution="logistic_mixture:10",
-        nr_resnet=5,
-        nr_filters=160,
-        num_resolutions=3,
-        dropout=0.5,
+        training=PIXELCNNPP_TRAINING,
+        **PIXELCNNPP_CIFAR,
     ),
     "pixelcnnpp-cifar10-class": _colour(
         "pixelcnnpp",
         "cifar10",
         32,
         "class-conditional PixelCNN++ for CIFAR-10 (PixelCNN++ §3.2; 2.94 bits/dim)",
-        distribution="logistic_mixture:10",
-        nr_resnet=5,
-        nr_filters=160,
-        num_resolutions=3,
-        dropout=0.5,
+        training=PIXELCNNPP_TRAINING,
+        **PIXELCNNPP_CIFAR,
         num_classes=10,
     ),
     "multiscale-tiny": _tiny(
@@ -305,8 +314,6 @@ PRESETS: dict[str, Preset] = {
         upsampling_channels=32,
     ),
 }
-for _name in ("pixelcnnpp-cifar10", "pixelcnnpp-cifar10-class"):
-    PRESETS[_name] = dataclasses.replace(PRESETS[_name], training=PIXELCNNPP_TRAINING)
 
 
 def available_models() -> list[str]:

@@ -85,8 +85,6 @@ class ShiftedConv2d(nn.Module):
             self.padding = (fw - 1, 0, fh - 1, 0)
         else:
             raise ValueError(f"shift must be 'down' or 'down_right', got {shift!r}")
-        self.shift = shift
-        self.stride = stride
         self.conv = _normalised(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride), 0, use_weight_norm
         )
@@ -121,7 +119,6 @@ class ShiftedConvTranspose2d(nn.Module):
             raise ValueError(f"shift must be 'down' or 'down_right', got {shift!r}")
         if fh > stride:
             raise ValueError(f"filter height {fh} above the stride {stride} would reach later rows")
-        self.shift = shift
         self.stride = stride
         self.first_column = (fw - 1) // 2 if shift == "down" else 0
         # ConvTranspose2d weights are (in, out, fh, fw): normalise per output filter (dim 1)

@@ -93,6 +93,7 @@ class Residual:
         self.f = self.out.t.shape[1]
 
     def _gate(self, x: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+        """``x + c2[:F] · σ(c2[F:])`` along channels. Shape: ``(B, F, …)``, ``(B, 2F, …)``."""
         return x + c2[:, : self.f] * torch.sigmoid(c2[:, self.f :])
 
     def at(self, a: int, b: int) -> None:
@@ -116,8 +117,7 @@ class Residual:
         c2 = F.conv2d(self.c1.rows(a), *self.kernel_out)[:, :, 0]  # (B, 2F, W)
         if isinstance(self.class_bias, torch.Tensor):
             c2 = c2 + self.class_bias[:, :, None]
-        value, gate = c2.chunk(2, dim=1)
-        self.out.t[:, :, a + 1, 1 : 1 + width] = self.inp.row(a) + value * torch.sigmoid(gate)
+        self.out.t[:, :, a + 1, 1 : 1 + width] = self._gate(self.inp.row(a), c2)
 
 
 def concat_elu4(window: torch.Tensor, k: int) -> torch.Tensor:
