@@ -124,10 +124,8 @@ def test_diagonal_scan_gradcheck() -> None:
 
     torch.manual_seed(0)
     h, c, rows, width = 2, 3, 3, 4
-    columns = torch.randn(width + rows - 1, 2, 2 * c, rows, dtype=torch.float64, requires_grad=True)
-    w_in = torch.randn(8 * h, c, 1, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, c, rows, width, dtype=torch.float64, requires_grad=True)
+    w_in = torch.randn(8 * h, c, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(8 * h, dtype=torch.float64, requires_grad=True)
     w_state = torch.randn(8 * h, h, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda *a: DiagonalScan.apply(*a, h, width), (columns, w_in, bias, w_state)
-    )
+    assert torch.autograd.gradcheck(DiagonalScan.apply, (x, w_in, bias, w_state))

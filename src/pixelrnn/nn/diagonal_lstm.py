@@ -16,12 +16,13 @@ output is **shifted down by one row** before it is added, so that at a pixel it 
 rows above (everything to the right in the current row is future). Together: every earlier
 pixel, up to the one sub-pixel per row of the second NOTE.
 
-NOTE: both directions are computed in one scan over the ``W + H − 1`` skewed columns, their
-states stacked on the channel axis, with a grouped 1-D convolution (``groups=2``) for the two
-state-to-state kernels. The scan is one autograd Function with back-propagation through time
-written out (:class:`DiagonalScan`), and each step only computes the rows of its column that
-hold pixels; the skew padding is kept at exactly zero (zero initial state, no bias in the state
-convolution), which is what the pixels next to the diagonal read.
+NOTE: both directions are computed in one scan over the ``W + H − 1`` skewed columns (a leading
+direction axis; batched matrix products for the two state-to-state kernels), after one batched
+1x1 product over the whole image for their input-to-state maps. The scan is one autograd
+Function with back-propagation through time written out (:class:`DiagonalScan`); each step only
+computes the rows of its column that hold pixels, and the skew padding is kept at exactly zero
+(zero initial state, no bias in the state convolution), which is what the pixels next to the
+diagonal read. The column loops run compiled where possible (``nn/native.py``).
 
 NOTE: "entire available context" (§3.2) holds up to one sub-pixel per row: no feature of row
 ``i − 1`` ever holds the last channel of its last pixel ``(i − 1, W − 1)`` (a feature never holds
@@ -35,14 +36,13 @@ enters one row down — and then every earlier sub-pixel is seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
-from pixelrnn.nn.shifted_conv import down_shift
-from pixelrnn.nn.skew import skew, unskew
+from pixelrnn.nn.native import native_available
 
 
 class DiagonalBiLSTM(nn.Module):
@@ -111,19 +111,7 @@ class DiagonalBiLSTM(nn.Module):
             right = self.image_to_state.weight
             x = torch.cat([x, image.to(x.dtype)], dim=1)
             w_in = torch.cat([w_in, torch.cat([torch.zeros_like(right), right])], dim=1)
-        c_in, width = x.shape[1], x.shape[-1]
-        # Direction d reads channels [d*C, (d+1)*C): the image, then its mirror. The 1x1
-        # input-to-state kernels are applied inside the scan, column by column (groups=2), so
-        # only this input (not the 4x wider gate map) is skewed and made column-major.
-        both = torch.cat([x, x.flip(-1)], dim=1)
-        columns = skew(both).permute(3, 0, 1, 2).contiguous()  # (T, B, 2C, H)
-        w_in = w_in.reshape(8 * self.hidden_channels, c_in, 1)
-        states = DiagonalScan.apply(
-            columns, w_in, conv.bias, self.state_to_state.weight, self.hidden_channels, width
-        )
-        out = unskew(states.permute(1, 2, 3, 0), width)  # (B, 2h, H, W)
-        left, right = out.chunk(2, dim=1)
-        return left + down_shift(right.flip(-1))
+        return DiagonalScan.apply(x, w_in.flatten(1), conv.bias, self.state_to_state.weight)
 
 
 def _bands(rows: int, width: int) -> list[tuple[int, int]]:
@@ -131,79 +119,235 @@ def _bands(rows: int, width: int) -> list[tuple[int, int]]:
     return [(max(0, t - width + 1), min(t, rows - 1) + 1) for t in range(width + rows - 1)]
 
 
-class DiagonalScan(torch.autograd.Function):
-    """The column-by-column LSTM scan of both directions, with a hand-written backward.
+def _pixels(columns: torch.Tensor, width: int, neighbour: str = "") -> torch.Tensor:
+    """The pixels of a skewed buffer as a strided view in image coordinates.
 
-    One autograd node for the whole scan instead of a dozen per column: the backward pass is
-    back-propagation through time written out (LSTM cell derivatives, the transposed 1x1 input
-    and 2x1 state convolutions and their weight gradients), on the band of rows of each column
-    that hold pixels. Rows outside the band are skew padding: their state is exactly zero and
-    gets no gradient. ``tests/nn/test_recurrent.py`` checks values and gradients against a
-    per-pixel reference differentiated by autograd.
+    ``columns`` is ``(2, K, T + 1, H + 1, B)`` (contiguous): skewed column ``t`` at index
+    ``t + 1`` and row ``r`` at index ``r + 1`` (index 0 of both is zero padding: the "previous"
+    column of the first and the row above the first); pixel ``(r, j)`` lives in skewed column
+    ``r + j`` at row ``r`` (PixelRNN Fig. 3). Writing into the view skews, reading from it
+    unskews, a batch-sized contiguous block at a time, with no Python loop over pixels.
+    ``neighbour="above"`` / ``"left"``: the view holds at ``(r, j)`` the entry of pixel
+    ``(r − 1, j)`` / ``(r, j − 1)``, zero padding where that pixel does not exist — the two taps
+    of the state-to-state kernel, which in the buffer are one column back (and one row up).
 
     Shape:
-        skewed input, column-major ``(T, B, 2C, H)``; input weight ``(8h, C, 1)``, bias
-        ``(8h,)``; state weight ``(8h, h, 2)`` → states, column-major ``(T, B, 2h, H)``.
+        ``(2, K, T + 1, H + 1, B)`` → view ``(2, K, H, W, B)``.
+    """
+    s_d, s_k, s_t, s_r, _ = columns.stride()
+    two, k, _, rows_1, b = columns.shape
+    offset = {"": s_t + s_r, "left": s_r, "above": 0}[neighbour]
+    return columns.as_strided(
+        (two, k, rows_1 - 1, width, b),
+        (s_d, s_k, s_t + s_r, s_t, 1),
+        columns.storage_offset() + offset,
+    )
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the scan runs in: autocast's on the CPU when it is on, else the input's."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype
+
+
+def column_loops(x: torch.Tensor) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The forward and backward column loops: compiled (``nn/native.py``) when available,
+    else the Python ones. ``x`` only tells the device: the compiled loops run on any."""
+    del x
+    if native_available():
+        ops = torch.ops.pixelrnn
+        return ops.diagonal_scan_forward, ops.diagonal_scan_backward
+    return _forward_columns, _backward_columns
+
+
+def _forward_columns(
+    gates: torch.Tensor,
+    states: torch.Tensor,
+    cells: torch.Tensor,
+    tanh_cells: torch.Tensor,
+    w_above: torch.Tensor,
+    w_left: torch.Tensor,
+    width: int,
+) -> None:
+    """The forward recurrence, column by column, in place (the reference for the compiled
+    ``pixelrnn::diagonal_scan_forward``).
+
+    Shape:
+        gates ``(2, 4h, T + 1, H + 1, B)`` (pre-activations in, activations out), states
+        ``(2, h, T + 1, H + 1, B)``, cells ``(2, h, T + 1, H, B)``, tanh_cells
+        ``(2, h, T, H, B)``, state kernel taps ``(2, 4h, h)``.
+    """
+    h, rows, b = states.shape[1], cells.shape[3], cells.shape[4]
+    gate_columns, state_columns = gates.unbind(2), states.unbind(2)
+    cell_columns, tanh_columns = cells.unbind(2), tanh_cells.unbind(2)
+    for t, (lo, hi) in enumerate(_bands(rows, width)):
+        n, size = hi - lo, (hi - lo) * b
+        gate = gate_columns[t + 1].narrow(2, lo + 1, n).view(2, 4 * h, size)
+        prev = state_columns[t]
+        above = prev.narrow(2, lo, n).view(2, h, size)
+        left = prev.narrow(2, lo + 1, n).view(2, h, size)
+        pre_t = torch.baddbmm(gate, w_above, above).baddbmm_(w_left, left)
+        torch.sigmoid(pre_t[:, : 3 * h], out=gate[:, : 3 * h])
+        torch.tanh(pre_t[:, 3 * h :], out=gate[:, 3 * h :])
+        o, f, i, g = gate.split(h, dim=1)
+        c = cell_columns[t + 1].narrow(2, lo, n).view(2, h, size)
+        torch.mul(f, cell_columns[t].narrow(2, lo, n).view(2, h, size), out=c)
+        c.addcmul_(i, g)
+        tanh_c = tanh_columns[t].narrow(2, lo, n).view(2, h, size)
+        torch.tanh(c, out=tanh_c)
+        new = state_columns[t + 1].narrow(2, lo + 1, n).view(2, h, size)
+        torch.mul(o, tanh_c, out=new)
+
+
+def _backward_columns(
+    gates: torch.Tensor,
+    cells: torch.Tensor,
+    tanh_cells: torch.Tensor,
+    w_t: torch.Tensor,
+    d_states: torch.Tensor,
+    d_gates: torch.Tensor,
+    d_cell: torch.Tensor,
+    width: int,
+) -> None:
+    """Back-propagation through the columns, in place (the reference for the compiled
+    ``pixelrnn::diagonal_scan_backward``): fills ``d_gates`` on the bands and accumulates into
+    ``d_states``.
+
+    Shape:
+        as :func:`_forward_columns`; ``w_t`` ``(2, 2h, 4h)`` (both taps, transposed), d_cell
+        ``(2, h, H, B)``.
+    """
+    h, rows, b = cells.shape[1], cells.shape[3], cells.shape[4]
+    num_columns = width + rows - 1
+    gate_columns, d_gate_columns = gates.unbind(2), d_gates.unbind(2)
+    d_state_columns, cell_columns = d_states.unbind(2), cells.unbind(2)
+    tanh_columns = tanh_cells.unbind(2)
+    bands = _bands(rows, width)
+    for t in range(num_columns - 1, -1, -1):
+        lo, hi = bands[t]
+        n, size = hi - lo, (hi - lo) * b
+        gate = gate_columns[t + 1].narrow(2, lo + 1, n).view(2, 4 * h, size)
+        o, f, i, g = gate.split(h, dim=1)
+        tanh_c = tanh_columns[t].narrow(2, lo, n).view(2, h, size)
+        dh = d_state_columns[t + 1].narrow(2, lo + 1, n).view(2, h, size)
+        carry = d_cell.narrow(2, lo, n).view(2, h, size)
+        dc = torch.ops.aten.tanh_backward(dh * o, tanh_c).add_(carry)
+        d_act = torch.empty_like(gate)  # dL/d[o, f, i, g] after the non-linearities
+        torch.mul(dh, tanh_c, out=d_act[:, :h])
+        c_prev = cell_columns[t].narrow(2, lo, n).view(2, h, size)
+        torch.mul(dc, c_prev, out=d_act[:, h : 2 * h])
+        torch.mul(dc, g, out=d_act[:, 2 * h : 3 * h])
+        torch.mul(dc, i, out=d_act[:, 3 * h :])
+        d_gate = d_gate_columns[t + 1].narrow(2, lo + 1, n).view(2, 4 * h, size)
+        torch.ops.aten.sigmoid_backward.grad_input(
+            d_act[:, : 3 * h], gate[:, : 3 * h], grad_input=d_gate[:, : 3 * h]
+        )
+        torch.ops.aten.tanh_backward.grad_input(d_act[:, 3 * h :], g, grad_input=d_gate[:, 3 * h :])
+        torch.mul(dc, f, out=carry)
+        prev = d_state_columns[t]  # the transposed state kernel's two taps
+        prev.narrow(2, lo, n).view(2, h, size).baddbmm_(w_t[:, :h], d_gate)
+        prev.narrow(2, lo + 1, n).view(2, h, size).baddbmm_(w_t[:, h:], d_gate)
+
+
+class DiagonalScan(torch.autograd.Function):
+    """Both directions' input-to-state maps and column-by-column LSTM recurrence, with a
+    hand-written backward.
+
+    Every buffer is skewed with the batch innermost, ``(direction, channel, column, row,
+    batch)`` (see :func:`_pixels`), so the rows of a column that hold pixels (its *band*) are
+    one contiguous block per channel and everything whole-image is one matrix product:
+
+    - forward: the input and its mirror image made batch-innermost; the 1x1 mask-B
+      input-to-state maps of both directions over the whole image (one batched product),
+      skewed; then per column two batched products (the 2x1 state-to-state kernel's taps
+      "above" and "left", both directions at once) and the cell update written into
+      preallocated buffers;
+    - backward: back-propagation through time written out (LSTM cell derivatives, the
+      transposed state kernels), two batched products per column; then the input's and all
+      kernels' gradients as whole-image products (see :func:`_pixels` for the state taps).
+
+    Rows outside a band are skew padding: their state is exactly zero and gets no gradient.
+    ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
+    differentiated by autograd, and ``gradcheck``. Under CPU autocast the scan runs in the
+    autocast dtype.
+
+    Shape:
+        input ``(B, C, H, W)`` (read by both directions, the second on its mirror image),
+        input weight ``(8h, C)`` and bias ``(8h,)``, state weight ``(8h, h, 2)`` → the layer's
+        output ``(B, h, H, W)``: left-to-right plus right-to-left shifted down one row.
     """
 
     @staticmethod
-    def forward(ctx, columns, w_in, bias, w_state, hidden, width):  # type: ignore[override]
-        num_columns, b, _, rows = columns.shape
-        h = hidden
-        states = columns.new_zeros(num_columns, b, 2 * h, rows)
-        state = columns.new_zeros(b, 2 * h, rows)
-        cell = columns.new_zeros(b * 2, h, rows)
-        saved = []
-        for t, (lo, hi) in enumerate(_bands(rows, width)):
-            n = hi - lo
-            prev = F.pad(state, (1, 0))[:, :, lo : hi + 1]  # rows lo-1 .. hi-1, zero row on top
-            pre = F.conv1d(columns[t, :, :, lo:hi], w_in, bias, groups=2)
-            pre = (pre + F.conv1d(prev, w_state, groups=2)).view(b * 2, 4 * h, n)
-            c_prev = cell[:, :, lo:hi]
-            new_h, c, sig, g, tanh_c = lstm_cell(pre, c_prev, h)
-            state = F.pad(new_h.reshape(b, 2 * h, n), (lo, rows - hi))
-            cell = F.pad(c, (lo, rows - hi))
-            states[t] = state
-            saved.append((prev, sig, g, c_prev, tanh_c))
-        ctx.saved = saved
-        ctx.save_for_backward(columns, w_in, w_state)
-        ctx.sizes = (h, width)
-        return states
+    def forward(ctx, x, w_in, bias, w_state):  # type: ignore[override]
+        dtype = _compute_dtype(x)
+        with torch.autocast("cpu", enabled=False):
+            return DiagonalScan._forward(ctx, x.to(dtype), w_in, bias, w_state)
 
     @staticmethod
-    def backward(ctx, grad_states):  # type: ignore[override]
-        columns, w_in, w_state = ctx.saved_tensors
-        h, width = ctx.sizes
-        num_columns, b, _, rows = columns.shape
-        grad_states = grad_states.contiguous()  # columns read one by one below
-        grad_columns = torch.zeros_like(columns)
-        grad_w_in, grad_w_state = torch.zeros_like(w_in), torch.zeros_like(w_state)
-        grad_bias = w_in.new_zeros(w_in.shape[0])
-        dh_next = grad_states.new_zeros(b, 2 * h, rows)  # from the next column's state conv
-        dc_next = grad_states.new_zeros(b * 2, h, rows)
-        bands = _bands(rows, width)
-        for t in range(num_columns - 1, -1, -1):
-            lo, hi = bands[t]
-            n = hi - lo
-            prev, sig, g, c_prev, tanh_c = ctx.saved[t]
-            o, f, i = sig.chunk(3, dim=1)
-            dh = (grad_states[t, :, :, lo:hi] + dh_next[:, :, lo:hi]).reshape(b * 2, h, n)
-            dc = dc_next[:, :, lo:hi] + dh * o * (1 - tanh_c * tanh_c)
-            d_pre = torch.cat(
-                [
-                    dh * tanh_c * o * (1 - o),
-                    dc * c_prev * f * (1 - f),
-                    dc * g * i * (1 - i),
-                    dc * i * (1 - g * g),
-                ],
-                dim=1,
-            ).view(b, 8 * h, n)
-            band_in = columns[t, :, :, lo:hi]
-            grad_columns[t, :, :, lo:hi] = F.conv_transpose1d(d_pre, w_in, groups=2)
-            grad_w_in += torch.nn.grad.conv1d_weight(band_in, w_in.shape, d_pre, groups=2)
-            grad_bias += d_pre.sum(dim=(0, 2))
-            grad_w_state += torch.nn.grad.conv1d_weight(prev, w_state.shape, d_pre, groups=2)
-            d_prev = F.conv_transpose1d(d_pre, w_state, groups=2)  # rows lo-1 .. hi-1
-            dh_next = F.pad(d_prev, (lo, rows - hi))[:, :, 1:]  # drop the zero row on top
-            dc_next = F.pad(dc * f, (lo, rows - hi))
-        return grad_columns, grad_w_in, grad_bias, grad_w_state, None, None
+    def _forward(ctx, x, w_in, bias, w_state):  # type: ignore[no-untyped-def]
+        dtype = x.dtype
+        b, c, rows, width = x.shape
+        h = w_state.shape[1]
+        num_columns = width + rows - 1
+        # the input of both directions, batch innermost: the image, then its mirror
+        image = x.new_empty(2, c, rows, width, b)
+        image[0].copy_(x.permute(1, 2, 3, 0))
+        image[1].copy_(image[0].flip(2))
+        w_in_d = w_in.to(dtype).view(2, 4 * h, c)
+        bias_d = bias.to(dtype).view(2, 4 * h, 1)
+        # gates: pre-activations in, activations [sigma(o, f, i) | tanh(g)] out
+        gates = x.new_empty(2, 4 * h, num_columns + 1, rows + 1, b)
+        pre = torch.baddbmm(bias_d, w_in_d, image.view(2, c, -1))
+        _pixels(gates, width).copy_(pre.view(2, 4 * h, rows, width, b))
+        states = x.new_zeros(2, h, num_columns + 1, rows + 1, b)
+        cells = x.new_zeros(2, h, num_columns + 1, rows, b)
+        tanh_cells = x.new_empty(2, h, num_columns, rows, b)
+        w = w_state.to(dtype).view(2, 4 * h, h, 2)
+        w_above, w_left = w[..., 0].contiguous(), w[..., 1].contiguous()  # (2, 4h, h)
+        forward_columns, _ = column_loops(x)
+        forward_columns(gates, states, cells, tanh_cells, w_above, w_left, width)
+        # left-to-right + right-to-left mirrored back and shifted down one row
+        hidden = _pixels(states, width)  # (2, h, H, W, B)
+        out = hidden[0].contiguous()
+        out[:, 1:] += hidden[1, :, :-1].flip(2)
+        ctx.save_for_backward(image, w_in_d, w_above, w_left, gates, states, cells, tanh_cells)
+        ctx.dtypes = (x.dtype, w_in.dtype, bias.dtype, w_state.dtype)
+        return out.permute(3, 0, 1, 2).contiguous()  # (B, h, H, W)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        image, w_in_d, w_above, w_left, gates, states, cells, tanh_cells = ctx.saved_tensors
+        two, four_h, _, rows_1, b = gates.shape
+        h, rows = four_h // 4, rows_1 - 1
+        num_columns = gates.shape[2] - 1
+        width = num_columns - rows + 1
+        grad = grad_out.to(gates.dtype).permute(1, 2, 3, 0).contiguous()  # (h, H, W, B)
+        d_states = torch.zeros_like(states)
+        d_hidden = _pixels(d_states, width)
+        d_hidden[0].copy_(grad)
+        d_hidden[1, :, :-1].copy_(grad[:, 1:].flip(2))
+        d_gates = torch.empty_like(gates)  # only the bands are written and read
+        d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
+        w_t = torch.cat([w_above.transpose(1, 2), w_left.transpose(1, 2)], dim=1)  # (2, 2h, 4h)
+        _, backward_columns = column_loops(grad)
+        backward_columns(gates, cells, tanh_cells, w_t, d_states, d_gates, d_cell, width)
+        # whole-image products: the gradients of the input, of the bias and, in one product,
+        # of the input kernel and both taps of the state kernel (each pairs a pixel's gate
+        # gradient with what that tap reads there)
+        d_pre = _pixels(d_gates, width).contiguous().view(two, four_h, -1)  # (2, 4h, H*W*B)
+        d_bias = d_pre.sum(dim=2).view(8 * h)
+        d_image = torch.bmm(w_in_d.transpose(1, 2), d_pre).view(image.shape)
+        d_x = (d_image[0] + d_image[1].flip(2)).permute(3, 0, 1, 2).contiguous()
+        read = [image, _pixels(states, width, "above"), _pixels(states, width, "left")]
+        read = torch.cat(read, dim=1).view(two, -1, d_pre.shape[2])
+        d_w = torch.bmm(d_pre, read.transpose(1, 2))
+        d_w_in, d_w_above, d_w_left = d_w.split([image.shape[1], h, h], dim=2)
+        d_w_state = torch.stack([d_w_above, d_w_left], dim=-1).view(8 * h, h, 2)
+        x_dtype, w_in_dtype, bias_dtype, w_state_dtype = ctx.dtypes
+        return (
+            d_x.to(x_dtype),
+            d_w_in.reshape(8 * h, -1).to(w_in_dtype),
+            d_bias.to(bias_dtype),
+            d_w_state.to(w_state_dtype),
+        )

@@ -1,0 +1,231 @@
+// Column loops of the Diagonal BiLSTM scan (PixelRNN §3.2), forward and backward.
+//
+// The same computation as the Python loops in pixelrnn/nn/diagonal_lstm.py (_forward_columns /
+// _backward_columns), which stay as the reference and the fallback; tests check both agree.
+// Written by hand because no library offers a 2-D diagonal LSTM scan, and a column is only a
+// few small operations: from Python each costs microseconds of interpreter and dispatch
+// overhead, and each element-wise step is a separate pass over memory. Here a column is two
+// (forward) or one (backward) batched matrix products plus one fused, vectorized cell loop for
+// float32/float64 on the CPU; other dtypes and devices run the ATen operations of the Python
+// loop (docs/benchmarks.md has the measurements). Buffers are skewed, (direction, channel,
+// column + 1, row [+ 1], batch); see _pixels in diagonal_lstm.py.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+namespace {
+
+using at::Tensor;
+
+// Rows [lo, hi) of skewed column t that hold pixels.
+inline void band(int64_t t, int64_t rows, int64_t width, int64_t& lo, int64_t& hi) {
+  lo = std::max<int64_t>(0, t - width + 1);
+  hi = std::min<int64_t>(t, rows - 1) + 1;
+}
+
+using at::vec::Vectorized;
+
+// Elements per parallel task: a band's cell update is split over threads by rows of
+// (direction, channel) only when each task gets at least this many elements.
+constexpr int64_t kGrain = 8192;
+
+// sigma(x) = 1 / (1 + exp(-x)) with ATen's fast vector exp (exp_u20: at most 20 ulp in
+// float32; exact exp in float64), and tanh(x) = 2 sigma(2x) - 1 (one exp instead of SLEEF's
+// slower tanh). Measured against the Python loop's ATen sigmoid/tanh: see test_recurrent.py.
+template <typename Vec>
+inline Vec sigmoid(const Vec& x) {
+  return Vec(1) / (Vec(1) + x.neg().exp_u20());
+}
+template <typename Vec>
+inline Vec tanh_via_sigmoid(const Vec& x) {
+  return Vec(2) * sigmoid(Vec(2) * x) - Vec(1);
+}
+
+// Row (direction d, channel k) of a (2, K, n) band view whose rows are contiguous.
+template <typename scalar_t>
+inline scalar_t* row(const Tensor& t, int64_t d, int64_t k) {
+  return t.data_ptr<scalar_t>() + d * t.stride(0) + k * t.stride(1);
+}
+
+// One LSTM cell update over a band (PixelRNN Eq. 3), fused: pre-activations [o|f|i|g] (a
+// (2, 4h, n) block) -> activations written to `gate`, the cell c, tanh(c) and the hidden
+// state, all (2, h or 4h, n) views with contiguous rows. Vectorized with ATen's vector type.
+template <typename scalar_t>
+void cell_forward(
+    const Tensor& pre, const Tensor& gate, const Tensor& c_prev, const Tensor& c,
+    const Tensor& tanh_c, const Tensor& state, int64_t h) {
+  using Vec = Vectorized<scalar_t>;
+  const int64_t n = pre.size(2);
+  const int64_t ps = h * pre.stride(1), gs = h * gate.stride(1);
+  at::parallel_for(0, 2 * h, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t d = r / h, k = r % h;
+      const scalar_t* p = row<scalar_t>(pre, d, k);
+      scalar_t* gr = row<scalar_t>(gate, d, k);
+      const scalar_t* cp = row<scalar_t>(c_prev, d, k);
+      scalar_t* cr = row<scalar_t>(c, d, k);
+      scalar_t* tr = row<scalar_t>(tanh_c, d, k);
+      scalar_t* hr = row<scalar_t>(state, d, k);
+      for (int64_t j = 0; j < n; j += Vec::size()) {
+        const int count = static_cast<int>(std::min<int64_t>(Vec::size(), n - j));
+        const Vec o = sigmoid(Vec::loadu(p + j, count));
+        const Vec f = sigmoid(Vec::loadu(p + ps + j, count));
+        const Vec i = sigmoid(Vec::loadu(p + 2 * ps + j, count));
+        const Vec g = tanh_via_sigmoid(Vec::loadu(p + 3 * ps + j, count));
+        const Vec cell = f * Vec::loadu(cp + j, count) + i * g;
+        const Vec tc = tanh_via_sigmoid(cell);
+        o.store(gr + j, count);
+        f.store(gr + gs + j, count);
+        i.store(gr + 2 * gs + j, count);
+        g.store(gr + 3 * gs + j, count);
+        cell.store(cr + j, count);
+        tc.store(tr + j, count);
+        (o * tc).store(hr + j, count);
+      }
+    }
+  });
+}
+
+// The cell's backward over a band, fused: from dL/dh (dh), the carried dL/dc of the next
+// column (carry, updated in place to dL/dc_prev) and the saved activations, the gradient of the
+// pre-activations [o|f|i|g] (d_gate). Only products: no transcendental functions.
+template <typename scalar_t>
+void cell_backward(
+    const Tensor& gate, const Tensor& c_prev, const Tensor& tanh_c, const Tensor& dh,
+    const Tensor& carry, const Tensor& d_gate, int64_t h) {
+  using Vec = Vectorized<scalar_t>;
+  const int64_t n = gate.size(2);
+  const int64_t gs = h * gate.stride(1), ds = h * d_gate.stride(1);
+  const Vec one(1);
+  at::parallel_for(0, 2 * h, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t d = r / h, k = r % h;
+      const scalar_t* gr = row<scalar_t>(gate, d, k);
+      scalar_t* dg = row<scalar_t>(d_gate, d, k);
+      const scalar_t* cp = row<scalar_t>(c_prev, d, k);
+      const scalar_t* tr = row<scalar_t>(tanh_c, d, k);
+      const scalar_t* hr = row<scalar_t>(dh, d, k);
+      scalar_t* cr = row<scalar_t>(carry, d, k);
+      for (int64_t j = 0; j < n; j += Vec::size()) {
+        const int count = static_cast<int>(std::min<int64_t>(Vec::size(), n - j));
+        const Vec o = Vec::loadu(gr + j, count), f = Vec::loadu(gr + gs + j, count);
+        const Vec i = Vec::loadu(gr + 2 * gs + j, count);
+        const Vec g = Vec::loadu(gr + 3 * gs + j, count);
+        const Vec tc = Vec::loadu(tr + j, count), dhv = Vec::loadu(hr + j, count);
+        const Vec dc = dhv * o * (one - tc * tc) + Vec::loadu(cr + j, count);
+        (dhv * tc * o * (one - o)).store(dg + j, count);
+        (dc * Vec::loadu(cp + j, count) * f * (one - f)).store(dg + ds + j, count);
+        (dc * g * i * (one - i)).store(dg + 2 * ds + j, count);
+        (dc * i * (one - g * g)).store(dg + 3 * ds + j, count);
+        (dc * f).store(cr + j, count);
+      }
+    }
+  });
+}
+
+inline bool fused(const Tensor& t) {
+  return t.is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+}
+
+void diagonal_scan_forward(
+    Tensor gates, Tensor states, Tensor cells, Tensor tanh_cells, const Tensor& w_above,
+    const Tensor& w_left, int64_t width) {
+  const int64_t h = states.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1;
+  for (int64_t t = 0; t < num_columns; ++t) {
+    int64_t lo, hi;
+    band(t, rows, width, lo, hi);
+    const int64_t n = hi - lo, size = n * b;
+    Tensor gate = gates.select(2, t + 1).narrow(2, lo + 1, n).view({2, 4 * h, size});
+    Tensor prev = states.select(2, t);
+    Tensor above = prev.narrow(2, lo, n).view({2, h, size});
+    Tensor left = prev.narrow(2, lo + 1, n).view({2, h, size});
+    Tensor pre = at::baddbmm(gate, w_above, above);
+    pre.baddbmm_(w_left, left);
+    Tensor c_prev = cells.select(2, t).narrow(2, lo, n).view({2, h, size});
+    Tensor c = cells.select(2, t + 1).narrow(2, lo, n).view({2, h, size});
+    Tensor tanh_c = tanh_cells.select(2, t).narrow(2, lo, n).view({2, h, size});
+    Tensor state = states.select(2, t + 1).narrow(2, lo + 1, n).view({2, h, size});
+    if (fused(pre)) {
+      AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "diagonal_cell_forward", [&] {
+        cell_forward<scalar_t>(pre, gate, c_prev, c, tanh_c, state, h);
+      });
+      continue;
+    }
+    // other dtypes and devices: the same update as separate ATen operations
+    Tensor sig = gate.narrow(1, 0, 3 * h), g = gate.narrow(1, 3 * h, h);
+    at::sigmoid_out(sig, pre.narrow(1, 0, 3 * h));
+    at::tanh_out(g, pre.narrow(1, 3 * h, h));
+    Tensor o = gate.narrow(1, 0, h), f = gate.narrow(1, h, h), i = gate.narrow(1, 2 * h, h);
+    at::mul_out(c, f, c_prev);
+    c.addcmul_(i, g);
+    at::tanh_out(tanh_c, c);
+    at::mul_out(state, o, tanh_c);
+  }
+}
+
+void diagonal_scan_backward(
+    const Tensor& gates, const Tensor& cells, const Tensor& tanh_cells, const Tensor& w_t,
+    Tensor d_states, Tensor d_gates, Tensor d_cell, int64_t width) {
+  const int64_t h = cells.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1;
+  for (int64_t t = num_columns - 1; t >= 0; --t) {
+    int64_t lo, hi;
+    band(t, rows, width, lo, hi);
+    const int64_t n = hi - lo, size = n * b;
+    Tensor gate = gates.select(2, t + 1).narrow(2, lo + 1, n).view({2, 4 * h, size});
+    Tensor tanh_c = tanh_cells.select(2, t).narrow(2, lo, n).view({2, h, size});
+    Tensor c_prev = cells.select(2, t).narrow(2, lo, n).view({2, h, size});
+    Tensor dh = d_states.select(2, t + 1).narrow(2, lo + 1, n).view({2, h, size});
+    Tensor carry = d_cell.narrow(2, lo, n).view({2, h, size});
+    Tensor d_gate = d_gates.select(2, t + 1).narrow(2, lo + 1, n).view({2, 4 * h, size});
+    if (fused(gate)) {
+      AT_DISPATCH_FLOATING_TYPES(gate.scalar_type(), "diagonal_cell_backward", [&] {
+        cell_backward<scalar_t>(gate, c_prev, tanh_c, dh, carry, d_gate, h);
+      });
+    } else {
+      // other dtypes and devices: the same derivatives as separate ATen operations
+      Tensor o = gate.narrow(1, 0, h), f = gate.narrow(1, h, h), i = gate.narrow(1, 2 * h, h);
+      Tensor g = gate.narrow(1, 3 * h, h);
+      Tensor dc = at::tanh_backward(dh * o, tanh_c);
+      dc.add_(carry);
+      Tensor d_act = at::empty_like(gate);  // dL/d[o, f, i, g] after the non-linearities
+      Tensor d_o = d_act.narrow(1, 0, h), d_f = d_act.narrow(1, h, h);
+      Tensor d_i = d_act.narrow(1, 2 * h, h), d_g = d_act.narrow(1, 3 * h, h);
+      at::mul_out(d_o, dh, tanh_c);
+      at::mul_out(d_f, dc, c_prev);
+      at::mul_out(d_i, dc, g);
+      at::mul_out(d_g, dc, i);
+      Tensor d_sig_pre = d_gate.narrow(1, 0, 3 * h), d_g_pre = d_gate.narrow(1, 3 * h, h);
+      at::sigmoid_backward_out(d_sig_pre, d_act.narrow(1, 0, 3 * h), gate.narrow(1, 0, 3 * h));
+      at::tanh_backward_out(d_g_pre, d_g, g);
+      at::mul_out(carry, dc, f);
+    }
+    // the transposed state kernel's two taps, accumulated straight into the previous column
+    Tensor prev = d_states.select(2, t);
+    prev.narrow(2, lo, n).view({2, h, size}).baddbmm_(w_t.narrow(1, 0, h), d_gate);
+    prev.narrow(2, lo + 1, n).view({2, h, size}).baddbmm_(w_t.narrow(1, h, h), d_gate);
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY(pixelrnn, m) {
+  m.def(
+      "diagonal_scan_forward(Tensor(a!) gates, Tensor(b!) states, Tensor(c!) cells, "
+      "Tensor(d!) tanh_cells, Tensor w_above, Tensor w_left, int width) -> ()");
+  m.def(
+      "diagonal_scan_backward(Tensor gates, Tensor cells, Tensor tanh_cells, Tensor w_t, "
+      "Tensor(a!) d_states, Tensor(b!) d_gates, Tensor(c!) d_cell, int width) -> ()");
+}
+
+// Only ATen calls: any device.
+TORCH_LIBRARY_IMPL(pixelrnn, CompositeExplicitAutograd, m) {
+  m.impl("diagonal_scan_forward", &diagonal_scan_forward);
+  m.impl("diagonal_scan_backward", &diagonal_scan_backward);
+}

@@ -1,0 +1,82 @@
+"""Optional compiled kernels (``nn/csrc``), built on first use with PyTorch's extension loader.
+
+The Diagonal BiLSTM's column loops run as one C++ call per layer and direction of the pass
+instead of a dozen Python-level operations per column (PixelRNN §3.2; the measurement is in
+``docs/benchmarks.md``). They are compiled the first time they are needed, by
+``torch.utils.cpp_extension.load`` (a C++ compiler and ``ninja``; about 20 s, then cached in
+``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``). Where that fails, a warning says
+why and the identical Python loops run instead.
+
+``PIXELRNN_NATIVE``: ``auto`` (default: build, fall back with a warning), ``0`` (never build:
+the Python loops), ``1`` (build, and raise if that fails — what the test suite uses, so a
+broken build cannot hide behind the fallback).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+NATIVE_ENV_VAR = "PIXELRNN_NATIVE"
+SOURCES = [Path(__file__).resolve().parent / "csrc" / "diagonal_scan.cpp"]
+_state: dict[str, bool] = {}
+
+
+def native_setting() -> str:
+    """``auto``, ``0`` or ``1`` from ``PIXELRNN_NATIVE`` (a clear error for anything else)."""
+    value = os.environ.get(NATIVE_ENV_VAR, "auto").strip().lower()
+    if value not in ("auto", "0", "1"):
+        raise ValueError(f"{NATIVE_ENV_VAR} must be auto, 0 or 1, not {value!r}")
+    return value
+
+
+def native_available() -> bool:
+    """Whether the compiled kernels are loaded (building them on the first call)."""
+    setting = native_setting()
+    if setting == "0":
+        return False
+    if "loaded" not in _state:
+        _state["loaded"] = _load(required=setting == "1")
+    return _state["loaded"]
+
+
+def build_flags() -> tuple[str, list[str]]:
+    """Extension name and compiler flags for this CPU: with AVX2 (what PyTorch itself reports
+    it uses), ATen's vector type compiles to AVX2 code with SLEEF's exp/tanh, as in ATen's
+    own kernels; otherwise to its portable scalar fallback (same results, slower)."""
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        avx2 = ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
+        return "pixelrnn_native_avx2", ["-O3", *avx2]
+    return "pixelrnn_native", ["-O3"]
+
+
+def _load(required: bool) -> bool:
+    if hasattr(torch.ops.pixelrnn, "diagonal_scan_forward"):
+        return True  # registered already (e.g. loaded by another module instance)
+    try:
+        from torch.utils.cpp_extension import load
+
+        name, flags = build_flags()
+        load(
+            name=name,
+            sources=[str(path) for path in SOURCES],
+            extra_cflags=flags,
+            is_python_module=False,
+            verbose=False,
+        )
+    except Exception as error:  # no compiler, no ninja, a failed build: all mean "fall back"
+        if required:
+            raise RuntimeError(
+                f"building the compiled kernels failed ({NATIVE_ENV_VAR}=1): {error}"
+            ) from error
+        warnings.warn(
+            f"pixelrnn's compiled kernels could not be built ({error}); using the slower "
+            f"Python loops. Set {NATIVE_ENV_VAR}=0 to skip the attempt.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
