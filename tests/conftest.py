@@ -12,6 +12,8 @@ import pixelrnn
 from tests.helpers import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
+# the compiled kernels must build here: a failed build fails the tests instead of falling back
+os.environ.setdefault("PIXELRNN_NATIVE", "1")
 
 
 @pytest.fixture(autouse=True)

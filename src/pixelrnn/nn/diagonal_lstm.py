@@ -44,6 +44,11 @@ from torch import nn
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
 from pixelrnn.nn.native import native_available
 
+# Rows the right-to-left direction's output is shifted down before it is added (§3.2): one, so
+# that it brings in only rows above. Module-level so a test can break it (0) and show that the
+# receptive-field and causality checks catch the leak.
+RIGHT_TO_LEFT_ROW_SHIFT = 1
+
 
 class DiagonalBiLSTM(nn.Module):
     """Diagonal BiLSTM over a feature map.
@@ -310,7 +315,8 @@ class DiagonalScan(torch.autograd.Function):
         # left-to-right + right-to-left mirrored back and shifted down one row
         hidden = _pixels(states, width)  # (2, h, H, W, B)
         out = hidden[0].contiguous()
-        out[:, 1:] += hidden[1, :, :-1].flip(2)
+        shift = RIGHT_TO_LEFT_ROW_SHIFT
+        out[:, shift:] += hidden[1, :, : rows - shift].flip(2)
         ctx.save_for_backward(image, w_in_d, w_above, w_left, gates, states, cells, tanh_cells)
         ctx.dtypes = (x.dtype, w_in.dtype, bias.dtype, w_state.dtype)
         return out.permute(3, 0, 1, 2).contiguous()  # (B, h, H, W)
@@ -326,7 +332,8 @@ class DiagonalScan(torch.autograd.Function):
         d_states = torch.zeros_like(states)
         d_hidden = _pixels(d_states, width)
         d_hidden[0].copy_(grad)
-        d_hidden[1, :, :-1].copy_(grad[:, 1:].flip(2))
+        shift = RIGHT_TO_LEFT_ROW_SHIFT
+        d_hidden[1, :, : rows - shift].copy_(grad[:, shift:].flip(2))
         d_gates = torch.empty_like(gates)  # only the bands are written and read
         d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
         w_t = torch.cat([w_above.transpose(1, 2), w_left.transpose(1, 2)], dim=1)  # (2, 2h, 4h)

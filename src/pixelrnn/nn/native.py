@@ -15,6 +15,7 @@ broken build cannot hide behind the fallback).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -45,22 +46,39 @@ def native_available() -> bool:
 
 def build_flags() -> tuple[str, list[str]]:
     """Extension name and compiler flags for this CPU: with AVX2 (what PyTorch itself reports
-    it uses), ATen's vector type compiles to AVX2 code with SLEEF's exp/tanh, as in ATen's
-    own kernels; otherwise to its portable scalar fallback (same results, slower)."""
+    it uses), ATen's vector type compiles to AVX2 code; otherwise to its portable scalar
+    fallback (the same computation, slower)."""
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         avx2 = ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
         return "pixelrnn_native_avx2", ["-O3", *avx2]
     return "pixelrnn_native", ["-O3"]
 
 
-def _load(required: bool) -> bool:
-    if hasattr(torch.ops.pixelrnn, "diagonal_scan_forward"):
-        return True  # registered already (e.g. loaded by another module instance)
+def _registered() -> bool:
+    """Whether the operators are registered in this process already."""
+    return hasattr(torch.ops.pixelrnn, "diagonal_scan_forward")
+
+
+def _built(name: str) -> bool:
+    """Whether a build of ``name`` is cached (only decides whether to announce a build)."""
     try:
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import _get_build_directory  # private: may change
+
+        return (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").exists()
+    except Exception:
+        return True  # unknown: say nothing
+
+
+def _load(required: bool) -> bool:
+    if _registered():
+        return True
+    try:
+        import torch.utils.cpp_extension as cpp_extension
 
         name, flags = build_flags()
-        load(
+        if not _built(name):
+            print(f"pixelrnn: compiling {name} (first use only)...", file=sys.stderr)
+        cpp_extension.load(
             name=name,
             sources=[str(path) for path in SOURCES],
             extra_cflags=flags,
