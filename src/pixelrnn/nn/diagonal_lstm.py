@@ -37,7 +37,6 @@ enters one row down — and then every earlier sub-pixel is seen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -125,52 +124,29 @@ def _bands(rows: int, width: int) -> list[tuple[int, int]]:
     return [(max(0, t - width + 1), min(t, rows - 1) + 1) for t in range(width + rows - 1)]
 
 
-OWN, LEFT, ABOVE = 0, 1, 2  # which entry of a pixel's skewed buffer position to address
-
-
-def _pixels(columns: torch.Tensor, width: int, neighbour: int = OWN) -> torch.Tensor:
-    """The pixels of a skewed buffer as a strided view in the scan's own coordinates.
+def _pixels(columns: torch.Tensor, width: int, neighbour: str = "") -> torch.Tensor:
+    """The pixels of a skewed buffer as a strided view in image coordinates.
 
     ``columns`` is ``(2, K, T + 1, H + 1, B)`` (contiguous): skewed column ``t`` at index
     ``t + 1`` and row ``r`` at index ``r + 1`` (index 0 of both is zero padding: the "previous"
     column of the first and the row above the first); pixel ``(r, j)`` lives in skewed column
     ``r + j`` at row ``r`` (PixelRNN Fig. 3). Writing into the view skews, reading from it
     unskews, a batch-sized contiguous block at a time, with no Python loop over pixels.
-    ``neighbour=ABOVE`` / ``LEFT``: the view holds at ``(r, j)`` the entry of pixel
+    ``neighbour="above"`` / ``"left"``: the view holds at ``(r, j)`` the entry of pixel
     ``(r − 1, j)`` / ``(r, j − 1)``, zero padding where that pixel does not exist — the two taps
     of the state-to-state kernel, which in the buffer are one column back (and one row up).
-    Coordinates are each direction's own: direction 1 scans the mirror image.
 
     Shape:
         ``(2, K, T + 1, H + 1, B)`` → view ``(2, K, H, W, B)``.
     """
     s_d, s_k, s_t, s_r, _ = columns.stride()
     two, k, _, rows_1, b = columns.shape
-    offset = {OWN: s_t + s_r, LEFT: s_r, ABOVE: 0}[neighbour]
+    offset = {"": s_t + s_r, "left": s_r, "above": 0}[neighbour]
     return columns.as_strided(
         (two, k, rows_1 - 1, width, b),
         (s_d, s_k, s_t + s_r, s_t, 1),
         columns.storage_offset() + offset,
     )
-
-
-def _skew_pixels(buffer: torch.Tensor, pixels: torch.Tensor, width: int, mirror: bool) -> None:
-    """Write image-coordinate ``pixels`` ``(2, K, H, W, B)`` into the skewed ``buffer``;
-    ``mirror``: direction 1's own coordinates are the mirror image's (the reference for the
-    compiled ``pixelrnn::skew_pixels``, which needs no flip copy)."""
-    view = _pixels(buffer, width)
-    view[0].copy_(pixels[0])
-    view[1].copy_(pixels[1].flip(2) if mirror else pixels[1])
-
-
-def _unskew_pixels(
-    buffer: torch.Tensor, pixels: torch.Tensor, width: int, neighbour: int, mirror: bool
-) -> None:
-    """Read the skewed ``buffer`` (entry ``neighbour`` of every pixel) into image-coordinate
-    ``pixels`` ``(2, K, H, W, B)`` (the reference for ``pixelrnn::unskew_pixels``)."""
-    view = _pixels(buffer, width, neighbour)
-    pixels[0].copy_(view[0])
-    pixels[1].copy_(view[1].flip(2) if mirror else view[1])
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -180,30 +156,14 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-class ScanKernels(NamedTuple):
-    """The scan's inner loops and layout moves: compiled or Python (same signatures)."""
-
-    forward_columns: Callable[..., None]
-    backward_columns: Callable[..., None]
-    skew_pixels: Callable[..., None]
-    unskew_pixels: Callable[..., None]
-
-
-def scan_kernels(x: torch.Tensor) -> ScanKernels:
-    """Compiled kernels (``nn/native.py``) when available, else the Python ones
-    (``PYTHON_KERNELS``, defined below them). The column loops are ATen calls, for any device;
-    the layout moves are CPU code."""
-    if not native_available():
-        return PYTHON_KERNELS
-    ops = torch.ops.pixelrnn
-    if not x.is_cpu:
-        return PYTHON_KERNELS._replace(
-            forward_columns=ops.diagonal_scan_forward,
-            backward_columns=ops.diagonal_scan_backward,
-        )
-    return ScanKernels(
-        ops.diagonal_scan_forward, ops.diagonal_scan_backward, ops.skew_pixels, ops.unskew_pixels
-    )
+def column_loops(x: torch.Tensor) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The forward and backward column loops: compiled (``nn/native.py``) when available,
+    else the Python ones. ``x`` only tells the device: the compiled loops run on any."""
+    del x
+    if native_available():
+        ops = torch.ops.pixelrnn
+        return ops.diagonal_scan_forward, ops.diagonal_scan_backward
+    return _forward_columns, _backward_columns
 
 
 def _forward_columns(
@@ -295,9 +255,6 @@ def _backward_columns(
         prev.narrow(2, lo + 1, n).view(2, h, size).baddbmm_(w_t[:, h:], d_gate)
 
 
-PYTHON_KERNELS = ScanKernels(_forward_columns, _backward_columns, _skew_pixels, _unskew_pixels)
-
-
 class DiagonalScan(torch.autograd.Function):
     """Both directions' input-to-state maps and column-by-column LSTM recurrence, with a
     hand-written backward.
@@ -306,15 +263,14 @@ class DiagonalScan(torch.autograd.Function):
     batch)`` (see :func:`_pixels`), so the rows of a column that hold pixels (its *band*) are
     one contiguous block per channel and everything whole-image is one matrix product:
 
-    - forward: the input made batch-innermost; the 1x1 mask-B input-to-state maps of both
-      directions over the whole image (one product), skewed (direction 1 from its mirror
-      image); then per column two batched products (the 2x1 state-to-state kernel's taps
+    - forward: the input and its mirror image made batch-innermost; the 1x1 mask-B
+      input-to-state maps of both directions over the whole image (one batched product),
+      skewed; then per column two batched products (the 2x1 state-to-state kernel's taps
       "above" and "left", both directions at once) and the cell update written into
       preallocated buffers;
     - backward: back-propagation through time written out (LSTM cell derivatives, the
       transposed state kernels), two batched products per column; then the input's and all
-      kernels' gradients as whole-image products in image coordinates (the input's sums both
-      directions; see :func:`_pixels` for the state taps).
+      kernels' gradients as whole-image products (see :func:`_pixels` for the state taps).
 
     Rows outside a band are skew padding: their state is exactly zero and gets no gradient.
     ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
@@ -339,26 +295,28 @@ class DiagonalScan(torch.autograd.Function):
         b, c, rows, width = x.shape
         h = w_state.shape[1]
         num_columns = width + rows - 1
-        kernels = scan_kernels(x)
-        image = x.permute(1, 2, 3, 0).contiguous()  # (C, H, W, B): batch innermost
-        w_in_d, bias_d = w_in.to(dtype), bias.to(dtype)
-        # both directions' input-to-state maps in one product, in image coordinates; direction 1
-        # is skewed from its mirror image
-        pre = torch.addmm(bias_d[:, None], w_in_d, image.view(c, -1))  # (8h, H*W*B)
+        # the input of both directions, batch innermost: the image, then its mirror
+        image = x.new_empty(2, c, rows, width, b)
+        image[0].copy_(x.permute(1, 2, 3, 0))
+        image[1].copy_(image[0].flip(2))
+        w_in_d = w_in.to(dtype).view(2, 4 * h, c)
+        bias_d = bias.to(dtype).view(2, 4 * h, 1)
         # gates: pre-activations in, activations [sigma(o, f, i) | tanh(g)] out
         gates = x.new_empty(2, 4 * h, num_columns + 1, rows + 1, b)
-        kernels.skew_pixels(gates, pre.view(2, 4 * h, rows, width, b), width, True)
+        pre = torch.baddbmm(bias_d, w_in_d, image.view(2, c, -1))
+        _pixels(gates, width).copy_(pre.view(2, 4 * h, rows, width, b))
         states = x.new_zeros(2, h, num_columns + 1, rows + 1, b)
         cells = x.new_zeros(2, h, num_columns + 1, rows, b)
         tanh_cells = x.new_empty(2, h, num_columns, rows, b)
         w = w_state.to(dtype).view(2, 4 * h, h, 2)
         w_above, w_left = w[..., 0].contiguous(), w[..., 1].contiguous()  # (2, 4h, h)
-        kernels.forward_columns(gates, states, cells, tanh_cells, w_above, w_left, width)
-        # left-to-right + right-to-left shifted down, in image coordinates
-        hidden = x.new_empty(2, h, rows, width, b)
-        kernels.unskew_pixels(states, hidden, width, OWN, True)
-        out, shift = hidden[0], RIGHT_TO_LEFT_ROW_SHIFT
-        out[:, shift:] += hidden[1, :, : rows - shift]
+        forward_columns, _ = column_loops(x)
+        forward_columns(gates, states, cells, tanh_cells, w_above, w_left, width)
+        # left-to-right + right-to-left mirrored back and shifted down one row
+        hidden = _pixels(states, width)  # (2, h, H, W, B)
+        out = hidden[0].contiguous()
+        shift = RIGHT_TO_LEFT_ROW_SHIFT
+        out[:, shift:] += hidden[1, :, : rows - shift].flip(2)
         ctx.save_for_backward(image, w_in_d, w_above, w_left, gates, states, cells, tanh_cells)
         ctx.dtypes = (x.dtype, w_in.dtype, bias.dtype, w_state.dtype)
         return out.permute(3, 0, 1, 2).contiguous()  # (B, h, H, W)
@@ -370,38 +328,33 @@ class DiagonalScan(torch.autograd.Function):
         h, rows = four_h // 4, rows_1 - 1
         num_columns = gates.shape[2] - 1
         width = num_columns - rows + 1
-        kernels = scan_kernels(grad_out)
-        grad = grad_out.to(gates.dtype).permute(1, 2, 3, 0)  # (h, H, W, B)
-        d_hidden = grad.new_empty(2, h, rows, width, b)
-        shift = RIGHT_TO_LEFT_ROW_SHIFT
-        d_hidden[0].copy_(grad)
-        d_hidden[1, :, : rows - shift].copy_(grad[:, shift:])
-        d_hidden[1, :, rows - shift :].zero_()
+        grad = grad_out.to(gates.dtype).permute(1, 2, 3, 0).contiguous()  # (h, H, W, B)
         d_states = torch.zeros_like(states)
-        kernels.skew_pixels(d_states, d_hidden, width, True)
+        d_hidden = _pixels(d_states, width)
+        d_hidden[0].copy_(grad)
+        shift = RIGHT_TO_LEFT_ROW_SHIFT
+        d_hidden[1, :, : rows - shift].copy_(grad[:, shift:].flip(2))
         d_gates = torch.empty_like(gates)  # only the bands are written and read
         d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
         w_t = torch.cat([w_above.transpose(1, 2), w_left.transpose(1, 2)], dim=1)  # (2, 2h, 4h)
-        kernels.backward_columns(gates, cells, tanh_cells, w_t, d_states, d_gates, d_cell, width)
-        # whole-image products, in image coordinates: the gradients of the input (both
-        # directions summed by the product), of the input kernel and bias, and of both taps of
-        # the state kernel (each pairs a pixel's gate gradient with what that tap reads there)
-        d_pre = grad.new_empty(two, four_h, rows, width, b)
-        kernels.unskew_pixels(d_gates, d_pre, width, OWN, True)
-        d_pre = d_pre.view(8 * h, -1)
-        d_bias = d_pre.sum(dim=1)
-        flat_image = image.view(image.shape[0], -1)
-        d_x = torch.mm(w_in_d.t(), d_pre).view(image.shape).permute(3, 0, 1, 2).contiguous()
-        d_w_in = torch.mm(d_pre, flat_image.t())
-        taps = grad.new_empty(two, 2 * h, rows, width, b)
-        kernels.unskew_pixels(states, taps[:, :h], width, ABOVE, True)
-        kernels.unskew_pixels(states, taps[:, h:], width, LEFT, True)
-        d_taps = torch.bmm(d_pre.view(two, four_h, -1), taps.view(two, 2 * h, -1).transpose(1, 2))
-        d_w_state = torch.stack(d_taps.split(h, dim=2), dim=-1).view(8 * h, h, 2)
+        _, backward_columns = column_loops(grad)
+        backward_columns(gates, cells, tanh_cells, w_t, d_states, d_gates, d_cell, width)
+        # whole-image products: the gradients of the input, of the bias and, in one product,
+        # of the input kernel and both taps of the state kernel (each pairs a pixel's gate
+        # gradient with what that tap reads there)
+        d_pre = _pixels(d_gates, width).contiguous().view(two, four_h, -1)  # (2, 4h, H*W*B)
+        d_bias = d_pre.sum(dim=2).view(8 * h)
+        d_image = torch.bmm(w_in_d.transpose(1, 2), d_pre).view(image.shape)
+        d_x = (d_image[0] + d_image[1].flip(2)).permute(3, 0, 1, 2).contiguous()
+        read = [image, _pixels(states, width, "above"), _pixels(states, width, "left")]
+        read = torch.cat(read, dim=1).view(two, -1, d_pre.shape[2])
+        d_w = torch.bmm(d_pre, read.transpose(1, 2))
+        d_w_in, d_w_above, d_w_left = d_w.split([image.shape[1], h, h], dim=2)
+        d_w_state = torch.stack([d_w_above, d_w_left], dim=-1).view(8 * h, h, 2)
         x_dtype, w_in_dtype, bias_dtype, w_state_dtype = ctx.dtypes
         return (
             d_x.to(x_dtype),
-            d_w_in.to(w_in_dtype),
+            d_w_in.reshape(8 * h, -1).to(w_in_dtype),
             d_bias.to(bias_dtype),
             d_w_state.to(w_state_dtype),
         )

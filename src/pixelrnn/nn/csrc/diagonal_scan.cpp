@@ -1,9 +1,7 @@
-// Column loops of the Diagonal BiLSTM scan (PixelRNN §3.2), forward and backward, and the
-// moves between image coordinates and the skewed buffers.
+// Column loops of the Diagonal BiLSTM scan (PixelRNN §3.2), forward and backward.
 //
-// The same computation as the Python functions in pixelrnn/nn/diagonal_lstm.py
-// (_forward_columns, _backward_columns, _skew_pixels, _unskew_pixels), which stay as the
-// reference and the fallback; tests check both agree.
+// The same computation as the Python loops in pixelrnn/nn/diagonal_lstm.py (_forward_columns,
+// _backward_columns), which stay as the reference and the fallback; tests check both agree.
 // Written by hand because no library offers a 2-D diagonal LSTM scan, and a column is only a
 // few small operations: from Python each costs microseconds of interpreter and dispatch
 // overhead, and each element-wise step is a separate pass over memory. Here a column is two
@@ -247,82 +245,6 @@ void diagonal_scan_backward(
   }
 }
 
-// Pixels <-> skewed buffer (see _pixels in diagonal_lstm.py): pixel (r, j) of direction d is
-// its own column r + j' (j' = W - 1 - j for the mirrored direction 1) at row r, stored at
-// buffer index (r + j' + 1, r + 1); `neighbour` 1 reads the entry one column back (the state to
-// the left in the direction's own coordinates), 2 one column and one row back (above). A batch
-// row of B values is contiguous in both, so each pixel is one short copy; the mirror costs
-// nothing (a strided view cannot reverse an axis, so in PyTorch it is an extra flip copy).
-// A batch row of `n` values, in explicit vectors (a plain loop became a memcpy call per row,
-// which cost more than the copy).
-template <typename scalar_t>
-inline void copy_row(const scalar_t* from, scalar_t* to, int64_t n) {
-  using Vec = Vectorized<scalar_t>;
-  int64_t i = 0;
-  for (; i + Vec::size() <= n; i += Vec::size()) Vec::loadu(from + i).store(to + i);
-  for (; i < n; ++i) to[i] = from[i];
-}
-
-template <bool kToBuffer, typename scalar_t>
-void move_pixels_typed(
-    const Tensor& buffer, const Tensor& pixels, int64_t width, int64_t neighbour, bool mirror) {
-  const int64_t k_size = pixels.size(1), rows = pixels.size(2), b = pixels.size(4);
-  scalar_t* buf = buffer.data_ptr<scalar_t>();
-  scalar_t* pix = pixels.data_ptr<scalar_t>();
-  const int64_t s_d = buffer.stride(0), s_k = buffer.stride(1);
-  const int64_t s_t = buffer.stride(2), s_r = buffer.stride(3);
-  const int64_t p_d = pixels.stride(0), p_k = pixels.stride(1);
-  const int64_t p_r = pixels.stride(2), p_w = pixels.stride(3);
-  const int64_t back_t = neighbour >= 1 ? 1 : 0, back_r = neighbour == 2 ? 1 : 0;
-  at::parallel_for(0, 2 * k_size, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t dk = begin; dk < end; ++dk) {
-      const int64_t d = dk / k_size, k = dk % k_size;
-      const bool flip = mirror && d == 1;
-      scalar_t* buf_dk = buf + d * s_d + k * s_k;
-      scalar_t* pix_dk = pix + d * p_d + k * p_k;
-      // in buffer order (column, then row): consecutive rows of a column are adjacent
-      for (int64_t t = 0; t < width + rows - 1; ++t) {
-        const int64_t lo = std::max<int64_t>(0, t - width + 1), hi = std::min(t, rows - 1) + 1;
-        for (int64_t r = lo; r < hi; ++r) {
-          const int64_t own = t - r, j = flip ? width - 1 - own : own;
-          scalar_t* cell = buf_dk + (t + 1 - back_t) * s_t + (r + 1 - back_r) * s_r;
-          scalar_t* pixel = pix_dk + r * p_r + j * p_w;
-          if constexpr (kToBuffer) {
-            copy_row(pixel, cell, b);
-          } else {
-            copy_row(cell, pixel, b);
-          }
-        }
-      }
-    }
-  });
-}
-
-template <bool kToBuffer>
-void move_pixels(
-    const Tensor& buffer, const Tensor& pixels, int64_t width, int64_t neighbour, bool mirror) {
-  TORCH_CHECK(buffer.is_cpu() && pixels.is_cpu(), "pixels: CPU tensors only");
-  TORCH_CHECK(buffer.scalar_type() == pixels.scalar_type(), "pixels: dtypes differ");
-  TORCH_CHECK(buffer.is_contiguous() && pixels.stride(4) == 1, "pixels: bad layout");
-  TORCH_CHECK(
-      pixels.size(3) == width && buffer.size(1) == pixels.size(1) &&
-          buffer.size(4) == pixels.size(4),
-      "pixels: shapes differ");
-  AT_DISPATCH_ALL_TYPES_AND2(
-      at::kHalf, at::kBFloat16, buffer.scalar_type(), "move_pixels", [&] {
-        move_pixels_typed<kToBuffer, scalar_t>(buffer, pixels, width, neighbour, mirror);
-      });
-}
-
-void skew_pixels(Tensor buffer, const Tensor& pixels, int64_t width, bool mirror) {
-  move_pixels<true>(buffer, pixels, width, 0, mirror);
-}
-
-void unskew_pixels(
-    const Tensor& buffer, Tensor pixels, int64_t width, int64_t neighbour, bool mirror) {
-  move_pixels<false>(buffer, pixels, width, neighbour, mirror);
-}
-
 }  // namespace
 
 TORCH_LIBRARY(pixelrnn, m) {
@@ -332,10 +254,6 @@ TORCH_LIBRARY(pixelrnn, m) {
   m.def(
       "diagonal_scan_backward(Tensor gates, Tensor cells, Tensor tanh_cells, Tensor w_t, "
       "Tensor(a!) d_states, Tensor(b!) d_gates, Tensor(c!) d_cell, int width) -> ()");
-  m.def("skew_pixels(Tensor(a!) buffer, Tensor pixels, int width, bool mirror) -> ()");
-  m.def(
-      "unskew_pixels(Tensor buffer, Tensor(a!) pixels, int width, int neighbour, "
-      "bool mirror) -> ()");
 }
 
 // Only ATen calls: any device.
@@ -344,7 +262,3 @@ TORCH_LIBRARY_IMPL(pixelrnn, CompositeExplicitAutograd, m) {
   m.impl("diagonal_scan_backward", &diagonal_scan_backward);
 }
 
-TORCH_LIBRARY_IMPL(pixelrnn, CPU, m) {
-  m.impl("skew_pixels", &skew_pixels);
-  m.impl("unskew_pixels", &unskew_pixels);
-}
