@@ -99,7 +99,7 @@ def test_row_lstm_equals_per_pixel_reference(channels: int) -> None:
 @pytest.fixture(params=["python", "native"])
 def scan_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with the Diagonal BiLSTM's Python column loops and with the compiled ones
-    (``nn/native.py``; PIXELRNN_NATIVE=1 makes a failed build an error, not a skip)."""
+    (``native.py``; PIXELRNN_NATIVE=1 makes a failed build an error, not a skip)."""
     monkeypatch.setenv("PIXELRNN_NATIVE", "0" if request.param == "python" else "1")
     return request.param
 

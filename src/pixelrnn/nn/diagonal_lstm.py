@@ -22,7 +22,7 @@ direction axis; batched matrix products for the two state-to-state kernels), aft
 Function with back-propagation through time written out (:class:`DiagonalScan`); each step only
 computes the rows of its column that hold pixels, and the skew padding is kept at exactly zero
 (zero initial state, no bias in the state convolution), which is what the pixels next to the
-diagonal read. The column loops run compiled where possible (``nn/native.py``).
+diagonal read. The column loops run compiled where possible (``native.py``).
 
 NOTE: "entire available context" (§3.2) holds up to one sub-pixel per row: no feature of row
 ``i − 1`` ever holds the last channel of its last pixel ``(i − 1, W − 1)`` (a feature never holds
@@ -41,8 +41,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from pixelrnn.native import native_available
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
-from pixelrnn.nn.native import native_available
 
 # Rows the right-to-left direction's output is shifted down before it is added (§3.2): one, so
 # that it brings in only rows above. Module-level so a test can break it (0) and show that the
@@ -157,7 +157,7 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def column_loops(x: torch.Tensor) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The forward and backward column loops: compiled (``nn/native.py``) when available,
+    """The forward and backward column loops: compiled (``native.py``) when available,
     else the Python ones. ``x`` only tells the device: the compiled loops run on any."""
     del x
     if native_available():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from pixelrnn.models.pixelcnn import PixelCNN
+from pixelrnn.native import native_available
 from pixelrnn.nn import context_terms
 from pixelrnn.sampling.cached.base import (
     IncrementalStepper,
@@ -50,6 +51,24 @@ class PixelCNNStepper(IncrementalStepper):
         self.context = [None if t is None else t.permute(0, 2, 3, 1) for t in terms]
         self._add_context(0)
         self.row = 0
+        # the compiled step (``csrc/pixelcnn_step.cpp``, float32/float64 on the CPU) reads
+        # every block's weights stacked, and the blocks' current-row buffers as views of one
+        self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and bool(self.blocks)
+        if self.fused:
+            stacked = [torch.stack([b[k] for b in self.blocks]).detach() for k in (0, 1, 3, 4)]
+            self.reduce_w, self.reduce_b, self.expand_w, self.expand_b = stacked
+            convs = [b[2] for b in self.blocks]
+            self.conv_w = torch.stack([c.weight for c in convs]).detach()
+            self.rows = torch.stack([c.row for c in convs])
+            for conv, row in zip(convs, self.rows, strict=True):
+                conv.row = row  # the Python path keeps working on the same memory
+            self.output_weights = [t.detach().contiguous() for t in (*self.hidden, *self.out)]
+            self._stack_above()
+
+    def _stack_above(self) -> None:
+        """The blocks' per-row terms, stacked ``(L, B, W, C)`` for the compiled step."""
+        if self.fused:
+            self.above = torch.stack([b[2].above for b in self.blocks])
 
     def _add_context(self, i: int) -> None:
         """Add row ``i`` of the conditioning map to every block's per-row term."""
@@ -63,10 +82,34 @@ class PixelCNNStepper(IncrementalStepper):
             for block in self.blocks:
                 block[2].start_row()
             self._add_context(i)
+            self._stack_above()
             self.row = i
+        if self.fused and native_available():
+            return self._fused_step(x, i, j)
         self.input_conv.refresh_previous(x, i, j)
         h = self.input_conv(x[:, :, i, j], j)  # (B, 2h)
         for w_red, b_red, conv, w_exp, b_exp in self.blocks:
             t = conv(torch.relu(linear(torch.relu(h), w_red, b_red)), j)
             h = linear(torch.relu(t), w_exp, b_exp) + h
         return linear(torch.relu(linear(torch.relu(h), *self.hidden)), *self.out)
+
+    def _fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """The input layer, every block and the output layers in one compiled call (the
+        operations of :meth:`step`; tested equal in ``tests/sampling/test_cached.py``)."""
+        conv = self.input_conv
+        return torch.ops.pixelrnn.pixelcnn_step(
+            x,
+            i,
+            j,
+            conv.row,
+            conv.weight,
+            conv.above,
+            self.reduce_w,
+            self.reduce_b,
+            self.rows,
+            self.conv_w,
+            self.above,
+            self.expand_w,
+            self.expand_b,
+            *self.output_weights,
+        )

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.utils.cpp_extension
 
-from pixelrnn.nn import native
+from pixelrnn import native
 
 
 def test_native_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,11 +1,14 @@
-"""Optional compiled kernels (``nn/csrc``), built on first use with PyTorch's extension loader.
+"""Optional compiled kernels (``csrc``), built on first use with PyTorch's extension loader.
 
-The Diagonal BiLSTM's column loops run as one C++ call per layer and direction of the pass
-instead of a dozen Python-level operations per column (PixelRNN §3.2; the measurement is in
-``docs/benchmarks.md``). They are compiled the first time they are needed, by
-``torch.utils.cpp_extension.load`` (a C++ compiler and ``ninja``; about 20 s, then cached in
-``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``). Where that fails, a warning says
-why and the identical Python loops run instead.
+Two places where PyTorch's per-operation overhead dominated and no library has the operation:
+the Diagonal BiLSTM's column loops (PixelRNN §3.2; one C++ call per pass instead of a dozen
+Python-level operations per column) and a cached PixelCNN sampling step (one call instead of
+~130 tiny operations per pixel). The measurements are in ``docs/benchmarks.md``.
+
+They are compiled the first time they are needed, by ``torch.utils.cpp_extension.load`` (a C++
+compiler and ``ninja``; about 30 s, then cached in ``TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``). Where that fails, a warning says why and the equivalent Python
+code runs instead.
 
 ``PIXELRNN_NATIVE``: ``auto`` (default: build, fall back with a warning), ``0`` (never build:
 the Python loops), ``1`` (build, and raise if that fails — what the test suite uses, so a
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 
 NATIVE_ENV_VAR = "PIXELRNN_NATIVE"
-SOURCES = [Path(__file__).resolve().parent / "csrc" / "diagonal_scan.cpp"]
+SOURCES = sorted((Path(__file__).resolve().parent / "csrc").glob("*.cpp"))
 _state: dict[str, bool] = {}
 
 
