@@ -171,7 +171,7 @@ def test_compiled_pixelcnn_step_matches_the_python_step(
         monkeypatch.setenv("PIXELRNN_NATIVE", setting)
         runs[setting] = recorded_generation(model, "cached", known, x)
         assert bool(fused_calls) == (setting == "1")  # the path under test ran
-    (python_images, python_params), (fused_images, fused_params) = runs["0"], runs["1"]
+    python_params, (fused_images, fused_params) = runs["0"][1], runs["1"]
     assert torch.equal(fused_images[:, :, :2], x[:, :, :2])  # known pixels kept
     assert len(python_params) == len(fused_params) == draws_per_image(model) - 2 * 6 * (
         1 if model.distribution.joint_channels else channels
