@@ -173,8 +173,10 @@ def test_compiled_pixelcnn_step_matches_the_python_step(
         assert bool(fused_calls) == (setting == "1")  # the path under test ran
     python_params, (fused_images, fused_params) = runs["0"][1], runs["1"]
     assert torch.equal(fused_images[:, :, :2], x[:, :, :2])  # known pixels kept
-    assert len(python_params) == len(fused_params) == draws_per_image(model) - 2 * 6 * (
-        1 if model.distribution.joint_channels else channels
+    assert (
+        len(python_params)
+        == len(fused_params)
+        == draws_per_image(model) - 2 * 6 * (1 if model.distribution.joint_channels else channels)
     )
     for a, b in zip(fused_params, python_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
