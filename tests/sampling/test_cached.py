@@ -13,6 +13,8 @@ import torch
 import pixelrnn
 from pixelrnn.models import conditional_models
 from pixelrnn.sampling.cached import has_stepper
+from pixelrnn.sampling.cached.base import IncrementalStepper
+from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
 from tests.helpers import random_images, random_labels, tiny_model
 
@@ -146,26 +148,35 @@ def test_sample_defaults_to_cached_and_validates_the_method() -> None:
         model.sample(1, method="fast")
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_compiled_pixelcnn_step_matches_the_python_step(
-    channels: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("name", "channels", "conditional"),
+    [
+        ("pixelcnn", 1, False),
+        ("pixelcnn", 3, False),
+        ("gated_pixelcnn", 1, False),
+        ("gated_pixelcnn", 3, True),
+    ],
+)
+def test_compiled_steps_match_the_python_steps(
+    name: str, channels: int, conditional: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The compiled PixelCNN step (``csrc/pixelcnn_step.cpp``: input layer, every block and
-    the output layers in one call) against the stepper's Python loop: the same parameters at
-    every draw (float32, 1e-5 relative), the same images in float64; at a batch of 3 and with
-    the 3 x 3 masked convolutions' history rows in play."""
-    model = tiny_model(channels, 2 if channels == 1 else 4, size=6, model="pixelcnn", num_layers=3)
+    """The compiled cached steps (``csrc/cached_steps.cpp``: the input layer, every layer and
+    the output layers at one pixel in one call) against the steppers' Python loops: the same
+    parameters at every draw (float32, 1e-5 relative), the same images in float64; at a batch of
+    3, with completion of given rows, and with labels and a spatial map for the Gated PixelCNN."""
+    model = case_model(name, channels, conditional, num_layers=3)
+    stepper_class = {"pixelcnn": PixelCNNStepper, "gated_pixelcnn": GatedPixelCNNStepper}[name]
     x = random_images(model, 3, seed=1)
     known = torch.zeros_like(x, dtype=torch.bool)
     known[:, :, :2] = True  # completion: the first rows are given
     fused_calls = []
-    fused_step = PixelCNNStepper._fused_step
+    fused_step = stepper_class._fused_step
 
-    def counted(self: PixelCNNStepper, *args: object) -> torch.Tensor:
+    def counted(self: IncrementalStepper, *args: object) -> torch.Tensor:
         fused_calls.append(args)
         return fused_step(self, *args)
 
-    monkeypatch.setattr(PixelCNNStepper, "_fused_step", counted)
+    monkeypatch.setattr(stepper_class, "_fused_step", counted)
     runs = {}
     for setting in ("0", "1"):
         monkeypatch.setenv("PIXELRNN_NATIVE", setting)
@@ -173,11 +184,8 @@ def test_compiled_pixelcnn_step_matches_the_python_step(
         assert bool(fused_calls) == (setting == "1")  # the path under test ran
     python_params, (fused_images, fused_params) = runs["0"][1], runs["1"]
     assert torch.equal(fused_images[:, :, :2], x[:, :, :2])  # known pixels kept
-    assert (
-        len(python_params)
-        == len(fused_params)
-        == draws_per_image(model) - 2 * 6 * (1 if model.distribution.joint_channels else channels)
-    )
+    steps_per_pixel = 1 if model.distribution.joint_channels else channels
+    assert len(python_params) == len(fused_params) == draws_per_image(model) - 12 * steps_per_pixel
     for a, b in zip(fused_params, python_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
     model = model.double()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
+from pixelrnn.native import native_available
 from pixelrnn.nn import gated_activation
 from pixelrnn.sampling.cached.base import (
     CurrentRowTaps,
@@ -59,6 +60,18 @@ class GatedPixelCNNStepper(IncrementalStepper):
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
         self.row = -1
+        # the compiled step (``csrc/cached_steps.cpp``, float32/float64 on the CPU) reads the
+        # layers after the first stacked, their current-row buffers as views of one
+        self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and len(self.layers) > 1
+        if self.fused:
+            rest = self.horizontal[1:]
+            self.conv_w = torch.stack([taps.weight for taps in rest]).detach()
+            self.rows = torch.stack([taps.row for taps in rest])
+            for taps, row in zip(rest, self.rows, strict=True):
+                taps.row = row  # the Python path keeps working on the same memory
+            self.residual_w = torch.stack([w for w, _ in self.outputs[1:]]).detach()
+            self.residual_b = torch.stack([b for _, b in self.outputs[1:]]).detach()
+            self.output_weights = [t.detach().contiguous() for t in (*self.hidden, *self.out)]
 
     def _condition(self, k: int, half: int, i: int) -> torch.Tensor | float:
         """Layer ``k``'s conditioning bias on row ``i`` for the vertical (``half=0``) or
@@ -89,10 +102,14 @@ class GatedPixelCNNStepper(IncrementalStepper):
             self.horizontal[k].row.zero_()
         self.horizontal[0].write_row(x[:, :, i])  # the image row so far (zeros ahead of j)
         self.row = i
+        if self.fused:
+            self.above = torch.stack([taps.above for taps in self.horizontal[1:]])
 
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self._start_row(x, i)
+        if self.fused and native_available():
+            return self._fused_step(x, i, j)
         self.horizontal[0].refresh_previous(x, i, j)
         h = x[:, :, i, j]
         for k, taps in enumerate(self.horizontal):
@@ -100,3 +117,22 @@ class GatedPixelCNNStepper(IncrementalStepper):
             residual = self.outputs[k]
             h = gated if residual is None else linear(gated, *residual) + h
         return linear(torch.relu(linear(torch.relu(h), *self.hidden)), *self.out)
+
+    def _fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Every layer's horizontal stack and the output layers in one compiled call (the
+        operations of :meth:`step`; tested equal in ``tests/sampling/test_cached.py``)."""
+        first = self.horizontal[0]
+        return torch.ops.pixelrnn.gated_pixelcnn_step(
+            x,
+            i,
+            j,
+            first.row,
+            first.weight,
+            first.above,
+            self.rows,
+            self.conv_w,
+            self.above,
+            self.residual_w,
+            self.residual_b,
+            *self.output_weights,
+        )

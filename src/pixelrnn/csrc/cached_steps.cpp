@@ -1,0 +1,250 @@
+// One cached sampling step of a PixelCNN (PixelRNN §3.5) or a Gated PixelCNN's horizontal
+// stack (Gated PixelCNN §2.2): the input layer, every layer and the output layers at one pixel,
+// as one call.
+//
+// The same computation as the Python loops of PixelCNNStepper.step and
+// GatedPixelCNNStepper.step (pixelrnn/sampling/cached/), which stay as the reference and the
+// fallback; tests check both agree. Written by hand because a step is 100-150 tiny operations
+// (a few thousand multiply-adds each at batch 1-16): called from Python each costs
+// microseconds of dispatch, which was almost all of the step (docs/benchmarks.md). Here they
+// are plain loops over raw pointers, float32/float64 on the CPU. The per-row work (the
+// vertical stack, the rows-above taps) stays in PyTorch: it runs once per row.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// out (B, N) = [bias] + [add] + act(x) @ w, with x (B, K) of row stride x_stride, w (K, N)
+// contiguous, add (B, N) of row stride add_stride, act = ReLU when relu_in. `out` may be `add`.
+// Accumulates over the rows of w: contiguous inner loops the compiler vectorizes.
+template <typename T>
+void linear(
+    const T* x, int64_t x_stride, int64_t b, int64_t k, bool relu_in, const T* w, int64_t n,
+    const T* bias, const T* add, int64_t add_stride, T* out) {
+  for (int64_t i = 0; i < b; ++i) {
+    T* o = out + i * n;
+    const T* a = add == nullptr ? nullptr : add + i * add_stride;
+    for (int64_t c = 0; c < n; ++c) {
+      o[c] = (bias == nullptr ? T(0) : bias[c]) + (a == nullptr ? T(0) : a[c]);
+    }
+    const T* xi = x + i * x_stride;
+    for (int64_t q = 0; q < k; ++q) {
+      const T v = relu_in && xi[q] < T(0) ? T(0) : xi[q];
+      const T* wq = w + q * n;
+      for (int64_t c = 0; c < n; ++c) o[c] += v * wq[c];
+    }
+  }
+}
+
+// The (B, N) slice at column j of the (B, W, N) tensor t (or of t[block] for a stacked
+// (L, B, W, N) one), any strides, as a contiguous copy.
+template <typename T>
+void column(const Tensor& t, int64_t block, int64_t j, std::vector<T>& out) {
+  const int64_t d = t.dim() - 3;  // 1 for a stacked tensor
+  const int64_t b = t.size(d), n = t.size(d + 2);
+  const int64_t s0 = t.stride(d), s1 = t.stride(d + 1), s2 = t.stride(d + 2);
+  const T* p = t.data_ptr<T>() + (d ? block * t.stride(0) : 0) + j * s1;
+  out.resize(b * n);
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t c = 0; c < n; ++c) out[i * n + c] = p[i * s0 + c * s2];
+  }
+}
+
+// Pixels (i, j - 1) and (i, j) of the image x (B, C, H, W) into a layer's current-row buffer
+// (B, (W + r) * C), at columns + r: the engine may have written (i, j - 1)'s last channel
+// after its step, and (i, j) holds the channels drawn so far.
+template <typename T>
+void write_image_pixels(const Tensor& x, int64_t i_row, int64_t j, const Tensor& row, int64_t r) {
+  const int64_t b = x.size(0), channels = x.size(1);
+  const T* image = x.data_ptr<T>();
+  T* buffer = row.data_ptr<T>();
+  for (int64_t col = std::max<int64_t>(j - 1, 0); col <= j; ++col) {
+    for (int64_t n = 0; n < b; ++n) {
+      for (int64_t c = 0; c < channels; ++c) {
+        buffer[n * row.stride(0) + (col + r) * channels + c] =
+            image[n * x.stride(0) + c * x.stride(1) + i_row * x.stride(2) + col * x.stride(3)];
+      }
+    }
+  }
+}
+
+// The output layers: out (B, n_out) = out_b + ReLU(hidden_b + ReLU(h) @ hidden_w) @ out_w.
+template <typename T>
+Tensor output_layers(
+    const T* h, int64_t b, int64_t features, const Tensor& hidden_w, const Tensor& hidden_b,
+    const Tensor& out_w, const Tensor& out_b, const at::TensorOptions& options) {
+  const int64_t n_hidden = hidden_w.size(1), n_out = out_w.size(1);
+  std::vector<T> hidden(b * n_hidden);
+  linear<T>(h, features, b, features, true, hidden_w.data_ptr<T>(), n_hidden,
+            hidden_b.data_ptr<T>(), nullptr, 0, hidden.data());
+  Tensor out = at::empty({b, n_out}, options);
+  linear<T>(hidden.data(), n_hidden, b, n_hidden, true, out_w.data_ptr<T>(), n_out,
+            out_b.data_ptr<T>(), nullptr, 0, out.data_ptr<T>());
+  return out;
+}
+
+// Block l's slice of a stacked (L, ...) contiguous tensor.
+template <typename T>
+T* at_block(const Tensor& t, int64_t l) {
+  return t.data_ptr<T>() + l * t.stride(0);
+}
+
+template <typename T>
+Tensor step_typed(
+    const Tensor& x, int64_t i_row, int64_t j, const Tensor& in_row, const Tensor& in_w,
+    const Tensor& in_above, const Tensor& reduce_w, const Tensor& reduce_b, const Tensor& rows,
+    const Tensor& conv_w, const Tensor& above, const Tensor& expand_w, const Tensor& expand_b,
+    const Tensor& hidden_w, const Tensor& hidden_b, const Tensor& out_w, const Tensor& out_b) {
+  const int64_t b = x.size(0), channels = x.size(1);
+  const int64_t features = in_w.size(1), num_blocks = reduce_w.size(0);
+  const int64_t n_red = reduce_w.size(2), n_conv = conv_w.size(2), taps = conv_w.size(1);
+  const int64_t r = taps / n_red - 1, r_in = in_w.size(0) / channels - 1;
+  std::vector<T> h(b * features), reduced(b * n_red), convolved(b * n_conv), term;
+  // the input layer
+  write_image_pixels<T>(x, i_row, j, in_row, r_in);
+  const T* in_buffer = in_row.data_ptr<T>();
+  const int64_t in_stride = in_row.stride(0);
+  column<T>(in_above, 0, j, term);
+  linear<T>(in_buffer + j * channels, in_stride, b, in_w.size(0), false, in_w.data_ptr<T>(),
+            features, nullptr, term.data(), features, h.data());
+  // the residual blocks
+  T* row_base = rows.data_ptr<T>();
+  const int64_t row_stride = rows.stride(1), row_block = rows.stride(0);
+  for (int64_t l = 0; l < num_blocks; ++l) {
+    linear<T>(h.data(), features, b, features, true, at_block<T>(reduce_w, l), n_red,
+              at_block<T>(reduce_b, l), nullptr, 0, reduced.data());
+    // the masked convolution's input at column j of its row-major current-row buffer: ReLU
+    T* row = row_base + l * row_block;
+    for (int64_t n = 0; n < b; ++n) {
+      T* dst = row + n * row_stride + (j + r) * n_red;
+      for (int64_t c = 0; c < n_red; ++c) {
+        const T v = reduced[n * n_red + c];
+        dst[c] = v > T(0) ? v : T(0);
+      }
+    }
+    // the masked convolution at j: the row's above term plus the current-row taps
+    column<T>(above, l, j, term);
+    linear<T>(row + j * n_red, row_stride, b, taps, false, at_block<T>(conv_w, l), n_conv,
+              nullptr, term.data(), n_conv, convolved.data());
+    // expand 1x1 on ReLU, plus the residual (in place)
+    linear<T>(convolved.data(), n_conv, b, n_conv, true, at_block<T>(expand_w, l), features,
+              at_block<T>(expand_b, l), h.data(), features, h.data());
+  }
+  return output_layers<T>(h.data(), b, features, hidden_w, hidden_b, out_w, out_b, x.options());
+}
+
+Tensor pixelcnn_step(
+    const Tensor& x, int64_t i, int64_t j, Tensor in_row, const Tensor& in_w,
+    const Tensor& in_above, const Tensor& reduce_w, const Tensor& reduce_b, Tensor rows,
+    const Tensor& conv_w, const Tensor& above, const Tensor& expand_w, const Tensor& expand_b,
+    const Tensor& hidden_w, const Tensor& hidden_b, const Tensor& out_w, const Tensor& out_b) {
+  TORCH_CHECK(x.is_cpu() && x.dim() == 4, "pixelcnn_step: a (B, C, H, W) CPU image");
+  for (const Tensor& t : {in_w, reduce_w, reduce_b, conv_w, expand_w, expand_b, hidden_w,
+                          hidden_b, out_w, out_b}) {
+    TORCH_CHECK(t.is_contiguous() && t.scalar_type() == x.scalar_type(),
+                "pixelcnn_step: weights must be contiguous, of the image's dtype");
+  }
+  TORCH_CHECK(in_row.stride(1) == 1 && rows.stride(2) == 1, "pixelcnn_step: row buffers");
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnn_step", [&] {
+    out = step_typed<scalar_t>(x, i, j, in_row, in_w, in_above, reduce_w, reduce_b, rows,
+                               conv_w, above, expand_w, expand_b, hidden_w, hidden_b, out_w,
+                               out_b);
+  });
+  return out;
+}
+
+// tanh(f) * sigmoid(g) of the halves of pre (B, 2p) -> out (B, p) (Gated PixelCNN Eq. 2).
+template <typename T>
+void gate(const std::vector<T>& pre, int64_t b, int64_t p, std::vector<T>& out) {
+  out.resize(b * p);
+  for (int64_t n = 0; n < b; ++n) {
+    for (int64_t c = 0; c < p; ++c) {
+      const T f = pre[n * 2 * p + c], g = pre[n * 2 * p + p + c];
+      out[n * p + c] = std::tanh(f) / (T(1) + std::exp(-g));
+    }
+  }
+}
+
+template <typename T>
+Tensor gated_step_typed(
+    const Tensor& x, int64_t i_row, int64_t j, const Tensor& first_row, const Tensor& first_w,
+    const Tensor& first_above, const Tensor& rows, const Tensor& conv_w, const Tensor& above,
+    const Tensor& residual_w, const Tensor& residual_b, const Tensor& hidden_w,
+    const Tensor& hidden_b, const Tensor& out_w, const Tensor& out_b) {
+  const int64_t b = x.size(0), channels = x.size(1);
+  const int64_t p = residual_w.size(1), num_layers = conv_w.size(0), taps = conv_w.size(1);
+  const int64_t r = taps / p - 1, first_taps = first_w.size(0);
+  std::vector<T> term, pre(b * 2 * p), h, gated;
+  // the first layer: its horizontal taps read the image; no residual connection
+  write_image_pixels<T>(x, i_row, j, first_row, first_taps / channels - 1);
+  column<T>(first_above, 0, j, term);
+  linear<T>(first_row.data_ptr<T>() + j * channels, first_row.stride(0), b, first_taps, false,
+            first_w.data_ptr<T>(), 2 * p, nullptr, term.data(), 2 * p, pre.data());
+  gate<T>(pre, b, p, h);
+  // the other layers: horizontal taps on h (written at column j of the row buffer), gate,
+  // 1x1 (mask B) plus the residual
+  const int64_t row_stride = rows.stride(1);
+  for (int64_t l = 0; l < num_layers; ++l) {
+    T* row = at_block<T>(rows, l);
+    for (int64_t n = 0; n < b; ++n) {
+      std::copy_n(h.data() + n * p, p, row + n * row_stride + (j + r) * p);
+    }
+    column<T>(above, l, j, term);
+    linear<T>(row + j * p, row_stride, b, taps, false, at_block<T>(conv_w, l), 2 * p, nullptr,
+              term.data(), 2 * p, pre.data());
+    gate<T>(pre, b, p, gated);
+    linear<T>(gated.data(), p, b, p, false, at_block<T>(residual_w, l), p,
+              at_block<T>(residual_b, l), h.data(), p, h.data());
+  }
+  return output_layers<T>(h.data(), b, p, hidden_w, hidden_b, out_w, out_b, x.options());
+}
+
+Tensor gated_pixelcnn_step(
+    const Tensor& x, int64_t i, int64_t j, Tensor first_row, const Tensor& first_w,
+    const Tensor& first_above, Tensor rows, const Tensor& conv_w, const Tensor& above,
+    const Tensor& residual_w, const Tensor& residual_b, const Tensor& hidden_w,
+    const Tensor& hidden_b, const Tensor& out_w, const Tensor& out_b) {
+  TORCH_CHECK(x.is_cpu() && x.dim() == 4, "gated_pixelcnn_step: a (B, C, H, W) CPU image");
+  for (const Tensor& t :
+       {first_w, conv_w, residual_w, residual_b, hidden_w, hidden_b, out_w, out_b}) {
+    TORCH_CHECK(t.is_contiguous() && t.scalar_type() == x.scalar_type(),
+                "gated_pixelcnn_step: weights must be contiguous, of the image's dtype");
+  }
+  TORCH_CHECK(first_row.stride(1) == 1 && rows.stride(2) == 1, "gated_pixelcnn_step: rows");
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gated_pixelcnn_step", [&] {
+    out = gated_step_typed<scalar_t>(x, i, j, first_row, first_w, first_above, rows, conv_w,
+                                     above, residual_w, residual_b, hidden_w, hidden_b, out_w,
+                                     out_b);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(pixelrnn, m) {
+  m.def(
+      "pixelcnn_step(Tensor x, int i, int j, Tensor(a!) in_row, Tensor in_w, Tensor in_above, "
+      "Tensor reduce_w, Tensor reduce_b, Tensor(b!) rows, Tensor conv_w, Tensor above, "
+      "Tensor expand_w, Tensor expand_b, Tensor hidden_w, Tensor hidden_b, Tensor out_w, "
+      "Tensor out_b) -> Tensor");
+  m.def(
+      "gated_pixelcnn_step(Tensor x, int i, int j, Tensor(a!) first_row, Tensor first_w, "
+      "Tensor first_above, Tensor(b!) rows, Tensor conv_w, Tensor above, Tensor residual_w, "
+      "Tensor residual_b, Tensor hidden_w, Tensor hidden_b, Tensor out_w, Tensor out_b) "
+      "-> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(pixelrnn, CPU, m) {
+  m.impl("pixelcnn_step", &pixelcnn_step);
+  m.impl("gated_pixelcnn_step", &gated_pixelcnn_step);
+}
