@@ -62,7 +62,12 @@ class GatedPixelCNNStepper(IncrementalStepper):
         self.row = -1
         # the compiled step (``csrc/cached_steps.cpp``, float32/float64 on the CPU) reads the
         # layers after the first stacked, their current-row buffers as views of one
-        self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and len(self.layers) > 1
+        self.fused = (
+            x.is_cpu
+            and x.dtype in (torch.float32, torch.float64)
+            and len(self.layers) > 1
+            and native_available()
+        )
         if self.fused:
             rest = self.horizontal[1:]
             self.conv_w = torch.stack([taps.weight for taps in rest]).detach()
@@ -108,7 +113,7 @@ class GatedPixelCNNStepper(IncrementalStepper):
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self._start_row(x, i)
-        if self.fused and native_available():
+        if self.fused:
             return self._fused_step(x, i, j)
         self.horizontal[0].refresh_previous(x, i, j)
         h = x[:, :, i, j]

@@ -53,7 +53,12 @@ class PixelCNNStepper(IncrementalStepper):
         self.row = 0
         # the compiled step (``csrc/cached_steps.cpp``, float32/float64 on the CPU) reads
         # every block's weights stacked, and the blocks' current-row buffers as views of one
-        self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and bool(self.blocks)
+        self.fused = (
+            x.is_cpu
+            and x.dtype in (torch.float32, torch.float64)
+            and bool(self.blocks)
+            and native_available()
+        )
         if self.fused:
             stacked = [torch.stack([b[k] for b in self.blocks]).detach() for k in (0, 1, 3, 4)]
             self.reduce_w, self.reduce_b, self.expand_w, self.expand_b = stacked
@@ -84,7 +89,7 @@ class PixelCNNStepper(IncrementalStepper):
             self._add_context(i)
             self._stack_above()
             self.row = i
-        if self.fused and native_available():
+        if self.fused:
             return self._fused_step(x, i, j)
         self.input_conv.refresh_previous(x, i, j)
         h = self.input_conv(x[:, :, i, j], j)  # (B, 2h)
