@@ -18,6 +18,7 @@ broken build cannot hide behind the fallback).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -72,10 +73,23 @@ def _built(name: str) -> bool:
         return True  # unknown: say nothing
 
 
+def _find_ninja() -> None:
+    """Put the ``ninja`` that pip installed on ``PATH`` if it is not there (a virtual
+    environment's interpreter run without activating it): the extension loader runs it."""
+    if shutil.which("ninja") is None:
+        try:
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+        except ImportError:
+            pass  # the build reports what is missing
+
+
 def _load(required: bool) -> bool:
     if _registered():
         return True
     try:
+        _find_ninja()
         import torch.utils.cpp_extension as cpp_extension
 
         name, flags = build_flags()
