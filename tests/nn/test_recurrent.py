@@ -20,6 +20,27 @@ def test_skew_matches_a_loop_and_unskew_inverts_it(h: int, w: int) -> None:
         unskew(skew(x), w + 1)
 
 
+def test_the_scans_skewed_buffer_layout_is_the_skew() -> None:
+    """The Diagonal BiLSTM's buffers are skewed through a strided view (``_pixels``): writing
+    a map into it places pixel ``(r, j)`` where :func:`skew` puts it (column ``r + j``, after
+    the padding column and row), reading it back gives the map, and the "above" / "left"
+    views read the neighbours (zero beyond the border)."""
+    from pixelrnn.nn.diagonal_lstm import _pixels
+
+    b, k, rows, width = 3, 2, 4, 5
+    x = torch.randn(2, k, rows, width, b)
+    buffer = torch.zeros(2, k, width + rows, rows + 1, b)
+    _pixels(buffer, width).copy_(x)
+    for n in range(b):
+        skewed = skew(x[..., n])  # (2, K, H, W + H - 1)
+        assert torch.equal(buffer[:, :, 1:, 1:, n], skewed.transpose(2, 3))
+    assert torch.equal(_pixels(buffer, width), x)
+    above = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], dim=2)
+    left = torch.cat([torch.zeros_like(x[:, :, :, :1]), x[:, :, :, :-1]], dim=3)
+    assert torch.equal(_pixels(buffer, width, "above"), above)
+    assert torch.equal(_pixels(buffer, width, "left"), left)
+
+
 def _gates(pre: torch.Tensor, c: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
     o, f, i, g = (
         pre[:h].sigmoid(),
