@@ -13,9 +13,9 @@ import torch
 import pixelrnn
 from pixelrnn.models import conditional_models
 from pixelrnn.sampling.cached import has_stepper
-from pixelrnn.sampling.cached.base import IncrementalStepper
 from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
+from pixelrnn.sampling.cached.pixelcnn_pp import Residual
 from tests.helpers import random_images, random_labels, tiny_model
 
 CASES = [
@@ -149,34 +149,48 @@ def test_sample_defaults_to_cached_and_validates_the_method() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "channels", "conditional"),
+    ("name", "channels", "conditional", "overrides"),
     [
-        ("pixelcnn", 1, False),
-        ("pixelcnn", 3, False),
-        ("gated_pixelcnn", 1, False),
-        ("gated_pixelcnn", 3, True),
+        ("pixelcnn", 1, False, {"num_layers": 3}),
+        ("pixelcnn", 3, False, {"num_layers": 3}),
+        ("gated_pixelcnn", 1, False, {"num_layers": 3}),
+        ("gated_pixelcnn", 3, True, {"num_layers": 3}),
+        ("pixelcnnpp", 1, False, {}),
+        ("pixelcnnpp", 3, True, {"num_resolutions": 3}),
     ],
 )
 def test_compiled_steps_match_the_python_steps(
-    name: str, channels: int, conditional: bool, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    channels: int,
+    conditional: bool,
+    overrides: dict,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The compiled cached steps (``csrc/cached_steps.cpp``: the input layer, every layer and
-    the output layers at one pixel in one call) against the steppers' Python loops: the same
-    parameters at every draw (float32, 1e-5 relative), the same images in float64; at a batch of
-    3, with completion of given rows, and with labels and a spatial map for the Gated PixelCNN."""
-    model = case_model(name, channels, conditional, num_layers=3)
-    stepper_class = {"pixelcnn": PixelCNNStepper, "gated_pixelcnn": GatedPixelCNNStepper}[name]
+    """The compiled cached steps (``csrc/cached_steps.cpp``: for the PixelCNN and the Gated
+    PixelCNN the input layer, every layer and the output layers at one pixel in one call; for
+    PixelCNN++ each gated ResNet layer of the down-right stream) against the steppers' Python
+    code: the same parameters at every draw (float32, 1e-5 relative), the same images in
+    float64; at a batch of 3, with completion of given rows, with labels (and a spatial map for
+    the Gated PixelCNN), and PixelCNN++ over three resolutions of an odd-sized image."""
+    size = 7 if overrides.get("num_resolutions") == 3 else 6
+    model = case_model(name, channels, conditional, size=size, **overrides)
     x = random_images(model, 3, seed=1)
     known = torch.zeros_like(x, dtype=torch.bool)
     known[:, :, :2] = True  # completion: the first rows are given
     fused_calls = []
-    fused_step = stepper_class._fused_step
+    owner, method = {
+        "pixelcnn": (PixelCNNStepper, "_fused_step"),
+        "gated_pixelcnn": (GatedPixelCNNStepper, "_fused_step"),
+        "pixelcnnpp": (Residual, "at"),
+    }[name]
+    original = getattr(owner, method)
 
-    def counted(self: IncrementalStepper, *args: object) -> torch.Tensor:
-        fused_calls.append(args)
-        return fused_step(self, *args)
+    def counted(self: object, *args: object) -> object:
+        if getattr(self, "fused", True):
+            fused_calls.append(args)
+        return original(self, *args)
 
-    monkeypatch.setattr(stepper_class, "_fused_step", counted)
+    monkeypatch.setattr(owner, method, counted)
     runs = {}
     for setting in ("0", "1"):
         monkeypatch.setenv("PIXELRNN_NATIVE", setting)
@@ -185,7 +199,8 @@ def test_compiled_steps_match_the_python_steps(
     python_params, (fused_images, fused_params) = runs["0"][1], runs["1"]
     assert torch.equal(fused_images[:, :, :2], x[:, :, :2])  # known pixels kept
     steps_per_pixel = 1 if model.distribution.joint_channels else channels
-    assert len(python_params) == len(fused_params) == draws_per_image(model) - 12 * steps_per_pixel
+    given = 2 * model.image_shape[-1] * steps_per_pixel
+    assert len(python_params) == len(fused_params) == draws_per_image(model) - given
     for a, b in zip(fused_params, python_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
     model = model.double()

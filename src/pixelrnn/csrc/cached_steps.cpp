@@ -1,10 +1,10 @@
 // One cached sampling step of a PixelCNN (PixelRNN §3.5) or a Gated PixelCNN's horizontal
 // stack (Gated PixelCNN §2.2): the input layer, every layer and the output layers at one pixel,
-// as one call.
+// as one call; and a PixelCNN++ gated ResNet layer at one position of the down-right stream.
 //
 // The same computation as the Python loops of PixelCNNStepper.step and
 // GatedPixelCNNStepper.step (pixelrnn/sampling/cached/), which stay as the reference and the
-// fallback; tests check both agree. Written by hand because a step is 100-150 tiny operations
+// fallback (and PixelCNNPPStepper's Residual.at); tests check both agree. Written by hand because a step is 100-150 tiny operations
 // (a few thousand multiply-adds each at batch 1-16): called from Python each costs
 // microseconds of dispatch, which was almost all of the step (docs/benchmarks.md). Here they
 // are plain loops over raw pointers, float32/float64 on the CPU. The per-row work (the
@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -229,6 +230,121 @@ Tensor gated_pixelcnn_step(
   return out;
 }
 
+// PixelCNN++ (down-right stream, one position): maps are (B, C, H + 1, W + 2) contiguous,
+// position (a, b) at [a + 1, b + 1] (sampling/cached/pixelcnn_pp.py, class Map).
+
+template <typename T>
+inline T elu(T v) {
+  return v > T(0) ? v : std::expm1(v);
+}
+
+// concat_elu of map rows a - 1 .. a, columns b - 1 .. b + k - 2 into v, in the (2C, 2, k)
+// order of a convolution kernel: elu(x) for the first C channels, elu(-x) for the next C.
+template <typename T>
+void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
+  const int64_t c_in = map.size(1), s_c = map.stride(1), s_h = map.stride(2);
+  const T* base = map.data_ptr<T>() + n * map.stride(0) + a * s_h + b;
+  const int64_t half = c_in * 2 * k;
+  for (int64_t c = 0; c < c_in; ++c) {
+    for (int64_t row = 0; row < 2; ++row) {
+      for (int64_t col = 0; col < k; ++col) {
+        const T x = base[c * s_c + row * s_h + col];
+        const int64_t at = (c * 2 + row) * k + col;
+        v[at] = elu(x);
+        v[half + at] = elu(-x);
+      }
+    }
+  }
+}
+
+// A map's entries at (a, b): (C,) of image n.
+template <typename T>
+inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
+  return map.data_ptr<T>() + n * map.stride(0) + (a + 1) * map.stride(2) + (b + 1);
+}
+
+// The layer for the whole batch: the windows gathered (with concat_elu) by loops, the three
+// products by ATen's addmm (a batch of windows is a real matrix product), the gate by a loop.
+template <typename T>
+void residual_at_typed(
+    const Tensor& inp, at::TensorList aux, const Tensor& c1_map, const Tensor& out,
+    const Tensor& w_in, const Tensor& b_in, const std::optional<Tensor>& aux_w,
+    const std::optional<Tensor>& aux_b, const Tensor& w_out, const Tensor& b_out,
+    const std::optional<Tensor>& class_bias, int64_t a, int64_t b, int64_t k) {
+  const int64_t batch = inp.size(0), f = out.size(1);
+  const int64_t k_in = w_in.size(0), k_out = w_out.size(0);
+  // first convolution on concat_elu of the input windows (+ the 1x1 on concat_elu of aux)
+  Tensor windows = at::empty({batch, k_in}, inp.options());
+  for (int64_t n = 0; n < batch; ++n) {
+    concat_elu_window<T>(inp, n, a, b, k, windows.data_ptr<T>() + n * k_in);
+  }
+  Tensor c1 = at::addmm(b_in, windows, w_in);  // (B, F)
+  if (aux_w) {
+    int64_t c_aux = 0;
+    for (const Tensor& m : aux) c_aux += m.size(1);
+    Tensor aux_in = at::empty({batch, 2 * c_aux}, inp.options());
+    for (int64_t n = 0; n < batch; ++n) {
+      T* row = aux_in.data_ptr<T>() + n * 2 * c_aux;
+      int64_t offset = 0;
+      for (const Tensor& m : aux) {
+        const T* at = map_at<T>(m, n, a, b);
+        for (int64_t c = 0; c < m.size(1); ++c, ++offset) {
+          const T x = at[c * m.stride(1)];
+          row[offset] = elu(x);
+          row[c_aux + offset] = elu(-x);
+        }
+      }
+    }
+    c1.addmm_(aux_in, *aux_w).add_(*aux_b);
+  }
+  // concat_elu(c1) into its map at (a, b); the second convolution on that map's windows
+  const int64_t s_c1 = c1_map.stride(1), s_h = c1_map.stride(2), c1_channels = c1_map.size(1);
+  Tensor windows_out = at::empty({batch, k_out}, inp.options());
+  for (int64_t n = 0; n < batch; ++n) {
+    const T* c1_n = c1.data_ptr<T>() + n * f;
+    T* c1_at = const_cast<T*>(map_at<T>(c1_map, n, a, b));
+    for (int64_t c = 0; c < f; ++c) {
+      c1_at[c * s_c1] = elu(c1_n[c]);
+      c1_at[(f + c) * s_c1] = elu(-c1_n[c]);
+    }
+    const T* base = c1_map.data_ptr<T>() + n * c1_map.stride(0) + a * s_h + b;
+    T* w = windows_out.data_ptr<T>() + n * k_out;
+    for (int64_t c = 0; c < c1_channels; ++c) {
+      for (int64_t row = 0; row < 2; ++row) {
+        for (int64_t col = 0; col < k; ++col) {
+          w[(c * 2 + row) * k + col] = base[c * s_c1 + row * s_h + col];
+        }
+      }
+    }
+  }
+  Tensor c2 = at::addmm(b_out, windows_out, w_out);  // (B, 2F)
+  if (class_bias) c2.add_(*class_bias);
+  // gate, plus the input (the residual)
+  for (int64_t n = 0; n < batch; ++n) {
+    const T* c2_n = c2.data_ptr<T>() + n * 2 * f;
+    const T* x_at = map_at<T>(inp, n, a, b);
+    T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
+    for (int64_t c = 0; c < f; ++c) {
+      o_at[c * out.stride(1)] =
+          x_at[c * inp.stride(1)] + c2_n[c] / (T(1) + std::exp(-c2_n[f + c]));
+    }
+  }
+}
+
+void pixelcnnpp_residual_at(
+    const Tensor& inp, at::TensorList aux, Tensor c1_map, Tensor out, const Tensor& w_in,
+    const Tensor& b_in, const std::optional<Tensor>& aux_w, const std::optional<Tensor>& aux_b,
+    const Tensor& w_out, const Tensor& b_out, const std::optional<Tensor>& class_bias,
+    int64_t a, int64_t b, int64_t k) {
+  TORCH_CHECK(inp.is_cpu() && out.is_contiguous() && c1_map.is_contiguous() &&
+                  inp.is_contiguous(),
+              "pixelcnnpp_residual_at: contiguous CPU maps");
+  AT_DISPATCH_FLOATING_TYPES(inp.scalar_type(), "pixelcnnpp_residual_at", [&] {
+    residual_at_typed<scalar_t>(inp, aux, c1_map, out, w_in, b_in, aux_w, aux_b, w_out, b_out,
+                                class_bias, a, b, k);
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(pixelrnn, m) {
@@ -242,9 +358,14 @@ TORCH_LIBRARY_FRAGMENT(pixelrnn, m) {
       "Tensor first_above, Tensor(b!) rows, Tensor conv_w, Tensor above, Tensor residual_w, "
       "Tensor residual_b, Tensor hidden_w, Tensor hidden_b, Tensor out_w, Tensor out_b) "
       "-> Tensor");
+  m.def(
+      "pixelcnnpp_residual_at(Tensor inp, Tensor[] aux, Tensor(a!) c1, Tensor(b!) out, "
+      "Tensor w_in, Tensor b_in, Tensor? aux_w, Tensor? aux_b, Tensor w_out, Tensor b_out, "
+      "Tensor? class_bias, int a, int b, int k) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn, CPU, m) {
   m.impl("pixelcnn_step", &pixelcnn_step);
   m.impl("gated_pixelcnn_step", &gated_pixelcnn_step);
+  m.impl("pixelcnnpp_residual_at", &pixelcnnpp_residual_at);
 }

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
+from pixelrnn.native import native_available
 from pixelrnn.nn import GatedResNet, ShiftedConv2d, ShiftedConvTranspose2d, concat_elu
 from pixelrnn.sampling.cached.base import IncrementalStepper, image_rows, linear
 
@@ -79,6 +80,7 @@ class Residual:
     c1: Map  # concat_elu of the first convolution's output (what the second one reads)
     out: Map
     class_bias: torch.Tensor | float  # (B, 2F) or 0
+    fused: bool = False  # run :meth:`at` compiled (``csrc/cached_steps.cpp``)
 
     def __post_init__(self) -> None:
         self.kernel_in, self.kernel_out = (
@@ -98,6 +100,23 @@ class Residual:
 
     def at(self, a: int, b: int) -> None:
         """The layer at one position (down-right stream)."""
+        if self.fused:
+            torch.ops.pixelrnn.pixelcnnpp_residual_at(
+                self.inp.t,
+                [m.t for m in self.aux],
+                self.c1.t,
+                self.out.t,
+                self.w_in,
+                self.b_in,
+                *(self.aux_w if self.aux_w is not None else (None, None)),
+                self.w_out,
+                self.b_out,
+                self.class_bias if isinstance(self.class_bias, torch.Tensor) else None,
+                a,
+                b,
+                self.k,
+            )
+            return
         c1 = linear(concat_elu4(self.inp.window(a, b, self.k), self.k), self.w_in, self.b_in)
         if self.aux_w is not None:
             aux = torch.cat([m.at(a, b) for m in self.aux], dim=1)
@@ -249,6 +268,12 @@ class PixelCNNPPStepper(IncrementalStepper):
         )
         self.ul_above = x.new_zeros(x.shape[0], f, width)  # row i's down-shifted 1×3 term
         self.row = -1
+        # the down-right stream's gated ResNet layers compiled (float32/float64 on the CPU)
+        if x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available():
+            for level_ops in (*self.up, *self.down):
+                for op in level_ops[1]:
+                    if isinstance(op, Residual):
+                        op.fused = True
         self.last: tuple[int, int, torch.Tensor] | None = None
 
     def _start_row(self, x: torch.Tensor, i: int) -> None:
