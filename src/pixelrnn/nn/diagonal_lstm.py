@@ -156,10 +156,10 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def column_loops(x: torch.Tensor) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The forward and backward column loops: compiled (``native.py``) when available,
-    else the Python ones. ``x`` only tells the device: the compiled loops run on any."""
-    del x
+def column_loops() -> tuple[Callable[..., None], Callable[..., None]]:
+    """The forward and backward column loops: compiled (``native.py``) when available (they
+    are ATen calls, for any device; the fused cell on CPU float32/float64), else the Python
+    ones."""
     if native_available():
         ops = torch.ops.pixelrnn
         return ops.diagonal_scan_forward, ops.diagonal_scan_backward
@@ -310,7 +310,7 @@ class DiagonalScan(torch.autograd.Function):
         tanh_cells = x.new_empty(2, h, num_columns, rows, b)
         w = w_state.to(dtype).view(2, 4 * h, h, 2)
         w_above, w_left = w[..., 0].contiguous(), w[..., 1].contiguous()  # (2, 4h, h)
-        forward_columns, _ = column_loops(x)
+        forward_columns, _ = column_loops()
         forward_columns(gates, states, cells, tanh_cells, w_above, w_left, width)
         # left-to-right + right-to-left mirrored back and shifted down one row
         hidden = _pixels(states, width)  # (2, h, H, W, B)
@@ -337,7 +337,7 @@ class DiagonalScan(torch.autograd.Function):
         d_gates = torch.empty_like(gates)  # only the bands are written and read
         d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
         w_t = torch.cat([w_above.transpose(1, 2), w_left.transpose(1, 2)], dim=1)  # (2, 2h, 4h)
-        _, backward_columns = column_loops(grad)
+        _, backward_columns = column_loops()
         backward_columns(gates, cells, tanh_cells, w_t, d_states, d_gates, d_cell, width)
         # whole-image products: the gradients of the input, of the bias and, in one product,
         # of the input kernel and both taps of the state kernel (each pairs a pixel's gate
