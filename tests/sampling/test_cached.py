@@ -15,7 +15,7 @@ from pixelrnn.models import conditional_models
 from pixelrnn.sampling.cached import has_stepper
 from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
-from pixelrnn.sampling.cached.pixelcnn_pp import Residual
+from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
 from tests.helpers import random_images, random_labels, tiny_model
 
 CASES = [
@@ -149,14 +149,15 @@ def test_sample_defaults_to_cached_and_validates_the_method() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "channels", "conditional", "overrides"),
+    ("name", "channels", "conditional", "overrides", "batch"),
     [
-        ("pixelcnn", 1, False, {"num_layers": 3}),
-        ("pixelcnn", 3, False, {"num_layers": 3}),
-        ("gated_pixelcnn", 1, False, {"num_layers": 3}),
-        ("gated_pixelcnn", 3, True, {"num_layers": 3}),
-        ("pixelcnnpp", 1, False, {}),
-        ("pixelcnnpp", 3, True, {"num_resolutions": 3}),
+        ("pixelcnn", 1, False, {"num_layers": 3}, 3),
+        ("pixelcnn", 3, False, {"num_layers": 3}, 3),
+        ("gated_pixelcnn", 1, False, {"num_layers": 3}, 3),
+        ("gated_pixelcnn", 3, True, {"num_layers": 3}, 3),
+        ("pixelcnnpp", 1, False, {}, 3),
+        ("pixelcnnpp", 3, True, {"num_resolutions": 3}, 3),
+        ("pixelcnnpp", 3, True, {"num_resolutions": 3}, 6),  # BLAS products above 4 images
     ],
 )
 def test_compiled_steps_match_the_python_steps(
@@ -164,24 +165,26 @@ def test_compiled_steps_match_the_python_steps(
     channels: int,
     conditional: bool,
     overrides: dict,
+    batch: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The compiled cached steps (``csrc/cached_steps.cpp``: for the PixelCNN and the Gated
     PixelCNN the input layer, every layer and the output layers at one pixel in one call; for
-    PixelCNN++ each gated ResNet layer of the down-right stream) against the steppers' Python
-    code: the same parameters at every draw (float32, 1e-5 relative), the same images in
-    float64; at a batch of 3, with completion of given rows, with labels (and a spatial map for
-    the Gated PixelCNN), and PixelCNN++ over three resolutions of an odd-sized image."""
+    PixelCNN++ the whole down-right stream, its first map and the head) against the steppers'
+    Python code: the same parameters at every draw (float32, 1e-5 relative), the same images in
+    float64; at a batch of 3 (and 6 for PixelCNN++: BLAS products), with completion of given
+    rows, with labels (and a spatial map for the Gated PixelCNN), and PixelCNN++ over three
+    resolutions of an odd-sized image."""
     size = 7 if overrides.get("num_resolutions") == 3 else 6
     model = case_model(name, channels, conditional, size=size, **overrides)
-    x = random_images(model, 3, seed=1)
+    x = random_images(model, batch, seed=1)
     known = torch.zeros_like(x, dtype=torch.bool)
     known[:, :, :2] = True  # completion: the first rows are given
     fused_calls = []
     owner, method = {
         "pixelcnn": (PixelCNNStepper, "_fused_step"),
         "gated_pixelcnn": (GatedPixelCNNStepper, "_fused_step"),
-        "pixelcnnpp": (Residual, "at"),
+        "pixelcnnpp": (PixelCNNPPStepper, "_fused_step"),
     }[name]
     original = getattr(owner, method)
 

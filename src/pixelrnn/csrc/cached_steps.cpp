@@ -263,30 +263,56 @@ inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
   return map.data_ptr<T>() + n * map.stride(0) + (a + 1) * map.stride(2) + (b + 1);
 }
 
-// The layer for the whole batch: the windows gathered (with concat_elu) by loops, the three
-// products by ATen's addmm (a batch of windows is a real matrix product), the gate by a loop.
+// out (B, N) = bias + x (B, K) @ w (K, N), all contiguous: the loops of `linear` for a few
+// images (no call overhead), ATen's matrix product (BLAS) for more.
+constexpr int64_t kLoopBatch = 4;
+
 template <typename T>
-void residual_at_typed(
-    const Tensor& inp, at::TensorList aux, const Tensor& c1_map, const Tensor& out,
-    const Tensor& w_in, const Tensor& b_in, const std::optional<Tensor>& aux_w,
-    const std::optional<Tensor>& aux_b, const Tensor& w_out, const Tensor& b_out,
-    const std::optional<Tensor>& class_bias, int64_t a, int64_t b, int64_t k) {
-  const int64_t batch = inp.size(0), f = out.size(1);
-  const int64_t k_in = w_in.size(0), k_out = w_out.size(0);
-  // first convolution on concat_elu of the input windows (+ the 1x1 on concat_elu of aux)
-  Tensor windows = at::empty({batch, k_in}, inp.options());
-  for (int64_t n = 0; n < batch; ++n) {
-    concat_elu_window<T>(inp, n, a, b, k, windows.data_ptr<T>() + n * k_in);
+void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const Tensor& bias, T* out) {
+  const int64_t n = w.size(1);
+  if (batch <= kLoopBatch) {
+    linear<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias.data_ptr<T>(), nullptr, 0, out);
+    return;
   }
-  Tensor c1 = at::addmm(b_in, windows, w_in);  // (B, F)
-  if (aux_w) {
-    int64_t c_aux = 0;
-    for (const Tensor& m : aux) c_aux += m.size(1);
-    Tensor aux_in = at::empty({batch, 2 * c_aux}, inp.options());
+  const auto options = w.options();
+  Tensor result = at::from_blob(out, {batch, n}, options);
+  at::addmm_out(result, bias, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
+}
+
+// One row of the program PixelCNNPPStepper builds (sampling/cached/pixelcnn_pp.py,
+// _compiled_program): an op of the down-right stream, its level, and indices into the lists of
+// maps and weights (-1: none).
+enum Column : int64_t {
+  kKind, kLevel, kIn, kOut, kC1, kAux0, kAux1, kW, kB, kAuxW, kAuxB, kWOut, kBOut, kClassBias,
+  kTaps, kColumns
+};
+enum Kind : int64_t { kResidual = 0, kDownsample = 1, kUpsample = 2 };
+
+// A gated ResNet layer (PixelCNN++ §2.5) at position (a, b): concat_elu windows of the input,
+// first convolution (+ the 1x1 on concat_elu of the auxiliary maps), concat_elu into its map,
+// the second convolution on that map's window, gate, plus the input.
+template <typename T>
+void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+                 const int64_t* op, int64_t a, int64_t b) {
+  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &c1_map = maps[op[kC1]];
+  const Tensor &w_in = weights[op[kW]], &w_out = weights[op[kWOut]];
+  const int64_t batch = inp.size(0), f = out.size(1), k = op[kTaps];
+  const int64_t k_in = w_in.size(0), k_out = w_out.size(0);
+  std::vector<T> windows(batch * k_in), c1(batch * f);
+  for (int64_t n = 0; n < batch; ++n) {
+    concat_elu_window<T>(inp, n, a, b, k, windows.data() + n * k_in);
+  }
+  product<T>(windows.data(), batch, k_in, w_in, weights[op[kB]], c1.data());
+  if (op[kAuxW] >= 0) {
+    const Tensor& aux_w = weights[op[kAuxW]];
+    const int64_t c_aux = aux_w.size(0) / 2;
+    std::vector<T> aux_in(batch * 2 * c_aux), aux_c1(batch * f);
     for (int64_t n = 0; n < batch; ++n) {
-      T* row = aux_in.data_ptr<T>() + n * 2 * c_aux;
+      T* row = aux_in.data() + n * 2 * c_aux;
       int64_t offset = 0;
-      for (const Tensor& m : aux) {
+      for (const int64_t index : {op[kAux0], op[kAux1]}) {
+        if (index < 0) continue;
+        const Tensor& m = maps[index];
         const T* at = map_at<T>(m, n, a, b);
         for (int64_t c = 0; c < m.size(1); ++c, ++offset) {
           const T x = at[c * m.stride(1)];
@@ -295,20 +321,21 @@ void residual_at_typed(
         }
       }
     }
-    c1.addmm_(aux_in, *aux_w).add_(*aux_b);
+    product<T>(aux_in.data(), batch, 2 * c_aux, aux_w, weights[op[kAuxB]], aux_c1.data());
+    for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
   // concat_elu(c1) into its map at (a, b); the second convolution on that map's windows
   const int64_t s_c1 = c1_map.stride(1), s_h = c1_map.stride(2), c1_channels = c1_map.size(1);
-  Tensor windows_out = at::empty({batch, k_out}, inp.options());
+  std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
   for (int64_t n = 0; n < batch; ++n) {
-    const T* c1_n = c1.data_ptr<T>() + n * f;
+    const T* c1_n = c1.data() + n * f;
     T* c1_at = const_cast<T*>(map_at<T>(c1_map, n, a, b));
     for (int64_t c = 0; c < f; ++c) {
       c1_at[c * s_c1] = elu(c1_n[c]);
       c1_at[(f + c) * s_c1] = elu(-c1_n[c]);
     }
     const T* base = c1_map.data_ptr<T>() + n * c1_map.stride(0) + a * s_h + b;
-    T* w = windows_out.data_ptr<T>() + n * k_out;
+    T* w = windows_out.data() + n * k_out;
     for (int64_t c = 0; c < c1_channels; ++c) {
       for (int64_t row = 0; row < 2; ++row) {
         for (int64_t col = 0; col < k; ++col) {
@@ -317,32 +344,158 @@ void residual_at_typed(
       }
     }
   }
-  Tensor c2 = at::addmm(b_out, windows_out, w_out);  // (B, 2F)
-  if (class_bias) c2.add_(*class_bias);
+  product<T>(windows_out.data(), batch, k_out, w_out, weights[op[kBOut]], c2.data());
+  const T* class_bias = op[kClassBias] >= 0 ? weights[op[kClassBias]].data_ptr<T>() : nullptr;
   // gate, plus the input (the residual)
   for (int64_t n = 0; n < batch; ++n) {
-    const T* c2_n = c2.data_ptr<T>() + n * 2 * f;
+    const T* c2_n = c2.data() + n * 2 * f;
+    const T* bias_n = class_bias == nullptr ? nullptr : class_bias + n * 2 * f;
     const T* x_at = map_at<T>(inp, n, a, b);
     T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
     for (int64_t c = 0; c < f; ++c) {
-      o_at[c * out.stride(1)] =
-          x_at[c * inp.stride(1)] + c2_n[c] / (T(1) + std::exp(-c2_n[f + c]));
+      const T value = c2_n[c] + (bias_n ? bias_n[c] : T(0));
+      const T gate = c2_n[f + c] + (bias_n ? bias_n[f + c] : T(0));
+      o_at[c * out.stride(1)] = x_at[c * inp.stride(1)] + value / (T(1) + std::exp(-gate));
     }
   }
 }
 
-void pixelcnnpp_residual_at(
-    const Tensor& inp, at::TensorList aux, Tensor c1_map, Tensor out, const Tensor& w_in,
-    const Tensor& b_in, const std::optional<Tensor>& aux_w, const std::optional<Tensor>& aux_b,
-    const Tensor& w_out, const Tensor& b_out, const std::optional<Tensor>& class_bias,
-    int64_t a, int64_t b, int64_t k) {
-  TORCH_CHECK(inp.is_cpu() && out.is_contiguous() && c1_map.is_contiguous() &&
-                  inp.is_contiguous(),
-              "pixelcnnpp_residual_at: contiguous CPU maps");
-  AT_DISPATCH_FLOATING_TYPES(inp.scalar_type(), "pixelcnnpp_residual_at", [&] {
-    residual_at_typed<scalar_t>(inp, aux, c1_map, out, w_in, b_in, aux_w, aux_b, w_out, b_out,
-                                class_bias, a, b, k);
+// A stride-2 shifted convolution at (a, b): rows 2a - 1 .. 2a, columns 2b - 1 .. 2b of the
+// input, in the kernel's (C, 2, 2) order.
+template <typename T>
+void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+                   const int64_t* op, int64_t a, int64_t b) {
+  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &w = weights[op[kW]];
+  const int64_t batch = inp.size(0), channels = inp.size(1), f = out.size(1);
+  const int64_t s_c = inp.stride(1), s_h = inp.stride(2);
+  std::vector<T> windows(batch * channels * 4), result(batch * f);
+  for (int64_t n = 0; n < batch; ++n) {
+    const T* base = inp.data_ptr<T>() + n * inp.stride(0) + 2 * a * s_h + 2 * b;
+    T* v = windows.data() + n * channels * 4;
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t q = 0; q < 4; ++q) v[c * 4 + q] = base[c * s_c + (q / 2) * s_h + q % 2];
+    }
+  }
+  product<T>(windows.data(), batch, channels * 4, w, weights[op[kB]], result.data());
+  for (int64_t n = 0; n < batch; ++n) {
+    T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
+    for (int64_t c = 0; c < f; ++c) o_at[c * out.stride(1)] = result[n * f + c];
+  }
+}
+
+// A stride-2 shifted transposed convolution (2x2 taps) at (a, b): input (a / 2, b / 2) times
+// the tap (a % 2, b % 2) of the (kh, kw, C_in, C_out) taps.
+template <typename T>
+void upsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+                 const int64_t* op, int64_t a, int64_t b) {
+  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &taps = weights[op[kW]];
+  const int64_t batch = inp.size(0), c_in = inp.size(1), f = out.size(1);
+  std::vector<T> x(batch * c_in), result(batch * f);
+  for (int64_t n = 0; n < batch; ++n) {
+    const T* at = map_at<T>(inp, n, a / 2, b / 2);
+    for (int64_t c = 0; c < c_in; ++c) x[n * c_in + c] = at[c * inp.stride(1)];
+  }
+  const Tensor tap = taps[a % 2][b % 2];
+  product<T>(x.data(), batch, c_in, tap, weights[op[kB]], result.data());
+  for (int64_t n = 0; n < batch; ++n) {
+    T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
+    for (int64_t c = 0; c < f; ++c) o_at[c * out.stride(1)] = result[n * f + c];
+  }
+}
+
+template <typename T>
+Tensor pixelcnnpp_step_typed(
+    const Tensor& x, const Tensor& ul_above, const std::vector<Tensor>& maps,
+    const std::vector<Tensor>& weights, const Tensor& program, const Tensor& left_w,
+    const Tensor& left_b, const Tensor& head_w, const Tensor& head_b, int64_t init_ul,
+    int64_t final_map, int64_t i, int64_t j, int64_t top) {
+  const int64_t batch = x.size(0), channels = x.size(1);
+  // the first down-right map at (i, j): the row above's term (per row) plus, right of the
+  // first column, the 2x1 window of the pixel to the left (with the constant-ones channel;
+  // zeros above the image)
+  const Tensor& first = maps[init_ul];
+  const int64_t f = first.size(1);
+  const T* image = x.data_ptr<T>();
+  for (int64_t n = 0; n < batch; ++n) {
+    std::vector<T> value(f);
+    const T* above = ul_above.data_ptr<T>() + n * ul_above.stride(0) + j * ul_above.stride(2);
+    for (int64_t c = 0; c < f; ++c) value[c] = above[c * ul_above.stride(1)];
+    if (j > 0) {
+      std::vector<T> window(2 * (channels + 1));
+      for (int64_t row = 0; row < 2; ++row) {
+        const int64_t r = i - 1 + row;
+        const bool inside = r >= 0;
+        for (int64_t c = 0; c < channels; ++c) {
+          window[c * 2 + row] =
+              inside ? image[n * x.stride(0) + c * x.stride(1) + r * x.stride(2) +
+                             (j - 1) * x.stride(3)]
+                     : T(0);
+        }
+        window[channels * 2 + row] = inside ? T(1) : T(0);
+      }
+      linear<T>(window.data(), 0, 1, window.size(), false, left_w.data_ptr<T>(), f,
+                left_b.data_ptr<T>(), value.data(), 0, value.data());
+    }
+    T* at = const_cast<T*>(map_at<T>(first, n, i, j));
+    for (int64_t c = 0; c < f; ++c) at[c * first.stride(1)] = value[c];
+  }
+  const int64_t* ops = program.data_ptr<int64_t>();
+  for (int64_t r = 0; r < program.size(0); ++r) {
+    const int64_t* op = ops + r * kColumns;
+    const int64_t level = op[kLevel];
+    if (level > top) continue;
+    const int64_t a = i >> level, b = j >> level;
+    if (op[kKind] == kResidual) {
+      residual_at<T>(maps, weights, op, a, b);
+    } else if (op[kKind] == kDownsample) {
+      downsample_at<T>(maps, weights, op, a, b);
+    } else {
+      upsample_at<T>(maps, weights, op, a, b);
+    }
+  }
+  // the head: a 1x1 convolution on elu of the last map at (i, j)
+  const Tensor& last = maps[final_map];
+  const int64_t features = last.size(1);
+  std::vector<T> h(batch * features);
+  for (int64_t n = 0; n < batch; ++n) {
+    const T* at = map_at<T>(last, n, i, j);
+    for (int64_t c = 0; c < features; ++c) h[n * features + c] = elu(at[c * last.stride(1)]);
+  }
+  Tensor params = at::empty({batch, head_w.size(1)}, x.options());
+  product<T>(h.data(), batch, features, head_w, head_b, params.data_ptr<T>());
+  return params;
+}
+
+Tensor pixelcnnpp_step(
+    const Tensor& x, const Tensor& ul_above, at::TensorList maps, at::TensorList weights,
+    const Tensor& program, const Tensor& left_w, const Tensor& left_b, const Tensor& head_w,
+    const Tensor& head_b, int64_t init_ul, int64_t final_map, int64_t i, int64_t j,
+    int64_t top) {
+  TORCH_CHECK(x.is_cpu() && x.dim() == 4, "pixelcnnpp_step: a (B, C, H, W) CPU image");
+  TORCH_CHECK(program.scalar_type() == at::kLong && program.is_contiguous() &&
+                  program.dim() == 2 && program.size(1) == kColumns,
+              "pixelcnnpp_step: the program is a contiguous (ops, ", int64_t(kColumns),
+              ") int64 tensor");
+  for (const Tensor& m : maps) {
+    TORCH_CHECK(m.is_contiguous() && m.dim() == 4 && m.scalar_type() == x.scalar_type(),
+                "pixelcnnpp_step: maps must be contiguous (B, C, H + 1, W + 2), of x's dtype");
+  }
+  for (const Tensor& w : weights) {
+    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),
+                "pixelcnnpp_step: weights must be contiguous, of x's dtype");
+  }
+  for (const Tensor& w : {left_w, left_b, head_w, head_b}) {
+    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),
+                "pixelcnnpp_step: weights must be contiguous, of x's dtype");
+  }
+  const std::vector<Tensor> map_list = maps.vec(), weight_list = weights.vec();
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnnpp_step", [&] {
+    out = pixelcnnpp_step_typed<scalar_t>(x, ul_above, map_list, weight_list, program, left_w,
+                                          left_b, head_w, head_b, init_ul, final_map, i, j,
+                                          top);
   });
+  return out;
 }
 
 }  // namespace
@@ -359,13 +512,13 @@ TORCH_LIBRARY_FRAGMENT(pixelrnn, m) {
       "Tensor residual_b, Tensor hidden_w, Tensor hidden_b, Tensor out_w, Tensor out_b) "
       "-> Tensor");
   m.def(
-      "pixelcnnpp_residual_at(Tensor inp, Tensor[] aux, Tensor(a!) c1, Tensor(b!) out, "
-      "Tensor w_in, Tensor b_in, Tensor? aux_w, Tensor? aux_b, Tensor w_out, Tensor b_out, "
-      "Tensor? class_bias, int a, int b, int k) -> ()");
+      "pixelcnnpp_step(Tensor x, Tensor ul_above, Tensor(a!)[] maps, Tensor[] weights, "
+      "Tensor program, Tensor left_w, Tensor left_b, Tensor head_w, Tensor head_b, "
+      "int init_ul, int final_map, int i, int j, int top) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn, CPU, m) {
   m.impl("pixelcnn_step", &pixelcnn_step);
   m.impl("gated_pixelcnn_step", &gated_pixelcnn_step);
-  m.impl("pixelcnnpp_residual_at", &pixelcnnpp_residual_at);
+  m.impl("pixelcnnpp_step", &pixelcnnpp_step);
 }

@@ -114,12 +114,17 @@ def _fill(
     c, h, w = model.image_shape
     joint = model.distribution.joint_channels
     channel_steps = [range(c)] if joint else [range(ch, ch + 1) for ch in range(c)]
+    whole_pixel = len(channel_steps) == 1  # one draw per pixel, every channel
     unknown = ~known
     # per sub-pixel: does any / every image need it drawn? (plain lists: no tensor ops per step)
     any_needed, all_needed = unknown.any(0).tolist(), unknown.all(0).tolist()  # [C][H][W]
     x_norm = model.normalize(x)
     scale = 2.0 / (model.num_levels - 1)  # normalize: level · scale − 1
     stepper = make_stepper(model, x_norm, y)
+    # (H, W, B, C) views: a pixel's (B, C) entries by two selects (indexing x[:, part, i, j]
+    # costs several times more, and this loop runs once per sub-pixel)
+    pixels, pixels_norm = x.permute(2, 3, 0, 1), x_norm.permute(2, 3, 0, 1)
+    batch = len(x)
     try:
         for i, j in tqdm(
             [(i, j) for i in range(h) for j in range(w)],
@@ -128,17 +133,25 @@ def _fill(
             unit="pixel",
         ):
             last_call = None  # the highest channel index the stepper has seen at this pixel
+            pixel, pixel_norm = pixels[i][j], pixels_norm[i][j]  # (B, C) views
             for channels in channel_steps:
                 if not any(any_needed[ch][i][j] for ch in channels):
                     continue
-                params = stepper.step(x_norm, i, j)[:, :, None, None]  # (B, P, 1, 1)
+                params = stepper.step(x_norm, i, j).reshape(batch, -1, 1, 1)  # (B, P, 1, 1)
                 last_call = channels[-1]
                 part = slice(channels.start, channels.stop)
-                draw = model.distribution.sample(params, generator, temperature)[:, part, 0, 0]
+                draw = model.distribution.sample(params, generator, temperature)
+                draw = draw.view(batch, -1)  # (B, C)
+                if not whole_pixel:
+                    draw = draw[:, part]  # (B, 1)
                 if not all(all_needed[ch][i][j] for ch in channels):
                     draw = torch.where(unknown[:, part, i, j], draw, x[:, part, i, j])
-                x[:, part, i, j] = draw
-                x_norm[:, part, i, j] = draw.to(x_norm.dtype) * scale - 1.0
+                if whole_pixel:
+                    pixel.copy_(draw)
+                    pixel_norm.copy_(draw).mul_(scale).sub_(1.0)
+                else:
+                    pixel[:, part].copy_(draw)
+                    pixel_norm[:, part].copy_(draw).mul_(scale).sub_(1.0)
             # The caches must hold this pixel's activations for its final values. Features at a
             # pixel never depend on its own last channel (mask A, then mask B), nor on a joint
             # pixel's channels, so a call that sampled the last channel already left them final.

@@ -80,7 +80,6 @@ class Residual:
     c1: Map  # concat_elu of the first convolution's output (what the second one reads)
     out: Map
     class_bias: torch.Tensor | float  # (B, 2F) or 0
-    fused: bool = False  # run :meth:`at` compiled (``csrc/cached_steps.cpp``)
 
     def __post_init__(self) -> None:
         self.kernel_in, self.kernel_out = (
@@ -100,23 +99,6 @@ class Residual:
 
     def at(self, a: int, b: int) -> None:
         """The layer at one position (down-right stream)."""
-        if self.fused:
-            torch.ops.pixelrnn.pixelcnnpp_residual_at(
-                self.inp.t,
-                [m.t for m in self.aux],
-                self.c1.t,
-                self.out.t,
-                self.w_in,
-                self.b_in,
-                *(self.aux_w if self.aux_w is not None else (None, None)),
-                self.w_out,
-                self.b_out,
-                self.class_bias if isinstance(self.class_bias, torch.Tensor) else None,
-                a,
-                b,
-                self.k,
-            )
-            return
         c1 = linear(concat_elu4(self.inp.window(a, b, self.k), self.k), self.w_in, self.b_in)
         if self.aux_w is not None:
             aux = torch.cat([m.at(a, b) for m in self.aux], dim=1)
@@ -268,12 +250,12 @@ class PixelCNNPPStepper(IncrementalStepper):
         )
         self.ul_above = x.new_zeros(x.shape[0], f, width)  # row i's down-shifted 1×3 term
         self.row = -1
-        # the down-right stream's gated ResNet layers compiled (float32/float64 on the CPU)
-        if x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available():
-            for level_ops in (*self.up, *self.down):
-                for op in level_ops[1]:
-                    if isinstance(op, Residual):
-                        op.fused = True
+        # the down-right stream's step compiled (``csrc/cached_steps.cpp``, float32/float64 on
+        # the CPU): its ops as a program over lists of maps and weights
+        self.ops_down_right = self.down_right_ops()
+        self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available()
+        if self.fused:
+            self.program = CompiledProgram(self)
         self.last: tuple[int, int, torch.Tensor] | None = None
 
     def _start_row(self, x: torch.Tensor, i: int) -> None:
@@ -308,6 +290,10 @@ class PixelCNNPPStepper(IncrementalStepper):
             return self.last[2]  # nothing at (i, j) depends on pixel (i, j)
         if i != self.row:
             self._start_row(x, i)
+        if self.fused:
+            params = self._fused_step(x, i, j)
+            self.last = (i, j, params)
+            return params
         # the first down-right map: the row above (per row) + the pixel to the left
         value = self.ul_above[:, :, j]
         if j > 0:
@@ -318,15 +304,94 @@ class PixelCNNPPStepper(IncrementalStepper):
             value = value + linear(left.flatten(1), *self.ul_left)
         self.init_ul.t[:, :, i + 1, j + 1] = value
         top = self._top_level(i, j)
-        for level in range(top + 1):
-            for op in self.up[level][1]:
-                op.at(i >> level, j >> level)
-        for level in range(top, -1, -1):
-            for op in self.down[level][1]:
+        for level, op in self.ops_down_right:
+            if level <= top:
                 op.at(i >> level, j >> level)
         params = linear(F.elu(self.final.at(i, j)), *self.head)
         self.last = (i, j, params)
         return params
+
+    def down_right_ops(self) -> list[tuple[int, Op]]:
+        """The down-right stream's ops with their resolutions, in execution order (a step runs
+        those at resolutions up to its :meth:`_top_level`, in this order)."""
+        up = [(level, op) for level in range(self.levels) for op in self.up[level][1]]
+        down = [(level, op) for level in reversed(range(self.levels)) for op in self.down[level][1]]
+        return up + down
+
+    def _fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """:meth:`step`'s down-right part in one compiled call."""
+        p = self.program
+        return torch.ops.pixelrnn.pixelcnnpp_step(
+            x,
+            self.ul_above,
+            p.maps,
+            p.weights,
+            p.table,
+            *self.ul_left,
+            *self.head,
+            p.init_ul,
+            p.final,
+            i,
+            j,
+            self._top_level(i, j),
+        )
+
+
+class CompiledProgram:
+    """The down-right stream as the compiled step reads it: the maps and weights as lists, and
+    one int64 row per op, in execution order: kind (0 gated ResNet, 1 downsample, 2 upsample),
+    resolution, then indices into the lists (−1: none) — the order of ``enum Column`` in
+    ``csrc/cached_steps.cpp``: input, output, first-convolution map, two auxiliary maps, weight
+    and bias (an upsample's ``(kh, kw, C_in, C_out)`` taps), auxiliary weight and bias, second
+    weight and bias, class bias, kernel width."""
+
+    COLUMNS = 15
+
+    def __init__(self, stepper: PixelCNNPPStepper) -> None:
+        self.maps: list[torch.Tensor] = []
+        self.weights: list[torch.Tensor] = []
+        self._map_index: dict[int, int] = {}
+        rows = []
+        for level, op in stepper.down_right_ops():
+            row = [-1] * self.COLUMNS
+            row[:4] = [0, level, self._map(op.inp), self._map(op.out)]
+            if isinstance(op, Residual):
+                if len(op.aux) > 2:
+                    raise ValueError("the compiled step takes at most two auxiliary maps")
+                aux = [self._map(m) for m in op.aux] + [-1] * (2 - len(op.aux))
+                aux_w, aux_b = op.aux_w if op.aux_w is not None else (None, None)
+                class_bias = op.class_bias if isinstance(op.class_bias, torch.Tensor) else None
+                row[4:] = [
+                    self._map(op.c1),
+                    *aux,
+                    self._weight(op.w_in),
+                    self._weight(op.b_in),
+                    self._weight(aux_w),
+                    self._weight(aux_b),
+                    self._weight(op.w_out),
+                    self._weight(op.b_out),
+                    self._weight(class_bias),
+                    op.k,
+                ]
+            elif isinstance(op, Downsample):
+                row[0], row[7], row[8] = 1, self._weight(op.w), self._weight(op.b)
+            else:
+                row[0], row[7], row[8] = 2, self._weight(op.taps), self._weight(op.bias)
+            rows.append(row)
+        self.table = torch.tensor(rows, dtype=torch.int64).reshape(-1, self.COLUMNS)
+        self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
+
+    def _map(self, m: Map) -> int:
+        if id(m) not in self._map_index:
+            self._map_index[id(m)] = len(self.maps)
+            self.maps.append(m.t)
+        return self._map_index[id(m)]
+
+    def _weight(self, t: torch.Tensor | None) -> int:
+        if t is None:
+            return -1
+        self.weights.append(t.detach().contiguous())
+        return len(self.weights) - 1
 
 
 def _outputs(ops: list[Op]) -> list[Map]:
