@@ -1,14 +1,15 @@
-// One cached sampling step of a PixelCNN (PixelRNN §3.5) or a Gated PixelCNN's horizontal
-// stack (Gated PixelCNN §2.2): the input layer, every layer and the output layers at one pixel,
-// as one call; and a PixelCNN++ gated ResNet layer at one position of the down-right stream.
+// One cached sampling step of a PixelCNN (PixelRNN §3.5), a Gated PixelCNN's horizontal stack
+// (Gated PixelCNN §2.2) or PixelCNN++'s down-right stream (PixelCNN++ §2.3-2.5, as a program of
+// ops over the cached maps): everything at one pixel, as one call.
 //
-// The same computation as the Python loops of PixelCNNStepper.step and
-// GatedPixelCNNStepper.step (pixelrnn/sampling/cached/), which stay as the reference and the
-// fallback (and PixelCNNPPStepper's Residual.at); tests check both agree. Written by hand because a step is 100-150 tiny operations
+// The same computation as the Python code of PixelCNNStepper.step, GatedPixelCNNStepper.step
+// and PixelCNNPPStepper.step (pixelrnn/sampling/cached/), which stays as the reference and the
+// fallback; tests check both agree. Written by hand because a step is 100-150 tiny operations
 // (a few thousand multiply-adds each at batch 1-16): called from Python each costs
 // microseconds of dispatch, which was almost all of the step (docs/benchmarks.md). Here they
 // are plain loops over raw pointers, float32/float64 on the CPU. The per-row work (the
-// vertical stack, the rows-above taps) stays in PyTorch: it runs once per row.
+// vertical stack, the rows-above taps, PixelCNN++'s down stream) stays in PyTorch: it runs
+// once per row.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

@@ -252,7 +252,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         self.row = -1
         # the down-right stream's step compiled (``csrc/cached_steps.cpp``, float32/float64 on
         # the CPU): its ops as a program over lists of maps and weights
-        self.ops_down_right = self.down_right_ops()
+        self.ops_down_right = self._down_right_ops()
         self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available()
         if self.fused:
             self.program = CompiledProgram(self)
@@ -311,7 +311,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         self.last = (i, j, params)
         return params
 
-    def down_right_ops(self) -> list[tuple[int, Op]]:
+    def _down_right_ops(self) -> list[tuple[int, Op]]:
         """The down-right stream's ops with their resolutions, in execution order (a step runs
         those at resolutions up to its :meth:`_top_level`, in this order)."""
         up = [(level, op) for level in range(self.levels) for op in self.up[level][1]]
@@ -346,15 +346,16 @@ class CompiledProgram:
     weight and bias, class bias, kernel width."""
 
     COLUMNS = 15
+    RESIDUAL, DOWNSAMPLE, UPSAMPLE = 0, 1, 2  # ``enum Kind``
 
     def __init__(self, stepper: PixelCNNPPStepper) -> None:
         self.maps: list[torch.Tensor] = []
         self.weights: list[torch.Tensor] = []
         self._map_index: dict[int, int] = {}
         rows = []
-        for level, op in stepper.down_right_ops():
+        for level, op in stepper.ops_down_right:
             row = [-1] * self.COLUMNS
-            row[:4] = [0, level, self._map(op.inp), self._map(op.out)]
+            row[:4] = [self.RESIDUAL, level, self._map(op.inp), self._map(op.out)]
             if isinstance(op, Residual):
                 if len(op.aux) > 2:
                     raise ValueError("the compiled step takes at most two auxiliary maps")
@@ -374,9 +375,9 @@ class CompiledProgram:
                     op.k,
                 ]
             elif isinstance(op, Downsample):
-                row[0], row[7], row[8] = 1, self._weight(op.w), self._weight(op.b)
+                row[0], row[7], row[8] = self.DOWNSAMPLE, self._weight(op.w), self._weight(op.b)
             else:
-                row[0], row[7], row[8] = 2, self._weight(op.taps), self._weight(op.bias)
+                row[0], row[7], row[8] = self.UPSAMPLE, self._weight(op.taps), self._weight(op.bias)
             rows.append(row)
         self.table = torch.tensor(rows, dtype=torch.int64).reshape(-1, self.COLUMNS)
         self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
