@@ -68,12 +68,55 @@ class PixelCNNStepper(IncrementalStepper):
             for conv, row in zip(convs, self.rows, strict=True):
                 conv.row = row  # the Python path keeps working on the same memory
             self.output_weights = [t.detach().contiguous() for t in (*self.hidden, *self.out)]
-            self._stack_above()
+            self._stack_rows_above(convs, x, model.image_shape[-2])
+            self.above = torch.stack([b[2].above for b in self.blocks])  # row 0's terms
 
-    def _stack_above(self) -> None:
-        """The blocks' per-row terms, stacked ``(L, B, W, C)`` for the compiled step."""
-        if self.fused:
-            self.above = torch.stack([b[2].above for b in self.blocks])
+    def _stack_rows_above(
+        self, convs: list[RowwiseMaskedConv], x: torch.Tensor, height: int
+    ) -> None:
+        """For the compiled path, every block's rows-above taps as one batched product per row
+        (instead of one small convolution per block; see :meth:`_fused_start_row`): the last
+        ``r`` finished rows of every block, channels last and zero-padded ``r`` columns on each
+        side ``(L, B, r, W + 2r, C_in)``, the taps as ``(L, r·k·C_in, C_out)`` matrices, and the
+        conditioning terms by row ``(H, L, B, W, C_out)`` (None without a map)."""
+        first = convs[0]
+        r, width, c_in = first.r, first.width, first.c_in
+        self.taps_above = torch.stack(
+            [c.above_weight.permute(2, 3, 1, 0).reshape(r * (2 * r + 1) * c_in, -1) for c in convs]
+        ).detach()
+        self.bias_above = torch.stack([c.bias for c in convs]).detach()[:, None]  # (L, 1, C_out)
+        self.history = x.new_zeros(len(convs), x.shape[0], r, width + 2 * r, c_in)
+        self.context_rows = None
+        if any(t is not None for t in self.context):
+            zero = x.new_zeros(x.shape[0], height, width, self.taps_above.shape[-1])
+            terms = [zero if t is None else t for t in self.context]  # (B, H, W, C_out) each
+            self.context_rows = torch.stack(terms).permute(2, 0, 1, 3, 4).contiguous()
+
+    def _fused_start_row(self, i: int) -> None:
+        """Row ``i`` starts (compiled path): the finished row of every block's current-row
+        buffer joins its history, and the rows-above term of all blocks is one batched matrix
+        product over ``k × r`` windows of the histories (the operations of the blocks'
+        :meth:`RowwiseMaskedConv.start_row`, stacked)."""
+        blocks, batch, r, c_in = self.history.shape[:3] + self.history.shape[4:]
+        width = self.history.shape[3] - 2 * r
+        if r:
+            if r > 1:
+                self.history[:, :, :-1] = self.history[:, :, 1:].clone()
+            finished = self.rows.view(blocks, batch, width + r, c_in)[:, :, r:]
+            self.history[:, :, -1, r : r + width] = finished
+            s_l, s_b, s_r, s_w, _ = self.history.stride()
+            windows = self.history.as_strided(
+                (blocks, batch, width, r, 2 * r + 1, c_in), (s_l, s_b, s_w, s_r, s_w, 1)
+            )
+            above = torch.baddbmm(
+                self.bias_above, windows.reshape(blocks, batch * width, -1), self.taps_above
+            )
+            self.above = above.view(blocks, batch, width, -1)
+        else:
+            self.above = self.bias_above[:, None].expand(blocks, batch, width, -1)
+        if self.context_rows is not None:
+            self.above = self.above + self.context_rows[i]
+        self.rows.zero_()
 
     def _add_context(self, i: int) -> None:
         """Add row ``i`` of the conditioning map to every block's per-row term."""
@@ -84,10 +127,12 @@ class PixelCNNStepper(IncrementalStepper):
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self.input_conv.start_row(finished=x[:, :, self.row])
-            for block in self.blocks:
-                block[2].start_row()
-            self._add_context(i)
-            self._stack_above()
+            if self.fused:
+                self._fused_start_row(i)
+            else:
+                for block in self.blocks:
+                    block[2].start_row()
+                self._add_context(i)
             self.row = i
         if self.fused:
             return self._fused_step(x, i, j)
