@@ -24,6 +24,10 @@ python train_throughput.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm
 python ddp_scaling.py --preset pixelcnn-mnist --steps 200 --output "$out/ddp_scaling.json"
 # sampling, naive vs cached, batch 1 / 16 / 64 (naive at batch 64 timed over 2 rows, scaled)
 python sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm-mnist \
-    diagonal-bilstm-mnist --batch-size 1 16 --output "$out/sample_time.json"
+    diagonal-bilstm-mnist pixelcnnpp-1x32-mix5 multiscale-pixelcnn-mnist --batch-size 1 16 \
+    --output "$out/sample_time.json"
 python sample_time.py --preset pixelcnn-mnist gated-pixelcnn-mnist row-lstm-mnist \
-    diagonal-bilstm-mnist --batch-size 64 --naive-steps 56 --output "$out/sample_time_b64.json"
+    diagonal-bilstm-mnist pixelcnnpp-1x32-mix5 multiscale-pixelcnn-mnist --batch-size 64 \
+    --naive-steps 56 --output "$out/sample_time_b64.json"
+# one draw of each output distribution at a pixel (the logistic mixture compiled vs PyTorch)
+python draw_time.py --rounds 5 --output "$out/draw_time.json"
