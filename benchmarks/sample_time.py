@@ -33,6 +33,7 @@ import pixelrnn
 from configs import build
 from machine import machine_info, matmul_gflops, peak_rss_mib
 from pixelrnn.models import MultiScalePixelRNN
+from pixelrnn.native import native_available
 
 
 def num_steps(model: pixelrnn.AutoregressiveModel) -> int:
@@ -71,6 +72,7 @@ def count_flops(model: pixelrnn.AutoregressiveModel, n: int, method: str) -> flo
     """Floating-point operations of generating ``n`` images with ``method``."""
     x = torch.zeros((n, *model.image_shape), dtype=torch.long)
     y = None if model.num_classes is None else torch.arange(n) % model.num_classes
+    native_available()  # load the compiled kernels first: the counter copies the formulas
     # (grad mode on: the counter's module hooks trip over parameters used under no_grad)
     with FlopCounterMode(display=False) as counter:
         if method == "naive":  # every step is one forward pass of the whole network

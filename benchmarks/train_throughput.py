@@ -92,6 +92,7 @@ def measure(
             step()
         rates.append(steps * batch_size / (time.perf_counter() - start))
     peak_rss = peak_rss_mib()  # of training; the measurements below allocate little
+    # (the steps above loaded any compiled kernels, so the counter has their formulas)
     with FlopCounterMode(display=False) as counter:
         step()
     step_gflop = counter.get_total_flops() / 1e9

@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.utils.cpp_extension
+from torch.utils.flop_counter import FlopCounterMode
 
 from pixelrnn import native
+from pixelrnn.nn import DiagonalBiLSTM
+from tests.helpers import tiny_model
 
 
 def test_native_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,3 +43,44 @@ def test_build_flags_follow_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
     name, flags = native.build_flags()
     assert not name.endswith("avx2") and "-mavx2" not in flags
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "overrides"),
+    [
+        ("pixelcnn", 1, {"num_layers": 3}),
+        ("gated_pixelcnn", 3, {"num_layers": 3}),
+        ("pixelcnnpp", 3, {"num_resolutions": 3}),
+    ],
+)
+def test_the_flop_counter_sees_the_compiled_steps(
+    name: str, channels: int, overrides: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FlopCounterMode`` counts the same work for a cached generation whether its steps ran
+    compiled (``native_flops`` formulas) or as the PyTorch operations they replace."""
+    assert native.native_available()  # the formulas are registered once the kernels load
+    model = tiny_model(channels, 256, size=7, model=name, **overrides).eval()
+    x = torch.zeros(2, *model.image_shape, dtype=torch.long)
+    counts = {}
+    for setting in ("0", "1"):
+        monkeypatch.setenv(native.NATIVE_ENV_VAR, setting)
+        with FlopCounterMode(display=False) as counter:
+            model.complete(x, torch.zeros_like(x, dtype=torch.bool), torch.Generator())
+        counts[setting] = counter.get_total_flops()
+    assert counts["1"] == counts["0"] > 0
+
+
+def test_the_flop_counter_sees_the_diagonal_scan() -> None:
+    """The compiled scan's forward and backward each count the two 2x1 state-kernel taps at
+    every pixel in both directions: 2 · 2 · 2 · (4h · h) operations per pixel."""
+    assert native.native_available()
+    b, c, h, rows, width = 3, 4, 5, 6, 7
+    layer = DiagonalBiLSTM(c, h)
+    x = torch.randn(b, c, rows, width)
+    ops = torch.ops.pixelrnn
+    with FlopCounterMode(display=False) as counter:
+        layer(x).sum().backward()
+    per_pass = 2 * 2 * 2 * (4 * h) * h * rows * width * b
+    by_op = counter.get_flop_counts()["Global"]
+    assert by_op[ops.diagonal_scan_forward] == per_pass
+    assert by_op[ops.diagonal_scan_backward] == per_pass
