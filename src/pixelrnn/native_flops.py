@@ -101,17 +101,20 @@ def _pixelcnnpp_step(
     ResNet's two convolutions (and its auxiliary 1×1), each stride-2 convolution, one tap of
     each transposed convolution; the first map's left window (``j > 0``) and the head. Column
     order as ``CompiledProgram`` in ``sampling/cached/pixelcnn_pp.py``."""
+    from pixelrnn.sampling.cached.pixelcnn_pp import CompiledProgram as P
+
     per_image = head_w.numel() + (left_w.numel() if j > 0 else 0)
-    for kind, level, *_, w, _b, aux_w, _aux_b, w_out, _b_out, _class_bias, _k in program.tolist():
-        if level > top:
+    for row in program.tolist():
+        if row[P.LEVEL] > top:
             continue
-        if kind == 0:  # gated ResNet
-            per_image += weights[w].numel() + weights[w_out].numel()
-            per_image += weights[aux_w].numel() if aux_w >= 0 else 0
-        elif kind == 1:  # stride-2 convolution: a 2×2 window
-            per_image += weights[w].numel()
-        else:  # transposed convolution: one of its 2×2 taps
-            per_image += weights[w].numel() // 4
+        kernel = weights[row[P.W]].numel()
+        if row[P.KIND] == P.RESIDUAL:  # two convolutions (and the auxiliary 1×1)
+            per_image += kernel + weights[row[P.W_OUT]].numel()
+            per_image += weights[row[P.AUX_W]].numel() if row[P.AUX_W] >= 0 else 0
+        elif row[P.KIND] == P.DOWNSAMPLE:  # a 2×2 window
+            per_image += kernel
+        else:  # a transposed convolution: one of its 2×2 taps
+            per_image += kernel // 4
     return 2 * x.shape[0] * per_image
 
 

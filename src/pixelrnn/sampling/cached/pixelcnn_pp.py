@@ -345,8 +345,12 @@ class CompiledProgram:
     and bias (an upsample's ``(kh, kw, C_in, C_out)`` taps), auxiliary weight and bias, second
     weight and bias, class bias, kernel width."""
 
+    # the columns (``enum Column``) and kinds (``enum Kind``)
+    KIND, LEVEL, IN, OUT, C1, AUX0, AUX1, W, B, AUX_W, AUX_B, W_OUT, B_OUT, CLASS_BIAS, TAPS = (
+        range(15)
+    )
     COLUMNS = 15
-    RESIDUAL, DOWNSAMPLE, UPSAMPLE = 0, 1, 2  # ``enum Kind``
+    RESIDUAL, DOWNSAMPLE, UPSAMPLE = 0, 1, 2
 
     def __init__(self, stepper: PixelCNNPPStepper) -> None:
         self.maps: list[torch.Tensor] = []
@@ -355,29 +359,27 @@ class CompiledProgram:
         rows = []
         for level, op in stepper.ops_down_right:
             row = [-1] * self.COLUMNS
-            row[:4] = [self.RESIDUAL, level, self._map(op.inp), self._map(op.out)]
+            row[self.LEVEL], row[self.IN] = level, self._map(op.inp)
+            row[self.OUT] = self._map(op.out)
             if isinstance(op, Residual):
                 if len(op.aux) > 2:
                     raise ValueError("the compiled step takes at most two auxiliary maps")
-                aux = [self._map(m) for m in op.aux] + [-1] * (2 - len(op.aux))
-                aux_w, aux_b = op.aux_w if op.aux_w is not None else (None, None)
-                class_bias = op.class_bias if isinstance(op.class_bias, torch.Tensor) else None
-                row[4:] = [
-                    self._map(op.c1),
-                    *aux,
-                    self._weight(op.w_in),
-                    self._weight(op.b_in),
-                    self._weight(aux_w),
-                    self._weight(aux_b),
-                    self._weight(op.w_out),
-                    self._weight(op.b_out),
-                    self._weight(class_bias),
-                    op.k,
-                ]
+                row[self.KIND], row[self.TAPS] = self.RESIDUAL, op.k
+                row[self.C1] = self._map(op.c1)
+                for column, m in zip((self.AUX0, self.AUX1), op.aux, strict=False):
+                    row[column] = self._map(m)
+                weights = [(self.W, op.w_in), (self.B, op.b_in), (self.W_OUT, op.w_out)]
+                weights += [(self.B_OUT, op.b_out)]
+                if op.aux_w is not None:
+                    weights += [(self.AUX_W, op.aux_w[0]), (self.AUX_B, op.aux_w[1])]
+                if isinstance(op.class_bias, torch.Tensor):
+                    weights += [(self.CLASS_BIAS, op.class_bias)]
             elif isinstance(op, Downsample):
-                row[0], row[7], row[8] = self.DOWNSAMPLE, self._weight(op.w), self._weight(op.b)
+                row[self.KIND], weights = self.DOWNSAMPLE, [(self.W, op.w), (self.B, op.b)]
             else:
-                row[0], row[7], row[8] = self.UPSAMPLE, self._weight(op.taps), self._weight(op.bias)
+                row[self.KIND], weights = self.UPSAMPLE, [(self.W, op.taps), (self.B, op.bias)]
+            for column, t in weights:
+                row[column] = self._weight(t)
             rows.append(row)
         self.table = torch.tensor(rows, dtype=torch.int64).reshape(-1, self.COLUMNS)
         self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
@@ -388,9 +390,7 @@ class CompiledProgram:
             self.maps.append(m.t)
         return self._map_index[id(m)]
 
-    def _weight(self, t: torch.Tensor | None) -> int:
-        if t is None:
-            return -1
+    def _weight(self, t: torch.Tensor) -> int:
         self.weights.append(t.detach().contiguous())
         return len(self.weights) - 1
 
