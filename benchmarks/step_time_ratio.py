@@ -30,21 +30,43 @@ import torch
 from configs import build
 from machine import machine_info
 from pixelrnn.allocator import tune_glibc_malloc
+from pixelrnn.training.cuda_graph import GraphedTrainStep
 
 
-def make_step(name: str, batch_size: int) -> Callable[[], None]:
-    """One optimizer step of the preset ``name`` on a fixed random batch."""
+def make_step(
+    name: str,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    cuda_graph: bool = False,
+) -> Callable[[], None]:
+    """One optimizer step of the preset ``name`` on a fixed random batch (on a GPU: waits for
+    the step to finish, so that a window times the work and not its queueing; with
+    ``cuda_graph``, replays the step recorded as ``pixelrnn train --cuda-graph true`` does)."""
     torch.manual_seed(0)
-    model = build(name)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
-    x = torch.randint(0, model.num_levels, (batch_size, *model.image_shape))
+    model = build(name).to(device)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, capturable=cuda_graph)
+    x = torch.randint(0, model.num_levels, (batch_size, *model.image_shape), device=device)
     num_dims = x[0].numel()
+    bf16 = precision == "bf16"
 
-    def step() -> None:
-        loss = -model.log_prob(x).mean() / num_dims
-        optimizer.zero_grad(set_to_none=True)
+    def loss_and_update(x: torch.Tensor, _: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+            loss = -model.log_prob(x).mean() / num_dims
         loss.backward()
         optimizer.step()
+        return loss.detach()
+
+    graphed = GraphedTrainStep(loss_and_update, model, optimizer, x, None) if cuda_graph else None
+
+    def step() -> None:
+        if graphed is not None:
+            graphed(x, None)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss_and_update(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return step
 
@@ -64,13 +86,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=3, help="steps per timing window")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="replay each step from a CUDA graph"
+    )
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
+    device = torch.device(args.device)
     tcmalloc = "tcmalloc" in os.environ.get("LD_PRELOAD", "")
     if not tcmalloc:
         tune_glibc_malloc()
     names = [args.baseline, *args.models]
-    steps = {name: make_step(name, args.batch_size) for name in names}
+    steps = {
+        name: make_step(name, args.batch_size, device, args.precision, args.cuda_graph)
+        for name in names
+    }
     for step in steps.values():  # warm-up: allocator, caches, compiled kernels
         window(step, 3)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -82,6 +113,9 @@ def main() -> None:
         "benchmark": "step_time_ratio",
         "baseline": args.baseline,
         "batch_size": args.batch_size,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": args.precision,
+        "cuda_graph": args.cuda_graph,
         "rounds": args.rounds,
         "steps_per_window": args.steps,
         "threads": torch.get_num_threads(),

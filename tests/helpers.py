@@ -109,10 +109,12 @@ def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool
             distribution is per sub-pixel, so the last pixel's channels influence nothing.
     """
     model = model.double().eval()
+    device = next(model.parameters()).device
     c_img, h, w = model.image_shape
     rank = model.generation_rank()  # raster, then R→G→B, unless the model says otherwise
-    x = random_images(model, 2)
+    x = random_images(model, 2).to(device)
     y = random_labels(model, 2)
+    y = None if y is None else y.to(device)
     base_lp = model.log_prob(x, reduction="none", y=y)
     base_params = model(x, y)
     n_out, n_params = base_lp.shape[1], base_params.shape[1]
@@ -121,7 +123,7 @@ def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool
         torch.full((n_params,), c_img - 1)
         if model.distribution.joint_channels
         else channel_groups(n_params, c_img)
-    )
+    ).to(device)
     for c in range(c_img):
         for i in range(h):
             for j in range(w):

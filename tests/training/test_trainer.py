@@ -142,6 +142,23 @@ def test_dataset_must_match_the_model(tmp_path: Path, data_dir: Path) -> None:
         Trainer(model, TrainConfig(**{**FAST, "dataset": "mnist"}), tmp_path, data_dir)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"device": "cpu"}, "train with --device cuda"),
+        ({"device": "cuda", "compile": True}, "exclude each other"),
+        ({"device": "cuda", "lr_schedule": "cosine"}, "use --lr-schedule constant"),
+    ],
+)
+def test_cuda_graph_refuses_what_it_cannot_record(
+    tmp_path: Path, data_dir: Path, overrides: dict, message: str
+) -> None:
+    if overrides["device"] == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device to reach the check")
+    with pytest.raises(ValueError, match=message):
+        make_trainer(tmp_path, data_dir, cuda_graph=True, **overrides)
+
+
 def test_training_config_validation() -> None:
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="sgd")

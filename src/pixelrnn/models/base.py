@@ -160,7 +160,7 @@ class AutoregressiveModel(nn.Module, abc.ABC):
                 f"{name} must have shape (B, {', '.join(map(str, self.image_shape))}), "
                 f"got {tuple(x.shape)}"
             )
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.num_levels):
+        if _reads_values(x) and (int(x.min()) < 0 or int(x.max()) >= self.num_levels):
             raise ValueError(
                 f"{name} values must lie in [0, {self.num_levels}), "
                 f"got min {int(x.min())}, max {int(x.max())}"
@@ -187,7 +187,7 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             raise ValueError(
                 f"y must have shape ({batch_size},), one label per image, got {tuple(y.shape)}"
             )
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+        if _reads_values(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise ValueError(
                 f"labels must lie in [0, {self.num_classes}), "
                 f"got min {int(y.min())}, max {int(y.max())}"
@@ -373,6 +373,13 @@ class AutoregressiveModel(nn.Module, abc.ABC):
 
 
 SAMPLING_METHODS = ("cached", "naive")
+
+
+def _reads_values(t: torch.Tensor) -> bool:
+    """Whether a range check may read ``t``'s values: not when empty, nor while a CUDA graph
+    records (reading would wait for the GPU; ``training/cuda_graph.py`` checks every batch
+    before its replay instead)."""
+    return bool(t.numel()) and not (t.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def _engine(method: str) -> Callable[..., torch.Tensor]:

@@ -150,9 +150,10 @@ def _pixels(columns: torch.Tensor, width: int, neighbour: str = "") -> torch.Ten
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype the scan runs in: autocast's on the CPU when it is on, else the input's."""
-    if torch.is_autocast_enabled("cpu"):
-        return torch.get_autocast_dtype("cpu")
+    """The dtype the scan runs in: autocast's for the input's device when it is on, else the
+    input's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
     return x.dtype
 
 
@@ -274,8 +275,8 @@ class DiagonalScan(torch.autograd.Function):
 
     Rows outside a band are skew padding: their state is exactly zero and gets no gradient.
     ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
-    differentiated by autograd, and ``gradcheck``. Under CPU autocast the scan runs in the
-    autocast dtype.
+    differentiated by autograd, and ``gradcheck``. Under autocast (CPU or CUDA) the scan runs
+    in the autocast dtype.
 
     Shape:
         input ``(B, C, H, W)`` (read by both directions, the second on its mirror image),
@@ -286,7 +287,7 @@ class DiagonalScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_in, bias, w_state):  # type: ignore[override]
         dtype = _compute_dtype(x)
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(x.device.type, enabled=False):
             return DiagonalScan._forward(ctx, x.to(dtype), w_in, bias, w_state)
 
     @staticmethod

@@ -50,6 +50,11 @@ class TrainConfig(DictConfig):
             sampling always run in float32).
         compile: run the training forward and backward through ``torch.compile`` (helps on
             GPUs; on the 2-core CPU of docs/benchmarks.md it was slower, so off by default).
+        cuda_graph: on a GPU, record the whole training step (forward, backward, clipping,
+            optimizer step) in a CUDA graph at the first full batch and replay it for every
+            batch of that size (``training/cuda_graph.py``): the recurrent models' thousands
+            of small kernels per step then cost no launch time each. One process, constant
+            learning rate, not with ``compile``.
         pin_memory: on CUDA, copy batches from page-locked memory, asynchronously.
         num_workers: DataLoader processes that assemble (and binarize) the training batches
             ahead of the step (0: in the training process). Batches are the same with any
@@ -89,6 +94,7 @@ class TrainConfig(DictConfig):
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
+    cuda_graph: bool = False
     pin_memory: bool = True
     num_workers: int = 0
     ema_decay: float | None = None

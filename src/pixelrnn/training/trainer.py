@@ -64,6 +64,7 @@ from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling import sample_grid
 from pixelrnn.training.batches import EpochBatches
 from pixelrnn.training.config import TrainConfig
+from pixelrnn.training.cuda_graph import GraphedTrainStep
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
 from pixelrnn.training.evaluate import EvalResult, check_labelled, evaluate_nll
 from pixelrnn.training.seeding import derive_seed, make_generator
@@ -191,6 +192,9 @@ class Trainer:
             torch.manual_seed(derive_seed(config.seed, "rank", self.dist.rank))
         if config.compile:
             self.network = torch.compile(self.network)
+        if config.cuda_graph:
+            _check_cuda_graph_settings(config, self.device, self.dist.is_distributed)
+        self._graphed: GraphedTrainStep | None = None  # recorded at the first full batch
         # Polyak averaging (PixelCNN++ §3.1): torch's own EMA utility, updated after every step
         self.ema: AveragedModel | None = None
         if config.ema_decay is not None:
@@ -245,9 +249,11 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
+        # a recorded step keeps the optimizer's step counts on the GPU
+        capturable = self.config.cuda_graph
         if self.config.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.config.lr)
-        return torch.optim.RMSprop(params, lr=self.config.lr)
+            return torch.optim.Adam(params, lr=self.config.lr, capturable=capturable)
+        return torch.optim.RMSprop(params, lr=self.config.lr, capturable=capturable)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -450,32 +456,60 @@ class Trainer:
                 processes' gradients is the gradient of the mean over the global batch.
         """
         n = len(x) if global_batch is None else global_batch
-        scale = self.dist.world_size / (n * self.model.num_dims)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        self.optimizer.zero_grad(set_to_none=True)
+
+        def step(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+            return self._step(x, y, self.dist.world_size / (n * self.model.num_dims))
+
+        if self.config.cuda_graph and len(x) == n:
+            self.model.check_images(x)  # the recorded step cannot (it reads no values)
+            self.model.check_labels(y, len(x))
+            if self._graphed is None and len(x) == self.config.batch_size:
+                self._graphed = GraphedTrainStep(step, self.model, self.optimizer, x, y)
+            if self._graphed is not None and self._graphed.matches(x, y):
+                total = self._graphed(x, y)
+            else:  # another batch size (an epoch's last batch): the ordinary step, which
+                # keeps the recorded step's gradient buffers (zeroed, not dropped)
+                self.optimizer.zero_grad(set_to_none=self._graphed is None)
+                total = step(x, y)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            total = step(x, y)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        total = self.dist.all_reduce_sum(total.to(self.dist.collective_device))
+        return float(total) / (n * self.model.num_dims)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
+        """Gradients (zeroed by the caller) of ``scale`` times the nats of ``(x, y)``, clipped,
+        then the optimizer step; returns the nats, float64 on the training device. No host
+        synchronisation, so that :class:`GraphedTrainStep` can record it."""
         # micro-batches; at least one, even if empty, so that every rank joins DDP's reduction
         index = torch.arange(len(x))
         parts = [p for p in index.tensor_split(self.config.grad_accumulation) if len(p)] or [index]
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
         bf16 = self.config.precision == "bf16"
         for k, part in enumerate(parts):
             # DDP all-reduces the gradients once, in the backward pass of the last micro-batch
             syncing = k == len(parts) - 1 or not self.dist.is_distributed
             with contextlib.nullcontext() if syncing else self.network.no_sync():  # type: ignore[operator]
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    xs, ys = x[part], None if y is None else y[part]
+                # a recorded step cannot reuse autocast's cast cache across replays
+                with torch.autocast(
+                    self.device.type,
+                    dtype=torch.bfloat16,
+                    enabled=bf16,
+                    cache_enabled=not self.config.cuda_graph,
+                ):
+                    xs, ys = _rows(x, part), None if y is None else _rows(y, part)
                     params = self.network(xs) if ys is None else self.network(xs, ys)
                     nats = -self.model.log_prob_from_params(params, xs).sum()
                 (nats * scale).backward()
-            total += nats.detach().double().cpu()
+            total += nats.detach().double()
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        total = self.dist.all_reduce_sum(total.to(self.dist.collective_device))
-        return float(total) / (n * self.model.num_dims)
+        return total
 
     def fit(self) -> str:
         """Train until the configured end; returns why it stopped.
@@ -684,6 +718,30 @@ class Trainer:
         trainer = cls(load_pretrained(folder), config, run_dir, data_dir)
         trainer._restore_trainer_state(folder)
         return trainer
+
+
+def _check_cuda_graph_settings(
+    config: TrainConfig, device: torch.device, distributed: bool
+) -> None:
+    """Raise a clear error where ``cuda_graph`` cannot record the step."""
+    if device.type != "cuda":
+        raise ValueError(f"cuda_graph records CUDA kernels: train with --device cuda, not {device}")
+    if distributed:
+        raise ValueError("cuda_graph runs in one process: drop --nproc")
+    if config.compile:
+        raise ValueError("cuda_graph and compile exclude each other: choose one")
+    if config.lr_schedule != "constant":
+        raise ValueError(
+            "cuda_graph records the learning rate into the step: use --lr-schedule constant"
+        )
+
+
+def _rows(t: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """``t[part]`` for a contiguous run of indices ``part``, as a slice (indexing with an index
+    tensor would copy it to the GPU first, which a recorded step must not do)."""
+    if len(part) == len(t):
+        return t
+    return t[int(part[0]) : int(part[-1]) + 1]
 
 
 def _metrics(result: EvalResult) -> dict[str, Any]:

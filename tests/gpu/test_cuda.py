@@ -1,0 +1,165 @@
+"""The CUDA paths: every model, the Diagonal BiLSTM scan, cached sampling, training (fp32,
+bf16) on a GPU, against the CPU and the slow references.
+
+Marked ``gpu``: the default run skips them; ``python -m pytest -m gpu`` runs them on a machine
+with a CUDA device (they skip where there is none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn.nn import DiagonalBiLSTM
+from tests.helpers import assert_causal, random_images, random_labels, tiny_model
+from tests.sampling.test_cached import CASES as SAMPLING_CASES
+from tests.sampling.test_cached import case_model
+from tests.training.test_distributed import TINY, assert_same_weights
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+CUDA = torch.device("cuda")
+MODELS = [(name, c) for name in pixelrnn.available_models() for c in (1, 3)]
+
+
+def _model(name: str, channels: int, size: int = 5) -> pixelrnn.AutoregressiveModel:
+    return tiny_model(channels, 2 if channels == 1 else 4, size=size, model=name).double()
+
+
+@pytest.mark.parametrize(("name", "channels"), MODELS)
+def test_cuda_scores_equal_the_cpu_scores(name: str, channels: int) -> None:
+    """The float64 network's parameters on the GPU equal the CPU's to float64 rounding; the
+    log-probabilities, which the distributions compute in float32, to float32 rounding."""
+    model = _model(name, channels, size=7).eval()
+    x, y = random_images(model, 3), random_labels(model, 3)
+    with torch.no_grad():
+        cpu = model(x, y), model.log_prob(x, reduction="none", y=y)
+        model.to(CUDA)
+        gpu = model(x.to(CUDA), y), model.log_prob(x.to(CUDA), reduction="none", y=y)
+    assert gpu[0].is_cuda and gpu[1].is_cuda
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gpu[1].cpu(), cpu[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "channels"), MODELS)
+def test_causality_on_cuda(name: str, channels: int) -> None:
+    """The shared causality check, run on the GPU (float64, exact comparisons)."""
+    assert_causal(_model(name, channels, size=4).to(CUDA))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_diagonal_scan_on_cuda_equals_the_cpu(
+    dtype: torch.dtype, native: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values and every gradient of the layer, GPU against CPU, through the compiled column
+    loops (ATen calls on CUDA tensors) and the Python ones."""
+    monkeypatch.setenv("PIXELRNN_NATIVE", native)
+    torch.manual_seed(2)
+    layer = DiagonalBiLSTM(12, 8, 3).to(dtype)
+    x = torch.randn(5, 12, 9, 7, dtype=dtype)
+    weights = torch.randn(5, 8, 9, 7, dtype=dtype)
+
+    def values_and_gradients(device: torch.device) -> list[torch.Tensor]:
+        moved = layer.to(device)
+        xd = x.to(device).requires_grad_()
+        out = moved(xd)
+        grads = torch.autograd.grad((out * weights.to(device)).sum(), [xd, *moved.parameters()])
+        return [t.detach().cpu() for t in (out, *grads)]
+
+    cpu = values_and_gradients(torch.device("cpu"))
+    gpu = values_and_gradients(CUDA)
+    tolerance = 1e-4 if dtype == torch.float32 else 1e-10
+    for a, b in zip(gpu, cpu, strict=True):
+        torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
+
+
+def test_diagonal_scan_under_cuda_bf16_autocast() -> None:
+    """Under CUDA autocast the scan runs in bfloat16; parameter gradients stay float32 and
+    both are within bfloat16's precision of the float32 ones."""
+    torch.manual_seed(3)
+    layer = DiagonalBiLSTM(8, 4, 1).to(CUDA)
+    x = torch.randn(2, 8, 6, 5, device=CUDA, requires_grad=True)
+    weights = torch.randn(2, 4, 6, 5, device=CUDA)
+
+    def run() -> list[torch.Tensor]:
+        out = layer(x)
+        grads = torch.autograd.grad((out.float() * weights).sum(), [x, *layer.parameters()])
+        return [out, *grads]
+
+    exact = run()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        fast = run()
+    assert fast[0].dtype == torch.bfloat16
+    assert all(g.dtype == torch.float32 for g in fast[2:])
+    for a, b in zip(fast, exact, strict=True):
+        torch.testing.assert_close(a.float(), b, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize(("name", "channels", "conditional"), SAMPLING_CASES)
+def test_cached_sampling_on_cuda_draws_the_naive_images(
+    name: str, channels: int, conditional: bool
+) -> None:
+    """Same CUDA generator state, same images, cached and naive, on the GPU (float64)."""
+    model = case_model(name, channels, conditional).double().to(CUDA)
+    y = random_labels(model, 3, seed=3)
+    images = {}
+    for method in ("naive", "cached"):
+        generator = torch.Generator(CUDA).manual_seed(0)
+        images[method] = model.sample(3, generator, y=y, method=method)
+    assert images["cached"].is_cuda
+    assert torch.equal(images["cached"], images["naive"])
+
+
+def _train(run: Path, data_dir: Path, *args: str) -> None:
+    env = {**os.environ, "PIXELRNN_DATA": str(data_dir)}
+    command = [sys.executable, "-m", "pixelrnn", "train", *args]
+    done = subprocess.run(
+        [*command, "--run-dir", str(run)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _cuda_args(*extra: str) -> list[str]:
+    args = [a if a != "cpu" else "cuda" for a in TINY]
+    return [*args, *extra] if "--max-steps" in extra else [*args, "--max-steps", "6", *extra]
+
+
+@pytest.mark.parametrize("preset", ["pixelcnn-tiny", "diagonal-bilstm-tiny"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_on_cuda(tmp_path: Path, data_dir: Path, preset: str, precision: str) -> None:
+    """`pixelrnn train --device cuda` runs, evaluates and writes a finite test NLL."""
+    args = _cuda_args("--precision", precision)
+    args[1] = preset
+    _train(tmp_path / "run", data_dir, *args)
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert result["num_images"] == 20
+    assert 0 < result["bits_per_dim"] < 1.0
+
+
+@pytest.mark.parametrize("preset", ["pixelcnn-tiny", "diagonal-bilstm-tiny", "pixelcnnpp-tiny"])
+def test_cuda_graph_steps_equal_the_ordinary_steps(
+    tmp_path: Path, data_dir: Path, preset: str
+) -> None:
+    """`--cuda-graph true` gives the weights of the ordinary steps (to float rounding): 36
+    images in batches of 8 make every epoch end on a batch of 4, which takes the ordinary
+    step between replays; the PixelCNN++ has dropout (the graph draws fresh masks per replay,
+    so only the first steps' weights could match: compared with dropout off)."""
+    args = _cuda_args("--max-train-images", "36", "--epochs", "3", "--max-steps", "12")
+    args[1] = preset
+    if preset == "pixelcnnpp-tiny":
+        args += ["--nr-filters", "4", "--dropout", "0.0"]
+    _train(tmp_path / "eager", data_dir, *args)
+    _train(tmp_path / "graph", data_dir, *args, "--cuda-graph", "true")
+    state = json.loads((tmp_path / "graph" / "last" / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    assert_same_weights(tmp_path / "eager" / "last", tmp_path / "graph" / "last", atol=1e-4)
