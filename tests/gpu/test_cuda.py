@@ -161,7 +161,7 @@ class _NeverRecorded:
         ("pixelcnn", {}),
         ("diagonal_bilstm", {}),
         ("pixelcnnpp", {"nr_filters": 4, "dropout": 0.0}),
-        ("gated_pixelcnn", {"num_classes": 3}),
+        ("gated_pixelcnn", {"num_classes": 10}),
     ],
 )
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
@@ -175,8 +175,10 @@ def test_cuda_graph_replays_the_ordinary_steps(
     whose updates are undone. (Dropout off: a replay draws its own masks.)"""
     from tests.training.test_trainer import FAST
 
+    labelled = "num_classes" in extra  # a conditional model trains on labelled digits
+    data = {"dataset": "mnist", "binarize": "threshold"} if labelled else {}
     config = TrainConfig(
-        **{**FAST, "lr_schedule": "constant", "optimizer": optimizer},
+        **{**FAST, "lr_schedule": "constant", "optimizer": optimizer, "batch_size": 8, **data},
         device="cuda",
         cuda_graph=True,
     )
@@ -190,7 +192,7 @@ def test_cuda_graph_replays_the_ordinary_steps(
     g = torch.Generator().manual_seed(0)
     for size in [8, 8, 4] * 3:
         x = torch.randint(0, 2, (size, 1, 28, 28), generator=g).cuda()
-        y = torch.randint(0, 3, (size,), generator=g).cuda() if "num_classes" in extra else None
+        y = torch.randint(0, 10, (size,), generator=g).cuda() if labelled else None
         losses = graphed.train_step(x, y), ordinary.train_step(x, y)
         assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     assert isinstance(graphed._graphed, GraphedTrainStep)
