@@ -4,7 +4,7 @@ The recurrent models launch thousands of small kernels per training step: the Di
 runs one recurrence step per skewed column (``W + H − 1``), per layer, forward and backward,
 each a handful of kernels on a few thousand numbers. On a GPU the cost of launching them from
 the host exceeds the cost of running them, so the step time hardly depends on the batch
-(docs/benchmarks.md, "GPU"). A CUDA graph records the launches of one step once; a replay
+(docs/benchmarks.md, "On a GPU"). A CUDA graph records the launches of one step once; a replay
 sends the whole step to the GPU in one call.
 
 Written here rather than through ``torch.compile(mode="reduce-overhead")``: the Diagonal
@@ -29,8 +29,8 @@ class GraphedTrainStep:
     a CUDA graph and replayed for every batch of that shape.
 
     The warm-up before capture takes real optimizer steps; the weights, buffers and optimizer
-    state are put back afterwards, so a run is the same with and without the graph (to float
-    rounding: ``tests/gpu/test_cuda.py``).
+    state are put back afterwards, so that the run takes the steps it would take without the
+    graph (compared step by step in ``tests/gpu/test_cuda.py``).
 
     Args:
         step: one step on ``(x, y)``, gradients zeroed by the caller; returns the batch's nats
