@@ -144,7 +144,7 @@ def _train(run: Path, data_dir: Path, *args: str) -> None:
 
 def _cuda_args(*extra: str) -> list[str]:
     args = [a if a != "cpu" else "cuda" for a in TINY]
-    return [*args, *extra] if "--max-steps" in extra else [*args, "--max-steps", "6", *extra]
+    return [*args, "--max-steps", "6", *extra]
 
 
 @pytest.mark.parametrize("preset", ["pixelcnn-tiny", "diagonal-bilstm-tiny"])
