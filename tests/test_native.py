@@ -70,17 +70,24 @@ def test_the_flop_counter_sees_the_compiled_steps(
     assert counts["1"] == counts["0"] > 0
 
 
-def test_the_flop_counter_sees_the_diagonal_scan() -> None:
-    """The compiled scan's forward and backward each count the two 2x1 state-kernel taps at
-    every pixel in both directions: 2 · 2 · 2 · (4h · h) operations per pixel."""
+def test_the_flop_counter_sees_the_diagonal_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled scan's forward counts one product of the stacked kernels ``[input | above |
+    left]`` (4h × (c + 2h)) at every pixel in both directions, its backward two (the kernels'
+    gradient and the operand's); and a training pass counts the same in all as with the Python
+    column loops."""
     assert native.native_available()
     b, c, h, rows, width = 3, 4, 5, 6, 7
     layer = DiagonalBiLSTM(c, h)
     x = torch.randn(b, c, rows, width)
     ops = torch.ops.pixelrnn
-    with FlopCounterMode(display=False) as counter:
-        layer(x).sum().backward()
-    per_pass = 2 * 2 * 2 * (4 * h) * h * rows * width * b
+    totals = {}
+    for setting in ("0", "1"):
+        monkeypatch.setenv(native.NATIVE_ENV_VAR, setting)
+        with FlopCounterMode(display=False) as counter:
+            layer(x).sum().backward()
+        totals[setting] = counter.get_total_flops()
+    per_pass = 2 * 2 * (4 * h) * (c + 2 * h) * rows * width * b
     by_op = counter.get_flop_counts()["Global"]
     assert by_op[ops.diagonal_scan_forward] == per_pass
-    assert by_op[ops.diagonal_scan_backward] == per_pass
+    assert by_op[ops.diagonal_scan_backward] == 2 * per_pass
+    assert totals["1"] == totals["0"] == 3 * per_pass

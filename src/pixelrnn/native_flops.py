@@ -118,42 +118,44 @@ def _pixelcnnpp_step(
     return 2 * x.shape[0] * per_image
 
 
-def _scan_columns(cells: Any, width: int, taps: int) -> int:
-    """Both directions' 2×1 state-to-state products over every pixel: ``taps`` products of
-    ``(4h × h)`` per pixel and direction. ``cells``: ``(2, h, T + 1, H, B)``."""
-    _, h, _, rows, batch = cells
-    return 2 * 2 * taps * (4 * h) * h * rows * width * batch
+def _scan_columns(inputs: Any, weight: Any, width: int) -> int:
+    """One product of the stacked kernels ``[input | above | left]`` ``(4h × (c + 2h))`` per
+    pixel and direction. ``inputs``: ``(2, c, T + 1, H + 1, B)``; ``weight``:
+    ``(2, 4h, c + 2h)``."""
+    _, _, _, rows_1, batch = inputs
+    _, four_h, k = weight
+    return 2 * 2 * four_h * k * (rows_1 - 1) * width * batch
 
 
 def _diagonal_scan_forward(
+    inputs: Any,
     _gates: Any,
     _states: Any,
-    cells: Any,
+    _cells: Any,
     _tanh_cells: Any,
-    _w_above: Any,
-    _w_left: Any,
+    weight: Any,
+    _bias: Any,
     width: int,
     *_: Any,
     **__: Any,
 ) -> int:
-    """The two state-kernel taps at every pixel, both directions (shapes only)."""
-    return _scan_columns(cells, width, taps=2)
+    """The stacked kernels at every pixel, both directions (shapes only)."""
+    return _scan_columns(inputs, weight, width)
 
 
 def _diagonal_scan_backward(
+    inputs: Any,
     _gates: Any,
-    cells: Any,
+    _states: Any,
+    _cells: Any,
     _tanh_cells: Any,
-    _w_t: Any,
-    _d_states: Any,
-    _d_gates: Any,
-    _d_cell: Any,
-    width: int,
-    *_: Any,
+    weight: Any,
+    *rest: Any,
     **__: Any,
 ) -> int:
-    """The transposed state-kernel taps at every pixel, both directions (shapes only)."""
-    return _scan_columns(cells, width, taps=2)
+    """Two products per pixel and direction: the kernels' gradient and the gradient of what
+    they read (shapes only; ``width`` is the last argument)."""
+    return 2 * _scan_columns(inputs, weight, rest[-1])
 
 
 def register() -> None:

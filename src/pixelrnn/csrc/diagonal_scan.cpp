@@ -164,25 +164,43 @@ inline bool fused(const Tensor& t) {
   return t.is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
 }
 
+// Rows [lo, lo + n) of column index t of a skewed buffer (2, K, T + 1, R, B) as a (2, K, n * B)
+// view; row_offset is the buffer's index of row 0 (1 where a zero row pads the top).
+inline Tensor column(const Tensor& buffer, int64_t t, int64_t lo, int64_t n, int64_t row_offset) {
+  return buffer.select(2, t).narrow(2, lo + row_offset, n).view({2, buffer.size(1), -1});
+}
+
+// What the gates of column t read, stacked [input; above; left] into `operand` (2, c + 2h,
+// n * B): the column's input pixels and, from the previous column of `states`, the states one
+// row up and on the same row (the 2x1 state kernel's two taps). See _operand in the Python.
+void gather_operand(
+    const Tensor& inputs, const Tensor& states, int64_t t, int64_t lo, int64_t n,
+    const Tensor& operand) {
+  const int64_t c = inputs.size(1), h = states.size(1);
+  operand.narrow(1, 0, c).copy_(column(inputs, t + 1, lo, n, 1));
+  operand.narrow(1, c, h).copy_(column(states, t, lo, n, 0));
+  operand.narrow(1, c + h, h).copy_(column(states, t, lo, n, 1));
+}
+
 void diagonal_scan_forward(
-    Tensor gates, Tensor states, Tensor cells, Tensor tanh_cells, const Tensor& w_above,
-    const Tensor& w_left, int64_t width) {
+    const Tensor& inputs, Tensor gates, Tensor states, Tensor cells, Tensor tanh_cells,
+    const Tensor& weight, const Tensor& bias, int64_t width) {
   const int64_t h = states.size(1), rows = cells.size(3), b = cells.size(4);
   const int64_t num_columns = width + rows - 1;
+  // one scratch for every column's operand (a band holds at most min(rows, width) pixels)
+  Tensor scratch = at::empty({2, weight.size(2), std::min(rows, width) * b}, inputs.options());
   for (int64_t t = 0; t < num_columns; ++t) {
     int64_t lo, hi;
     band(t, rows, width, lo, hi);
-    const int64_t n = hi - lo, size = n * b;
-    Tensor gate = gates.select(2, t + 1).narrow(2, lo + 1, n).view({2, 4 * h, size});
-    Tensor prev = states.select(2, t);
-    Tensor above = prev.narrow(2, lo, n).view({2, h, size});
-    Tensor left = prev.narrow(2, lo + 1, n).view({2, h, size});
-    Tensor pre = at::baddbmm(gate, w_above, above);
-    pre.baddbmm_(w_left, left);
-    Tensor c_prev = cells.select(2, t).narrow(2, lo, n).view({2, h, size});
-    Tensor c = cells.select(2, t + 1).narrow(2, lo, n).view({2, h, size});
-    Tensor tanh_c = tanh_cells.select(2, t).narrow(2, lo, n).view({2, h, size});
-    Tensor state = states.select(2, t + 1).narrow(2, lo + 1, n).view({2, h, size});
+    const int64_t n = hi - lo;
+    Tensor operand = scratch.narrow(2, 0, n * b);
+    gather_operand(inputs, states, t, lo, n, operand);
+    Tensor pre = at::baddbmm(bias, weight, operand);
+    Tensor gate = column(gates, t + 1, lo, n, 1);
+    Tensor c_prev = column(cells, t, lo, n, 0);
+    Tensor c = column(cells, t + 1, lo, n, 0);
+    Tensor tanh_c = column(tanh_cells, t, lo, n, 0);
+    Tensor state = column(states, t + 1, lo, n, 1);
     if (fused(pre)) {
       AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "diagonal_cell_forward", [&] {
         cell_forward<scalar_t>(pre, gate, c_prev, c, tanh_c, state, h);
@@ -202,20 +220,26 @@ void diagonal_scan_forward(
 }
 
 void diagonal_scan_backward(
-    const Tensor& gates, const Tensor& cells, const Tensor& tanh_cells, const Tensor& w_t,
-    Tensor d_states, Tensor d_gates, Tensor d_cell, int64_t width) {
-  const int64_t h = cells.size(1), rows = cells.size(3), b = cells.size(4);
-  const int64_t num_columns = width + rows - 1;
+    const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
+    const Tensor& tanh_cells, const Tensor& weight, Tensor d_states, Tensor d_inputs,
+    Tensor d_cell, Tensor d_weight, Tensor d_bias, int64_t width) {
+  const int64_t c = inputs.size(1), h = cells.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1, max_size = std::min(rows, width) * b;
+  const Tensor w_t = weight.transpose(1, 2).contiguous();  // (2, c + 2h, 4h)
+  Tensor scratch = at::empty({2, weight.size(2), max_size}, inputs.options());
+  Tensor d_gate_scratch = at::empty({2, 4 * h, max_size}, gates.options());
+  // the kernels' gradients are summed in their own dtype (float32 for a bfloat16 scan)
+  const bool same_dtype = d_weight.scalar_type() == gates.scalar_type();
   for (int64_t t = num_columns - 1; t >= 0; --t) {
     int64_t lo, hi;
     band(t, rows, width, lo, hi);
-    const int64_t n = hi - lo, size = n * b;
-    Tensor gate = gates.select(2, t + 1).narrow(2, lo + 1, n).view({2, 4 * h, size});
-    Tensor tanh_c = tanh_cells.select(2, t).narrow(2, lo, n).view({2, h, size});
-    Tensor c_prev = cells.select(2, t).narrow(2, lo, n).view({2, h, size});
-    Tensor dh = d_states.select(2, t + 1).narrow(2, lo + 1, n).view({2, h, size});
-    Tensor carry = d_cell.narrow(2, lo, n).view({2, h, size});
-    Tensor d_gate = d_gates.select(2, t + 1).narrow(2, lo + 1, n).view({2, 4 * h, size});
+    const int64_t n = hi - lo;
+    Tensor gate = column(gates, t + 1, lo, n, 1);
+    Tensor tanh_c = column(tanh_cells, t, lo, n, 0);
+    Tensor c_prev = column(cells, t, lo, n, 0);
+    Tensor dh = column(d_states, t + 1, lo, n, 1);
+    Tensor carry = d_cell.narrow(2, lo, n).view({2, h, n * b});
+    Tensor d_gate = d_gate_scratch.narrow(2, 0, n * b);
     if (fused(gate)) {
       AT_DISPATCH_FLOATING_TYPES(gate.scalar_type(), "diagonal_cell_backward", [&] {
         cell_backward<scalar_t>(gate, c_prev, tanh_c, dh, carry, d_gate, h);
@@ -238,10 +262,21 @@ void diagonal_scan_backward(
       at::tanh_backward_out(d_g_pre, d_g, g);
       at::mul_out(carry, dc, f);
     }
-    // the transposed state kernel's two taps, accumulated straight into the previous column
-    Tensor prev = d_states.select(2, t);
-    prev.narrow(2, lo, n).view({2, h, size}).baddbmm_(w_t.narrow(1, 0, h), d_gate);
-    prev.narrow(2, lo + 1, n).view({2, h, size}).baddbmm_(w_t.narrow(1, h, h), d_gate);
+    // the kernels' gradient: the gate gradient times what the kernels read
+    Tensor operand = scratch.narrow(2, 0, n * b);
+    gather_operand(inputs, states, t, lo, n, operand);
+    if (same_dtype) {
+      d_weight.baddbmm_(d_gate, operand.transpose(1, 2));
+    } else {
+      d_weight.add_(at::bmm(d_gate, operand.transpose(1, 2)));
+    }
+    d_bias.add_(d_gate.sum(2, /*keepdim=*/true));
+    // what they read: the column's input pixels, and the previous column's states on the
+    // rows of the two taps
+    Tensor d_operand = at::bmm(w_t, d_gate);
+    column(d_inputs, t + 1, lo, n, 1).copy_(d_operand.narrow(1, 0, c));
+    column(d_states, t, lo, n, 0).add_(d_operand.narrow(1, c, h));
+    column(d_states, t, lo, n, 1).add_(d_operand.narrow(1, c + h, h));
   }
 }
 
@@ -249,11 +284,12 @@ void diagonal_scan_backward(
 
 TORCH_LIBRARY(pixelrnn, m) {
   m.def(
-      "diagonal_scan_forward(Tensor(a!) gates, Tensor(b!) states, Tensor(c!) cells, "
-      "Tensor(d!) tanh_cells, Tensor w_above, Tensor w_left, int width) -> ()");
+      "diagonal_scan_forward(Tensor inputs, Tensor(a!) gates, Tensor(b!) states, "
+      "Tensor(c!) cells, Tensor(d!) tanh_cells, Tensor weight, Tensor bias, int width) -> ()");
   m.def(
-      "diagonal_scan_backward(Tensor gates, Tensor cells, Tensor tanh_cells, Tensor w_t, "
-      "Tensor(a!) d_states, Tensor(b!) d_gates, Tensor(c!) d_cell, int width) -> ()");
+      "diagonal_scan_backward(Tensor inputs, Tensor gates, Tensor states, Tensor cells, "
+      "Tensor tanh_cells, Tensor weight, Tensor(a!) d_states, Tensor(b!) d_inputs, "
+      "Tensor(c!) d_cell, Tensor(d!) d_weight, Tensor(e!) d_bias, int width) -> ()");
 }
 
 // Only ATen calls: any device.

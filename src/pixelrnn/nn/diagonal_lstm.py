@@ -167,93 +167,128 @@ def column_loops() -> tuple[Callable[..., None], Callable[..., None]]:
     return _forward_columns, _backward_columns
 
 
+def _column(buffer: torch.Tensor, t: int, lo: int, n: int, row_offset: int = 1) -> torch.Tensor:
+    """Rows ``[lo, lo + n)`` of column index ``t`` of a skewed buffer ``(2, K, T + 1, R, B)`` as
+    a ``(2, K, n · B)`` view (``row_offset``: the buffer's index of row 0, 1 where a zero row
+    pads the top, 0 where none)."""
+    two, k, _, _, b = buffer.shape
+    return buffer.select(2, t).narrow(2, lo + row_offset, n).view(two, k, n * b)
+
+
+def _operand(
+    inputs: torch.Tensor, states: torch.Tensor, t: int, lo: int, n: int
+) -> torch.Tensor:
+    """What the gates of skewed column ``t`` read, stacked ``[input; above; left]``: the
+    column's input pixels and, from the previous column, the states one row up and on the same
+    row (the 2×1 state kernel's two taps; zero padding above the first row and outside the
+    previous column's band). Shape ``(2, c + 2h, n · B)``."""
+    prev = states.select(2, t)
+    two, h, _, b = prev.shape
+    return torch.cat(
+        [
+            _column(inputs, t + 1, lo, n),
+            prev.narrow(2, lo, n).reshape(two, h, n * b),
+            prev.narrow(2, lo + 1, n).reshape(two, h, n * b),
+        ],
+        dim=1,
+    )
+
+
 def _forward_columns(
+    inputs: torch.Tensor,
     gates: torch.Tensor,
     states: torch.Tensor,
     cells: torch.Tensor,
     tanh_cells: torch.Tensor,
-    w_above: torch.Tensor,
-    w_left: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
     width: int,
 ) -> None:
     """The forward recurrence, column by column, in place (the reference for the compiled
-    ``pixelrnn::diagonal_scan_forward``).
+    ``pixelrnn::diagonal_scan_forward``): per column one batched product of the stacked
+    kernels ``[input | above | left]`` with what they read (:func:`_operand`), plus the bias,
+    then the LSTM cell (PixelRNN Eq. 3).
 
     Shape:
-        gates ``(2, 4h, T + 1, H + 1, B)`` (pre-activations in, activations out), states
-        ``(2, h, T + 1, H + 1, B)``, cells ``(2, h, T + 1, H, B)``, tanh_cells
-        ``(2, h, T, H, B)``, state kernel taps ``(2, 4h, h)``.
+        inputs ``(2, c, T + 1, H + 1, B)`` (skewed, both directions), gates
+        ``(2, 4h, T + 1, H + 1, B)`` (activations out), states ``(2, h, T + 1, H + 1, B)``,
+        cells ``(2, h, T + 1, H, B)``, tanh_cells ``(2, h, T, H, B)``, weight
+        ``(2, 4h, c + 2h)``, bias ``(2, 4h, 1)``.
     """
-    h, rows, b = states.shape[1], cells.shape[3], cells.shape[4]
-    gate_columns, state_columns = gates.unbind(2), states.unbind(2)
-    cell_columns, tanh_columns = cells.unbind(2), tanh_cells.unbind(2)
+    h, rows = states.shape[1], cells.shape[3]
     for t, (lo, hi) in enumerate(_bands(rows, width)):
-        n, size = hi - lo, (hi - lo) * b
-        gate = gate_columns[t + 1].narrow(2, lo + 1, n).view(2, 4 * h, size)
-        prev = state_columns[t]
-        above = prev.narrow(2, lo, n).view(2, h, size)
-        left = prev.narrow(2, lo + 1, n).view(2, h, size)
-        pre_t = torch.baddbmm(gate, w_above, above).baddbmm_(w_left, left)
-        torch.sigmoid(pre_t[:, : 3 * h], out=gate[:, : 3 * h])
-        torch.tanh(pre_t[:, 3 * h :], out=gate[:, 3 * h :])
+        n = hi - lo
+        pre = torch.baddbmm(bias, weight, _operand(inputs, states, t, lo, n))
+        gate = _column(gates, t + 1, lo, n)
+        torch.sigmoid(pre[:, : 3 * h], out=gate[:, : 3 * h])
+        torch.tanh(pre[:, 3 * h :], out=gate[:, 3 * h :])
         o, f, i, g = gate.split(h, dim=1)
-        c = cell_columns[t + 1].narrow(2, lo, n).view(2, h, size)
-        torch.mul(f, cell_columns[t].narrow(2, lo, n).view(2, h, size), out=c)
+        c = _column(cells, t + 1, lo, n, row_offset=0)
+        torch.mul(f, _column(cells, t, lo, n, row_offset=0), out=c)
         c.addcmul_(i, g)
-        tanh_c = tanh_columns[t].narrow(2, lo, n).view(2, h, size)
+        tanh_c = _column(tanh_cells, t, lo, n, row_offset=0)
         torch.tanh(c, out=tanh_c)
-        new = state_columns[t + 1].narrow(2, lo + 1, n).view(2, h, size)
-        torch.mul(o, tanh_c, out=new)
+        torch.mul(o, tanh_c, out=_column(states, t + 1, lo, n))
 
 
 def _backward_columns(
+    inputs: torch.Tensor,
     gates: torch.Tensor,
+    states: torch.Tensor,
     cells: torch.Tensor,
     tanh_cells: torch.Tensor,
-    w_t: torch.Tensor,
+    weight: torch.Tensor,
     d_states: torch.Tensor,
-    d_gates: torch.Tensor,
+    d_inputs: torch.Tensor,
     d_cell: torch.Tensor,
+    d_weight: torch.Tensor,
+    d_bias: torch.Tensor,
     width: int,
 ) -> None:
     """Back-propagation through the columns, in place (the reference for the compiled
-    ``pixelrnn::diagonal_scan_backward``): fills ``d_gates`` on the bands and accumulates into
-    ``d_states``.
+    ``pixelrnn::diagonal_scan_backward``). Per column, from the gate gradient: the kernels'
+    gradient (one product with the column's :func:`_operand`, summed into ``d_weight``, and
+    the bias's into ``d_bias``), and the operand's (one product with the transposed kernels):
+    written to the column's input pixels in ``d_inputs`` and added to the previous column's
+    ``d_states`` on the two taps' rows.
 
     Shape:
-        as :func:`_forward_columns`; ``w_t`` ``(2, 2h, 4h)`` (both taps, transposed), d_cell
-        ``(2, h, H, B)``.
+        as :func:`_forward_columns`; d_states like states (the output's gradient in, on the
+        bands), d_inputs like inputs, d_cell ``(2, h, H, B)`` (zero in), d_weight like weight
+        and d_bias ``(2, 4h, 1)`` (zero in, possibly float32 for a lower-precision scan).
     """
-    h, rows, b = cells.shape[1], cells.shape[3], cells.shape[4]
-    num_columns = width + rows - 1
-    gate_columns, d_gate_columns = gates.unbind(2), d_gates.unbind(2)
-    d_state_columns, cell_columns = d_states.unbind(2), cells.unbind(2)
-    tanh_columns = tanh_cells.unbind(2)
+    c, h, rows = inputs.shape[1], cells.shape[1], cells.shape[3]
     bands = _bands(rows, width)
-    for t in range(num_columns - 1, -1, -1):
+    w_t = weight.transpose(1, 2)
+    for t in range(len(bands) - 1, -1, -1):
         lo, hi = bands[t]
-        n, size = hi - lo, (hi - lo) * b
-        gate = gate_columns[t + 1].narrow(2, lo + 1, n).view(2, 4 * h, size)
+        n = hi - lo
+        gate = _column(gates, t + 1, lo, n)
         o, f, i, g = gate.split(h, dim=1)
-        tanh_c = tanh_columns[t].narrow(2, lo, n).view(2, h, size)
-        dh = d_state_columns[t + 1].narrow(2, lo + 1, n).view(2, h, size)
-        carry = d_cell.narrow(2, lo, n).view(2, h, size)
+        tanh_c = _column(tanh_cells, t, lo, n, row_offset=0)
+        dh = _column(d_states, t + 1, lo, n)
+        carry = d_cell.narrow(2, lo, n).view(2, h, -1)
         dc = torch.ops.aten.tanh_backward(dh * o, tanh_c).add_(carry)
         d_act = torch.empty_like(gate)  # dL/d[o, f, i, g] after the non-linearities
         torch.mul(dh, tanh_c, out=d_act[:, :h])
-        c_prev = cell_columns[t].narrow(2, lo, n).view(2, h, size)
-        torch.mul(dc, c_prev, out=d_act[:, h : 2 * h])
+        torch.mul(dc, _column(cells, t, lo, n, row_offset=0), out=d_act[:, h : 2 * h])
         torch.mul(dc, g, out=d_act[:, 2 * h : 3 * h])
         torch.mul(dc, i, out=d_act[:, 3 * h :])
-        d_gate = d_gate_columns[t + 1].narrow(2, lo + 1, n).view(2, 4 * h, size)
+        d_gate = torch.empty_like(d_act)  # dL/d(pre-activations)
         torch.ops.aten.sigmoid_backward.grad_input(
             d_act[:, : 3 * h], gate[:, : 3 * h], grad_input=d_gate[:, : 3 * h]
         )
         torch.ops.aten.tanh_backward.grad_input(d_act[:, 3 * h :], g, grad_input=d_gate[:, 3 * h :])
         torch.mul(dc, f, out=carry)
-        prev = d_state_columns[t]  # the transposed state kernel's two taps
-        prev.narrow(2, lo, n).view(2, h, size).baddbmm_(w_t[:, :h], d_gate)
-        prev.narrow(2, lo + 1, n).view(2, h, size).baddbmm_(w_t[:, h:], d_gate)
+        operand = _operand(inputs, states, t, lo, n)
+        # summed in d_weight's dtype (float32 for a bfloat16 scan: not rounded per column)
+        d_weight.add_(torch.bmm(d_gate, operand.transpose(1, 2)))
+        d_bias.add_(d_gate.sum(dim=2, keepdim=True))
+        d_operand = torch.bmm(w_t, d_gate)  # (2, c + 2h, n * B)
+        _column(d_inputs, t + 1, lo, n).copy_(d_operand[:, :c])
+        prev = d_states.select(2, t)  # the state kernel's two taps, transposed
+        prev.narrow(2, lo, n).view(2, h, -1).add_(d_operand[:, c : c + h])
+        prev.narrow(2, lo + 1, n).view(2, h, -1).add_(d_operand[:, c + h :])
 
 
 class DiagonalScan(torch.autograd.Function):
@@ -262,21 +297,21 @@ class DiagonalScan(torch.autograd.Function):
 
     Every buffer is skewed with the batch innermost, ``(direction, channel, column, row,
     batch)`` (see :func:`_pixels`), so the rows of a column that hold pixels (its *band*) are
-    one contiguous block per channel and everything whole-image is one matrix product:
+    one contiguous block per channel:
 
-    - forward: the input and its mirror image made batch-innermost; the 1x1 mask-B
-      input-to-state maps of both directions over the whole image (one batched product),
-      skewed; then per column two batched products (the 2x1 state-to-state kernel's taps
-      "above" and "left", both directions at once) and the cell update written into
-      preallocated buffers;
-    - backward: back-propagation through time written out (LSTM cell derivatives, the
-      transposed state kernels), two batched products per column; then the input's and all
-      kernels' gradients as whole-image products (see :func:`_pixels` for the state taps).
+    - forward: the input and its mirror image skewed once; then per column one batched
+      product (both directions at once) of the stacked kernels ``[1x1 mask-B input-to-state |
+      state tap "above" | state tap "left"]`` with what they read, and the cell update, written
+      into preallocated buffers;
+    - backward: back-propagation through time written out (LSTM cell derivatives), and per
+      column two batched products: the kernels' gradient and the gradient of what they read.
 
-    Rows outside a band are skew padding: their state is exactly zero and gets no gradient.
-    ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
-    differentiated by autograd, and ``gradcheck``. Under autocast (CPU or CUDA) the scan runs
-    in the autocast dtype.
+    Everything a column reads is then still in cache: no whole-image gate or gradient map is
+    formed and skewed or unskewed (the training step is bound by memory traffic, see
+    docs/benchmarks.md). Rows outside a band are skew padding: their state is exactly zero and
+    gets no gradient. ``tests/nn/test_recurrent.py`` checks values and gradients against a
+    per-pixel reference differentiated by autograd, and ``gradcheck``. Under autocast (CPU or
+    CUDA) the scan runs in the autocast dtype; the kernels' gradients are summed in float32.
 
     Shape:
         input ``(B, C, H, W)`` (read by both directions, the second on its mirror image),
@@ -296,66 +331,62 @@ class DiagonalScan(torch.autograd.Function):
         b, c, rows, width = x.shape
         h = w_state.shape[1]
         num_columns = width + rows - 1
-        # the input of both directions, batch innermost: the image, then its mirror
-        image = x.new_empty(2, c, rows, width, b)
-        image[0].copy_(x.permute(1, 2, 3, 0))
-        image[1].copy_(image[0].flip(2))
-        w_in_d = w_in.to(dtype).view(2, 4 * h, c)
+        # the input of both directions (the image, then its mirror), skewed, batch innermost
+        inputs = x.new_empty(2, c, num_columns + 1, rows + 1, b)
+        skewed = _pixels(inputs, width)  # (2, c, H, W, B)
+        skewed[0].copy_(x.permute(1, 2, 3, 0))
+        skewed[1].copy_(x.flip(3).permute(1, 2, 3, 0))
+        # [input | above | left] kernels of both directions: (2, 4h, c + 2h)
+        w = w_state.to(dtype).view(2, 4 * h, h, 2)
+        weight = torch.cat([w_in.to(dtype).view(2, 4 * h, c), w[..., 0], w[..., 1]], dim=2)
         bias_d = bias.to(dtype).view(2, 4 * h, 1)
-        # gates: pre-activations in, activations [sigma(o, f, i) | tanh(g)] out
+        # gates: activations [sigma(o, f, i) | tanh(g)]; states and cells zero where padding
         gates = x.new_empty(2, 4 * h, num_columns + 1, rows + 1, b)
-        pre = torch.baddbmm(bias_d, w_in_d, image.view(2, c, -1))
-        _pixels(gates, width).copy_(pre.view(2, 4 * h, rows, width, b))
         states = x.new_zeros(2, h, num_columns + 1, rows + 1, b)
         cells = x.new_zeros(2, h, num_columns + 1, rows, b)
         tanh_cells = x.new_empty(2, h, num_columns, rows, b)
-        w = w_state.to(dtype).view(2, 4 * h, h, 2)
-        w_above, w_left = w[..., 0].contiguous(), w[..., 1].contiguous()  # (2, 4h, h)
         forward_columns, _ = column_loops()
-        forward_columns(gates, states, cells, tanh_cells, w_above, w_left, width)
+        forward_columns(inputs, gates, states, cells, tanh_cells, weight, bias_d, width)
         # left-to-right + right-to-left mirrored back and shifted down one row
         hidden = _pixels(states, width)  # (2, h, H, W, B)
         out = hidden[0].contiguous()
         shift = RIGHT_TO_LEFT_ROW_SHIFT
         out[:, shift:] += hidden[1, :, : rows - shift].flip(2)
-        ctx.save_for_backward(image, w_in_d, w_above, w_left, gates, states, cells, tanh_cells)
+        ctx.save_for_backward(inputs, weight, gates, states, cells, tanh_cells)
         ctx.dtypes = (x.dtype, w_in.dtype, bias.dtype, w_state.dtype)
         return out.permute(3, 0, 1, 2).contiguous()  # (B, h, H, W)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        image, w_in_d, w_above, w_left, gates, states, cells, tanh_cells = ctx.saved_tensors
-        two, four_h, _, rows_1, b = gates.shape
-        h, rows = four_h // 4, rows_1 - 1
-        num_columns = gates.shape[2] - 1
-        width = num_columns - rows + 1
+        inputs, weight, gates, states, cells, tanh_cells = ctx.saved_tensors
+        x_dtype, w_in_dtype, bias_dtype, w_state_dtype = ctx.dtypes
+        _, c, _, rows_1, b = inputs.shape
+        h, rows = states.shape[1], rows_1 - 1
+        width = gates.shape[2] - rows
         grad = grad_out.to(gates.dtype).permute(1, 2, 3, 0).contiguous()  # (h, H, W, B)
         d_states = torch.zeros_like(states)
         d_hidden = _pixels(d_states, width)
         d_hidden[0].copy_(grad)
         shift = RIGHT_TO_LEFT_ROW_SHIFT
         d_hidden[1, :, : rows - shift].copy_(grad[:, shift:].flip(2))
-        d_gates = torch.empty_like(gates)  # only the bands are written and read
+        d_inputs = torch.empty_like(inputs)  # only the bands are written and read
         d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
-        w_t = torch.cat([w_above.transpose(1, 2), w_left.transpose(1, 2)], dim=1)  # (2, 2h, 4h)
+        # the kernels' gradients are sums over every pixel: float32 or wider
+        sum_dtype = torch.promote_types(gates.dtype, torch.float32)
+        d_weight = weight.new_zeros(weight.shape, dtype=sum_dtype)
+        d_bias = weight.new_zeros(2, 4 * h, 1, dtype=sum_dtype)
         _, backward_columns = column_loops()
-        backward_columns(gates, cells, tanh_cells, w_t, d_states, d_gates, d_cell, width)
-        # whole-image products: the gradients of the input, of the bias and, in one product,
-        # of the input kernel and both taps of the state kernel (each pairs a pixel's gate
-        # gradient with what that tap reads there)
-        d_pre = _pixels(d_gates, width).contiguous().view(two, four_h, -1)  # (2, 4h, H*W*B)
-        d_bias = d_pre.sum(dim=2).view(8 * h)
-        d_image = torch.bmm(w_in_d.transpose(1, 2), d_pre).view(image.shape)
+        backward_columns(
+            inputs, gates, states, cells, tanh_cells, weight,
+            d_states, d_inputs, d_cell, d_weight, d_bias, width,
+        )  # fmt: skip
+        d_image = _pixels(d_inputs, width)  # (2, c, H, W, B)
         d_x = (d_image[0] + d_image[1].flip(2)).permute(3, 0, 1, 2).contiguous()
-        read = [image, _pixels(states, width, "above"), _pixels(states, width, "left")]
-        read = torch.cat(read, dim=1).view(two, -1, d_pre.shape[2])
-        d_w = torch.bmm(d_pre, read.transpose(1, 2))
-        d_w_in, d_w_above, d_w_left = d_w.split([image.shape[1], h, h], dim=2)
+        d_w_in, d_w_above, d_w_left = d_weight.split([c, h, h], dim=2)
         d_w_state = torch.stack([d_w_above, d_w_left], dim=-1).view(8 * h, h, 2)
-        x_dtype, w_in_dtype, bias_dtype, w_state_dtype = ctx.dtypes
         return (
             d_x.to(x_dtype),
-            d_w_in.reshape(8 * h, -1).to(w_in_dtype),
-            d_bias.to(bias_dtype),
+            d_w_in.reshape(8 * h, c).to(w_in_dtype),
+            d_bias.view(8 * h).to(bias_dtype),
             d_w_state.to(w_state_dtype),
         )
