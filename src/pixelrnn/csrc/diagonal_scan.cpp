@@ -47,6 +47,12 @@ inline Vec tanh_via_sigmoid(const Vec& x) {
   return Vec(2) * sigmoid(Vec(2) * x) - Vec(1);
 }
 
+template <typename Vec>
+inline typename Vec::value_type horizontal_sum(const Vec& v) {
+  return at::vec::vec_reduce_all<typename Vec::value_type>(
+      [](const Vec& a, const Vec& b) { return a + b; }, v);
+}
+
 // Vector loads and stores: whole vectors, or the first `count` lanes at a row's end (ATen's
 // loadu/store with a count copy through a stack buffer; in the main loop that made the cell
 // update three times slower).
@@ -78,12 +84,13 @@ inline scalar_t* row(const Tensor& t, int64_t d, int64_t k) {
 }
 
 // One LSTM cell update over a band (PixelRNN Eq. 3), fused: pre-activations [o|f|i|g] (a
-// (2, 4h, n) block) -> activations written to `gate`, the cell c, tanh(c) and the hidden
-// state, all (2, h or 4h, n) views with contiguous rows. Vectorized with ATen's vector type.
+// (2, 4h, n) block, without the bias, which is added here from `bias` (2, 4h, 1)) ->
+// activations written to `gate`, the cell c, tanh(c) and the hidden state, all (2, h or 4h, n)
+// views with contiguous rows. Vectorized with ATen's vector type.
 template <typename scalar_t>
 void cell_forward(
-    const Tensor& pre, const Tensor& gate, const Tensor& c_prev, const Tensor& c,
-    const Tensor& tanh_c, const Tensor& state, int64_t h) {
+    const Tensor& pre, const Tensor& bias, const Tensor& gate, const Tensor& c_prev,
+    const Tensor& c, const Tensor& tanh_c, const Tensor& state, int64_t h) {
   using Vec = Vectorized<scalar_t>;
   const int64_t n = pre.size(2);
   const int64_t ps = h * pre.stride(1), gs = h * gate.stride(1);
@@ -91,6 +98,8 @@ void cell_forward(
     for (int64_t r = begin; r < end; ++r) {
       const int64_t d = r / h, k = r % h;
       const scalar_t* p = row<scalar_t>(pre, d, k);
+      const scalar_t* bp = bias.data_ptr<scalar_t>() + d * 4 * h + k;
+      const Vec bo(bp[0]), bf(bp[h]), bi(bp[2 * h]), bg(bp[3 * h]);
       scalar_t* gr = row<scalar_t>(gate, d, k);
       const scalar_t* cp = row<scalar_t>(c_prev, d, k);
       scalar_t* cr = row<scalar_t>(c, d, k);
@@ -99,10 +108,10 @@ void cell_forward(
       // full vectors, then the tail (see load_store)
       auto step = [&](int64_t j, int count, auto tail) {
         const LoadStore<Vec, decltype(tail)::value> io{count};
-        const Vec o = sigmoid(io.load(p + j));
-        const Vec f = sigmoid(io.load(p + ps + j));
-        const Vec i = sigmoid(io.load(p + 2 * ps + j));
-        const Vec g = tanh_via_sigmoid(io.load(p + 3 * ps + j));
+        const Vec o = sigmoid(io.load(p + j) + bo);
+        const Vec f = sigmoid(io.load(p + ps + j) + bf);
+        const Vec i = sigmoid(io.load(p + 2 * ps + j) + bi);
+        const Vec g = tanh_via_sigmoid(io.load(p + 3 * ps + j) + bg);
         const Vec cell = f * io.load(cp + j) + i * g;
         const Vec tc = tanh_via_sigmoid(cell);
         io.store(o, gr + j);
@@ -122,11 +131,12 @@ void cell_forward(
 
 // The cell's backward over a band, fused: from dL/dh (dh), the carried dL/dc of the next
 // column (carry, updated in place to dL/dc_prev) and the saved activations, the gradient of the
-// pre-activations [o|f|i|g] (d_gate). Only products: no transcendental functions.
+// pre-activations [o|f|i|g] (d_gate), whose sums over the band are added to d_bias (2, 4h, 1).
+// Only products: no transcendental functions.
 template <typename scalar_t>
 void cell_backward(
     const Tensor& gate, const Tensor& c_prev, const Tensor& tanh_c, const Tensor& dh,
-    const Tensor& carry, const Tensor& d_gate, int64_t h) {
+    const Tensor& carry, const Tensor& d_gate, const Tensor& d_bias, int64_t h) {
   using Vec = Vectorized<scalar_t>;
   const int64_t n = gate.size(2);
   const int64_t gs = h * gate.stride(1), ds = h * d_gate.stride(1);
@@ -140,6 +150,7 @@ void cell_backward(
       const scalar_t* tr = row<scalar_t>(tanh_c, d, k);
       const scalar_t* hr = row<scalar_t>(dh, d, k);
       scalar_t* cr = row<scalar_t>(carry, d, k);
+      Vec sum_o(0), sum_f(0), sum_i(0), sum_g(0);  // the tail's unused lanes load as zero
       auto step = [&](int64_t j, int count, auto tail) {
         const LoadStore<Vec, decltype(tail)::value> io{count};
         const Vec o = io.load(gr + j), f = io.load(gr + gs + j);
@@ -147,15 +158,27 @@ void cell_backward(
         const Vec g = io.load(gr + 3 * gs + j);
         const Vec tc = io.load(tr + j), dhv = io.load(hr + j);
         const Vec dc = dhv * o * (one - tc * tc) + io.load(cr + j);
-        io.store(dhv * tc * o * (one - o), dg + j);
-        io.store(dc * io.load(cp + j) * f * (one - f), dg + ds + j);
-        io.store(dc * g * i * (one - i), dg + 2 * ds + j);
-        io.store(dc * i * (one - g * g), dg + 3 * ds + j);
+        const Vec d_o = dhv * tc * o * (one - o), d_f = dc * io.load(cp + j) * f * (one - f);
+        const Vec d_i = dc * g * i * (one - i), d_g = dc * i * (one - g * g);
+        io.store(d_o, dg + j);
+        io.store(d_f, dg + ds + j);
+        io.store(d_i, dg + 2 * ds + j);
+        io.store(d_g, dg + 3 * ds + j);
         io.store(dc * f, cr + j);
+        sum_o = sum_o + d_o;
+        sum_f = sum_f + d_f;
+        sum_i = sum_i + d_i;
+        sum_g = sum_g + d_g;
       };
       const int64_t full = n - n % Vec::size();
       for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
       if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
+      // each (direction, channel) row belongs to one task: no two threads add to one entry
+      scalar_t* db = d_bias.data_ptr<scalar_t>() + d * 4 * h + k;
+      db[0] += horizontal_sum(sum_o);
+      db[h] += horizontal_sum(sum_f);
+      db[2 * h] += horizontal_sum(sum_i);
+      db[3 * h] += horizontal_sum(sum_g);
     }
   });
 }
@@ -195,19 +218,20 @@ void diagonal_scan_forward(
     const int64_t n = hi - lo;
     Tensor operand = scratch.narrow(2, 0, n * b);
     gather_operand(inputs, states, t, lo, n, operand);
-    Tensor pre = at::baddbmm(bias, weight, operand);
     Tensor gate = column(gates, t + 1, lo, n, 1);
     Tensor c_prev = column(cells, t, lo, n, 0);
     Tensor c = column(cells, t + 1, lo, n, 0);
     Tensor tanh_c = column(tanh_cells, t, lo, n, 0);
     Tensor state = column(states, t + 1, lo, n, 1);
-    if (fused(pre)) {
+    if (fused(gate)) {  // the bias is added in the cell
+      const Tensor pre = at::bmm(weight, operand);
       AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "diagonal_cell_forward", [&] {
-        cell_forward<scalar_t>(pre, gate, c_prev, c, tanh_c, state, h);
+        cell_forward<scalar_t>(pre, bias, gate, c_prev, c, tanh_c, state, h);
       });
       continue;
     }
     // other dtypes and devices: the same update as separate ATen operations
+    const Tensor pre = at::baddbmm(bias, weight, operand);
     Tensor sig = gate.narrow(1, 0, 3 * h), g = gate.narrow(1, 3 * h, h);
     at::sigmoid_out(sig, pre.narrow(1, 0, 3 * h));
     at::tanh_out(g, pre.narrow(1, 3 * h, h));
@@ -240,9 +264,10 @@ void diagonal_scan_backward(
     Tensor dh = column(d_states, t + 1, lo, n, 1);
     Tensor carry = d_cell.narrow(2, lo, n).view({2, h, n * b});
     Tensor d_gate = d_gate_scratch.narrow(2, 0, n * b);
-    if (fused(gate)) {
+    const bool fused_cell = fused(gate) && same_dtype;
+    if (fused_cell) {  // also sums the bias gradient
       AT_DISPATCH_FLOATING_TYPES(gate.scalar_type(), "diagonal_cell_backward", [&] {
-        cell_backward<scalar_t>(gate, c_prev, tanh_c, dh, carry, d_gate, h);
+        cell_backward<scalar_t>(gate, c_prev, tanh_c, dh, carry, d_gate, d_bias, h);
       });
     } else {
       // other dtypes and devices: the same derivatives as separate ATen operations
@@ -270,7 +295,7 @@ void diagonal_scan_backward(
     } else {
       d_weight.add_(at::bmm(d_gate, operand.transpose(1, 2)));
     }
-    d_bias.add_(d_gate.sum(2, /*keepdim=*/true));
+    if (!fused_cell) d_bias.add_(d_gate.sum(2, /*keepdim=*/true));
     // what they read: the column's input pixels, and the previous column's states on the
     // rows of the two taps
     Tensor d_operand = at::bmm(w_t, d_gate);

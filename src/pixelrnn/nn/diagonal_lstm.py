@@ -149,6 +149,35 @@ def _pixels(columns: torch.Tensor, width: int, neighbour: str = "") -> torch.Ten
     )
 
 
+def _diagonal(buffer: torch.Tensor, row_offset: int) -> torch.Tensor:
+    """Entries ``(t, t + row_offset)`` of a skewed buffer ``(2, K, T + 1, R, B)`` for
+    ``t < R − row_offset``, as a view ``(2, K, R − row_offset, B)``."""
+    s_d, s_k, s_t, s_r, _ = buffer.stride()
+    two, k, _, rows, b = buffer.shape
+    return buffer.as_strided(
+        (two, k, rows - row_offset, b),
+        (s_d, s_k, s_t + s_r, 1),
+        buffer.storage_offset() + row_offset * s_r,
+    )
+
+
+def _zero_padding(states: torch.Tensor, cells: torch.Tensor) -> None:
+    """Zero the padding of the state and cell buffers that the column loops read (the rest is
+    never read, so it is left unset instead of clearing the whole buffers): the "previous"
+    column of the first, the row above the first (states) and, in column index ``t`` for
+    ``t < H``, the row one past the band of skewed column ``t − 1`` (row ``t``), which the next
+    column's "left" tap and cell read.
+
+    Shape:
+        states ``(2, h, T + 1, H + 1, B)``, cells ``(2, h, T + 1, H, B)``.
+    """
+    states.select(2, 0).zero_()
+    states.select(3, 0).zero_()
+    _diagonal(states, row_offset=1).zero_()
+    cells.select(2, 0).zero_()
+    _diagonal(cells, row_offset=0).zero_()
+
+
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the scan runs in: autocast's for the input's device when it is on, else the
     input's."""
@@ -342,8 +371,9 @@ class DiagonalScan(torch.autograd.Function):
         bias_d = bias.to(dtype).view(2, 4 * h, 1)
         # gates: activations [sigma(o, f, i) | tanh(g)]; states and cells zero where padding
         gates = x.new_empty(2, 4 * h, num_columns + 1, rows + 1, b)
-        states = x.new_zeros(2, h, num_columns + 1, rows + 1, b)
-        cells = x.new_zeros(2, h, num_columns + 1, rows, b)
+        states = x.new_empty(2, h, num_columns + 1, rows + 1, b)
+        cells = x.new_empty(2, h, num_columns + 1, rows, b)
+        _zero_padding(states, cells)
         tanh_cells = x.new_empty(2, h, num_columns, rows, b)
         forward_columns, _ = column_loops()
         forward_columns(inputs, gates, states, cells, tanh_cells, weight, bias_d, width)
@@ -364,11 +394,14 @@ class DiagonalScan(torch.autograd.Function):
         h, rows = states.shape[1], rows_1 - 1
         width = gates.shape[2] - rows
         grad = grad_out.to(gates.dtype).permute(1, 2, 3, 0).contiguous()  # (h, H, W, B)
-        d_states = torch.zeros_like(states)
+        # set on the bands (what the loop reads as dL/dh); the taps add into the padding too,
+        # which is never read
+        d_states = torch.empty_like(states)
         d_hidden = _pixels(d_states, width)
         d_hidden[0].copy_(grad)
         shift = RIGHT_TO_LEFT_ROW_SHIFT
         d_hidden[1, :, : rows - shift].copy_(grad[:, shift:].flip(2))
+        d_hidden[1, :, rows - shift :].zero_()
         d_inputs = torch.empty_like(inputs)  # only the bands are written and read
         d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
         # the kernels' gradients are sums over every pixel: float32 or wider
