@@ -157,7 +157,7 @@ def test_diagonal_scan_gradcheck(scan_loops: str) -> None:
 
     torch.manual_seed(0)
     h, c, rows, width = 2, 3, 3, 4
-    x = torch.randn(2, c, rows, width, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(c, rows, width, 2, dtype=torch.float64, requires_grad=True)  # batch last
     w_in = torch.randn(8 * h, c, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(8 * h, dtype=torch.float64, requires_grad=True)
     w_state = torch.randn(8 * h, h, 2, dtype=torch.float64, requires_grad=True)

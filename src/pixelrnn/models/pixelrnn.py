@@ -80,6 +80,14 @@ class RecurrentBlock(nn.Module):
         y = self.expand(self.layer(x, context, **extra))
         return y + x if self.residual else y
 
+    def forward_batch_last(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, **extra: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` on batch-last maps ``(2h, H, W, B)``, for a layer that has a
+        ``forward_batch_last``."""
+        y = self.expand.forward_batch_last(self.layer.forward_batch_last(x, context, **extra))
+        return y + x if self.residual else y
+
 
 class PixelRNN(AutoregressiveModel):
     """Shared body of the recurrent PixelRNNs; subclasses set ``layer_class``, a module taking
@@ -115,6 +123,8 @@ class PixelRNN(AutoregressiveModel):
     def network(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``context``: the conditioning map ``(B, c, H, W)`` of a model with
         ``context_channels``, added to every recurrent layer's input-to-state map."""
+        if hasattr(self.layer_class, "forward_batch_last"):
+            return self._network_batch_last(x, context)
         h = self.input_conv(x)
         skip_sum = None
         for k, block in enumerate(self.blocks):
@@ -125,6 +135,30 @@ class PixelRNN(AutoregressiveModel):
                 skip_sum = s if skip_sum is None else skip_sum + s
         features = skip_sum if skip_sum is not None else h
         return self.output(F.relu(self.output_hidden(F.relu(features))))
+
+    def _network_batch_last(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`network` with everything after the input convolution on batch-last maps
+        ``(C, H, W, B)``, the recurrent layer's own layout: every other layer is 1×1, i.e. one
+        matrix product over the whole batch, and no layer changes the layout (docs/benchmarks.md
+        has the measurement). The same computation as the NCHW path."""
+
+        def batch_last(t: torch.Tensor) -> torch.Tensor:
+            return t.permute(1, 2, 3, 0).contiguous()
+
+        h = batch_last(self.input_conv(x))
+        context = None if context is None else batch_last(context)
+        skip_sum = None
+        for k, block in enumerate(self.blocks):
+            extra = {"image": batch_last(x)} if k == 0 and self.config.full_context else {}
+            h = block.forward_batch_last(h, context, **extra)
+            if self.skips:
+                s = self.skips[k].forward_batch_last(h)
+                skip_sum = s if skip_sum is None else skip_sum + s
+        features = skip_sum if skip_sum is not None else h
+        hidden = self.output_hidden.forward_batch_last(F.relu(features))
+        return self.output.forward_batch_last(F.relu(hidden)).permute(3, 0, 1, 2)
 
 
 class RowLSTMPixelRNN(PixelRNN):

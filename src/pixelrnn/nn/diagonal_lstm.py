@@ -103,18 +103,36 @@ class DiagonalBiLSTM(nn.Module):
     ) -> torch.Tensor:
         """``context``: a conditioning map; ``image``: the raw image, for a layer built with
         ``image_channels``. Shapes ``(B, c, H, W)``, ``(B, C_img, H, W)``."""
+        out = self.forward_batch_last(
+            *(None if t is None else t.permute(1, 2, 3, 0) for t in (x, context, image))
+        )
+        return out.permute(3, 0, 1, 2).contiguous()
+
+    def forward_batch_last(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` on batch-last maps (the scan's own layout, so a network kept in it
+        changes no layout per layer).
+
+        Shape:
+            ``(in_channels, H, W, B)`` (context ``(c, H, W, B)``, image ``(C_img, H, W, B)``)
+            → ``(h, H, W, B)``.
+        """
         conv = self.input_to_state
         w_in = conv.weight * conv.mask  # (8h, C, 1, 1)
         # extra inputs join as channels with unmasked kernels: the scan then adds their 1x1
         # convolutions to the input-to-state maps
         if self.context_to_state is not None and context is not None:
-            x = torch.cat([x, context.to(x.dtype)], dim=1)
+            x = torch.cat([x, context.to(x.dtype)], dim=0)
             w_in = torch.cat([w_in, self.context_to_state.weight], dim=1)
         if self.image_to_state is not None:
             if image is None:
                 raise ValueError("this layer reads the image (image_channels): pass image")
             right = self.image_to_state.weight
-            x = torch.cat([x, image.to(x.dtype)], dim=1)
+            x = torch.cat([x, image.to(x.dtype)], dim=0)
             w_in = torch.cat([w_in, torch.cat([torch.zeros_like(right), right])], dim=1)
         return DiagonalScan.apply(x, w_in.flatten(1), conv.bias, self.state_to_state.weight)
 
@@ -343,9 +361,10 @@ class DiagonalScan(torch.autograd.Function):
     CUDA) the scan runs in the autocast dtype; the kernels' gradients are summed in float32.
 
     Shape:
-        input ``(B, C, H, W)`` (read by both directions, the second on its mirror image),
-        input weight ``(8h, C)`` and bias ``(8h,)``, state weight ``(8h, h, 2)`` → the layer's
-        output ``(B, h, H, W)``: left-to-right plus right-to-left shifted down one row.
+        input ``(C, H, W, B)``, batch last (read by both directions, the second on its mirror
+        image), input weight ``(8h, C)`` and bias ``(8h,)``, state weight ``(8h, h, 2)`` → the
+        layer's output ``(h, H, W, B)``: left-to-right plus right-to-left shifted down one
+        row.
     """
 
     @staticmethod
@@ -357,14 +376,14 @@ class DiagonalScan(torch.autograd.Function):
     @staticmethod
     def _forward(ctx, x, w_in, bias, w_state):  # type: ignore[no-untyped-def]
         dtype = x.dtype
-        b, c, rows, width = x.shape
+        c, rows, width, b = x.shape
         h = w_state.shape[1]
         num_columns = width + rows - 1
         # the input of both directions (the image, then its mirror), skewed, batch innermost
         inputs = x.new_empty(2, c, num_columns + 1, rows + 1, b)
         skewed = _pixels(inputs, width)  # (2, c, H, W, B)
-        skewed[0].copy_(x.permute(1, 2, 3, 0))
-        skewed[1].copy_(x.flip(3).permute(1, 2, 3, 0))
+        skewed[0].copy_(x)
+        skewed[1].copy_(x.flip(2))
         # [input | above | left] kernels of both directions: (2, 4h, c + 2h)
         w = w_state.to(dtype).view(2, 4 * h, h, 2)
         weight = torch.cat([w_in.to(dtype).view(2, 4 * h, c), w[..., 0], w[..., 1]], dim=2)
@@ -384,7 +403,7 @@ class DiagonalScan(torch.autograd.Function):
         out[:, shift:] += hidden[1, :, : rows - shift].flip(2)
         ctx.save_for_backward(inputs, weight, gates, states, cells, tanh_cells)
         ctx.dtypes = (x.dtype, w_in.dtype, bias.dtype, w_state.dtype)
-        return out.permute(3, 0, 1, 2).contiguous()  # (B, h, H, W)
+        return out  # (h, H, W, B)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -393,7 +412,7 @@ class DiagonalScan(torch.autograd.Function):
         _, c, _, rows_1, b = inputs.shape
         h, rows = states.shape[1], rows_1 - 1
         width = gates.shape[2] - rows
-        grad = grad_out.to(gates.dtype).permute(1, 2, 3, 0).contiguous()  # (h, H, W, B)
+        grad = grad_out.to(gates.dtype)  # (h, H, W, B)
         # set on the bands (what the loop reads as dL/dh); the taps add into the padding too,
         # which is never read
         d_states = torch.empty_like(states)
@@ -414,7 +433,7 @@ class DiagonalScan(torch.autograd.Function):
             d_states, d_inputs, d_cell, d_weight, d_bias, width,
         )  # fmt: skip
         d_image = _pixels(d_inputs, width)  # (2, c, H, W, B)
-        d_x = (d_image[0] + d_image[1].flip(2)).permute(3, 0, 1, 2).contiguous()
+        d_x = d_image[0] + d_image[1].flip(2)  # (c, H, W, B)
         d_w_in, d_w_above, d_w_left = d_weight.split([c, h, h], dim=2)
         d_w_state = torch.stack([d_w_above, d_w_left], dim=-1).view(8 * h, h, 2)
         return (

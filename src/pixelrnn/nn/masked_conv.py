@@ -149,5 +149,19 @@ class MaskedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
+    def forward_batch_last(self, x: torch.Tensor) -> torch.Tensor:
+        """A 1×1 layer on a batch-last map: one matrix product over every pixel of the batch
+        (on the CPU several times faster than the NCHW convolution with its layout changes).
+
+        Shape:
+            ``(in_channels, H, W, B)`` → ``(out_channels, H, W, B)``.
+        """
+        if self.kernel_size != (1, 1):
+            raise ValueError(f"forward_batch_last is for 1x1 layers, not {self.kernel_size}")
+        weight = (self.weight * self.mask).flatten(1)
+        flat = x.reshape(x.shape[0], -1)
+        y = weight @ flat if self.bias is None else torch.addmm(self.bias[:, None], weight, flat)
+        return y.view(-1, *x.shape[1:])
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask_type={self.mask_type}, num_groups={self.num_groups}"
