@@ -85,8 +85,8 @@ class RecurrentBlock(nn.Module):
     ) -> torch.Tensor:
         """:meth:`forward` on batch-last maps ``(2h, H, W, B)``, for a layer that has a
         ``forward_batch_last``."""
-        y = self.expand.forward_batch_last(self.layer.forward_batch_last(x, context, **extra))
-        return y + x if self.residual else y
+        y = self.layer.forward_batch_last(x, context, **extra)
+        return self.expand.forward_batch_last(y, residual=x if self.residual else None)
 
 
 class PixelRNN(AutoregressiveModel):
@@ -149,14 +149,19 @@ class PixelRNN(AutoregressiveModel):
 
         h = batch_last(self.input_conv(x))
         context = None if context is None else batch_last(context)
+        # the skip connections' sum accumulates in place, every bias added once at the start
         skip_sum = None
         for k, block in enumerate(self.blocks):
             extra = {"image": batch_last(x)} if k == 0 and self.config.full_context else {}
             h = block.forward_batch_last(h, context, **extra)
             if self.skips:
-                s = self.skips[k].forward_batch_last(h)
-                skip_sum = s if skip_sum is None else skip_sum + s
-        features = skip_sum if skip_sum is not None else h
+                flat = h.reshape(h.shape[0], -1)
+                if skip_sum is None:
+                    bias = torch.stack([skip.bias for skip in self.skips]).sum(0)
+                    skip_sum = torch.addmm(bias[:, None], self.skips[k].matrix(), flat)
+                else:
+                    skip_sum.addmm_(self.skips[k].matrix(), flat)
+        features = skip_sum.view(h.shape) if skip_sum is not None else h
         hidden = self.output_hidden.forward_batch_last(F.relu(features))
         return self.output.forward_batch_last(F.relu(hidden)).permute(3, 0, 1, 2)
 
