@@ -23,8 +23,7 @@ def test_skew_matches_a_loop_and_unskew_inverts_it(h: int, w: int) -> None:
 def test_the_scans_skewed_buffer_layout_is_the_skew() -> None:
     """The Diagonal BiLSTM's buffers are skewed through a strided view (``_pixels``): writing
     a map into it places pixel ``(r, j)`` where :func:`skew` puts it (column ``r + j``, after
-    the padding column and row), reading it back gives the map, and the "above" / "left"
-    views read the neighbours (zero beyond the border)."""
+    the padding column and row), and reading it back gives the map."""
     from pixelrnn.nn.diagonal_lstm import _pixels
 
     b, k, rows, width = 3, 2, 4, 5
@@ -35,10 +34,6 @@ def test_the_scans_skewed_buffer_layout_is_the_skew() -> None:
         skewed = skew(x[..., n])  # (2, K, H, W + H - 1)
         assert torch.equal(buffer[:, :, 1:, 1:, n], skewed.transpose(2, 3))
     assert torch.equal(_pixels(buffer, width), x)
-    above = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], dim=2)
-    left = torch.cat([torch.zeros_like(x[:, :, :, :1]), x[:, :, :, :-1]], dim=3)
-    assert torch.equal(_pixels(buffer, width, "above"), above)
-    assert torch.equal(_pixels(buffer, width, "left"), left)
 
 
 def _gates(pre: torch.Tensor, c: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,6 +187,27 @@ def test_compiled_column_loops_match_the_python_loops(
     tolerance = 1e-5 if dtype == torch.float32 else 1e-10
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_scan_reads_no_unset_buffer_entry(
+    dtype: torch.dtype, scan_loops: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan leaves its buffers unset except where it reads (only some padding is zeroed):
+    with every buffer filled with NaN instead, the output and every gradient are unchanged."""
+    from pixelrnn.nn import diagonal_lstm
+
+    torch.manual_seed(4)
+    layer = DiagonalBiLSTM(6, 4, 3).to(dtype)
+    x = torch.randn(3, 6, 5, 7, dtype=dtype)
+    weights = torch.randn(3, 4, 5, 7, dtype=dtype)
+    clean = _layer_values_and_gradients(layer, x, weights)
+    monkeypatch.setattr(
+        diagonal_lstm, "_new_buffer", lambda like, *shape: like.new_full(shape, float("nan"))
+    )
+    poisoned = _layer_values_and_gradients(layer, x, weights)
+    for a, b in zip(poisoned, clean, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("scan", ["python", "native"])

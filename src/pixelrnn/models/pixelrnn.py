@@ -125,6 +125,10 @@ class PixelRNN(AutoregressiveModel):
         ``context_channels``, added to every recurrent layer's input-to-state map."""
         if hasattr(self.layer_class, "forward_batch_last"):
             return self._network_batch_last(x, context)
+        return self._network_nchw(x, context)
+
+    def _network_nchw(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`network` on ``(B, C, H, W)`` maps throughout."""
         h = self.input_conv(x)
         skip_sum = None
         for k, block in enumerate(self.blocks):
@@ -142,7 +146,7 @@ class PixelRNN(AutoregressiveModel):
         """:meth:`network` with everything after the input convolution on batch-last maps
         ``(C, H, W, B)``, the recurrent layer's own layout: every other layer is 1×1, i.e. one
         matrix product over the whole batch, and no layer changes the layout (docs/benchmarks.md
-        has the measurement). The same computation as the NCHW path."""
+        has the measurement). The same computation as :meth:`_network_nchw` (tested)."""
 
         def batch_last(t: torch.Tensor) -> torch.Tensor:
             return t.permute(1, 2, 3, 0).contiguous()

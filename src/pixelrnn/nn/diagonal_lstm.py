@@ -142,28 +142,24 @@ def _bands(rows: int, width: int) -> list[tuple[int, int]]:
     return [(max(0, t - width + 1), min(t, rows - 1) + 1) for t in range(width + rows - 1)]
 
 
-def _pixels(columns: torch.Tensor, width: int, neighbour: str = "") -> torch.Tensor:
+def _pixels(columns: torch.Tensor, width: int) -> torch.Tensor:
     """The pixels of a skewed buffer as a strided view in image coordinates.
 
     ``columns`` is ``(2, K, T + 1, H + 1, B)`` (contiguous): skewed column ``t`` at index
-    ``t + 1`` and row ``r`` at index ``r + 1`` (index 0 of both is zero padding: the "previous"
+    ``t + 1`` and row ``r`` at index ``r + 1`` (index 0 of both is padding: the "previous"
     column of the first and the row above the first); pixel ``(r, j)`` lives in skewed column
     ``r + j`` at row ``r`` (PixelRNN Fig. 3). Writing into the view skews, reading from it
     unskews, a batch-sized contiguous block at a time, with no Python loop over pixels.
-    ``neighbour="above"`` / ``"left"``: the view holds at ``(r, j)`` the entry of pixel
-    ``(r − 1, j)`` / ``(r, j − 1)``, zero padding where that pixel does not exist — the two taps
-    of the state-to-state kernel, which in the buffer are one column back (and one row up).
 
     Shape:
         ``(2, K, T + 1, H + 1, B)`` → view ``(2, K, H, W, B)``.
     """
     s_d, s_k, s_t, s_r, _ = columns.stride()
     two, k, _, rows_1, b = columns.shape
-    offset = {"": s_t + s_r, "left": s_r, "above": 0}[neighbour]
     return columns.as_strided(
         (two, k, rows_1 - 1, width, b),
         (s_d, s_k, s_t + s_r, s_t, 1),
-        columns.storage_offset() + offset,
+        columns.storage_offset() + s_t + s_r,
     )
 
 
@@ -196,6 +192,12 @@ def _zero_padding(states: torch.Tensor, cells: torch.Tensor) -> None:
     _diagonal(cells, row_offset=0).zero_()
 
 
+def _new_buffer(like: torch.Tensor, *shape: int) -> torch.Tensor:
+    """An unset buffer for the scan (like ``like``'s dtype and device): the scan sets every
+    entry it reads. ``tests/nn/test_recurrent.py`` fills these with NaN to prove it."""
+    return like.new_empty(shape)
+
+
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the scan runs in: autocast's for the input's device when it is on, else the
     input's."""
@@ -222,9 +224,7 @@ def _column(buffer: torch.Tensor, t: int, lo: int, n: int, row_offset: int = 1) 
     return buffer.select(2, t).narrow(2, lo + row_offset, n).view(two, k, n * b)
 
 
-def _operand(
-    inputs: torch.Tensor, states: torch.Tensor, t: int, lo: int, n: int
-) -> torch.Tensor:
+def _operand(inputs: torch.Tensor, states: torch.Tensor, t: int, lo: int, n: int) -> torch.Tensor:
     """What the gates of skewed column ``t`` read, stacked ``[input; above; left]``: the
     column's input pixels and, from the previous column, the states one row up and on the same
     row (the 2×1 state kernel's two taps; zero padding above the first row and outside the
@@ -380,7 +380,7 @@ class DiagonalScan(torch.autograd.Function):
         h = w_state.shape[1]
         num_columns = width + rows - 1
         # the input of both directions (the image, then its mirror), skewed, batch innermost
-        inputs = x.new_empty(2, c, num_columns + 1, rows + 1, b)
+        inputs = _new_buffer(x, 2, c, num_columns + 1, rows + 1, b)
         skewed = _pixels(inputs, width)  # (2, c, H, W, B)
         skewed[0].copy_(x)
         skewed[1].copy_(x.flip(2))
@@ -389,11 +389,11 @@ class DiagonalScan(torch.autograd.Function):
         weight = torch.cat([w_in.to(dtype).view(2, 4 * h, c), w[..., 0], w[..., 1]], dim=2)
         bias_d = bias.to(dtype).view(2, 4 * h, 1)
         # gates: activations [sigma(o, f, i) | tanh(g)]; states and cells zero where padding
-        gates = x.new_empty(2, 4 * h, num_columns + 1, rows + 1, b)
-        states = x.new_empty(2, h, num_columns + 1, rows + 1, b)
-        cells = x.new_empty(2, h, num_columns + 1, rows, b)
+        gates = _new_buffer(x, 2, 4 * h, num_columns + 1, rows + 1, b)
+        states = _new_buffer(x, 2, h, num_columns + 1, rows + 1, b)
+        cells = _new_buffer(x, 2, h, num_columns + 1, rows, b)
         _zero_padding(states, cells)
-        tanh_cells = x.new_empty(2, h, num_columns, rows, b)
+        tanh_cells = _new_buffer(x, 2, h, num_columns, rows, b)
         forward_columns, _ = column_loops()
         forward_columns(inputs, gates, states, cells, tanh_cells, weight, bias_d, width)
         # left-to-right + right-to-left mirrored back and shifted down one row
@@ -415,13 +415,13 @@ class DiagonalScan(torch.autograd.Function):
         grad = grad_out.to(gates.dtype)  # (h, H, W, B)
         # set on the bands (what the loop reads as dL/dh); the taps add into the padding too,
         # which is never read
-        d_states = torch.empty_like(states)
+        d_states = _new_buffer(states, *states.shape)
         d_hidden = _pixels(d_states, width)
         d_hidden[0].copy_(grad)
         shift = RIGHT_TO_LEFT_ROW_SHIFT
         d_hidden[1, :, : rows - shift].copy_(grad[:, shift:].flip(2))
         d_hidden[1, :, rows - shift :].zero_()
-        d_inputs = torch.empty_like(inputs)  # only the bands are written and read
+        d_inputs = _new_buffer(inputs, *inputs.shape)  # only the bands are written and read
         d_cell = grad.new_zeros(2, h, rows, b)  # from the next column, same rows
         # the kernels' gradients are sums over every pixel: float32 or wider
         sum_dtype = torch.promote_types(gates.dtype, torch.float32)

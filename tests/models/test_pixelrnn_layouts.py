@@ -1,0 +1,56 @@
+"""The Diagonal BiLSTM PixelRNN runs its network on batch-last maps (``_network_batch_last``):
+it must compute exactly what the NCHW network computes, in every configuration that changes
+the path (residual and skip connections, full context, colour groups, conditioning)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelrnn.nn import MaskedConv2d
+from tests.helpers import random_images, tiny_model
+
+
+@pytest.mark.parametrize(
+    ("channels", "overrides"),
+    [
+        (1, {}),
+        (3, {}),
+        (1, {"residual": False}),
+        (3, {"skip": False}),
+        (1, {"full_context": True}),
+        (3, {"context_channels": 2}),
+    ],
+)
+def test_batch_last_network_equals_the_nchw_network(channels: int, overrides: dict) -> None:
+    model = tiny_model(channels, 256, size=5, model="diagonal_bilstm", **overrides).double()
+    x = model.normalize(random_images(model, 3)).double()
+    context = None
+    if "context_channels" in overrides:
+        context = torch.randn(3, overrides["context_channels"], 5, 5, dtype=torch.float64)
+    fast = model._network_batch_last(x, context)
+    slow = model._network_nchw(x, context)
+    assert fast.shape == slow.shape == (3, model.num_params_out, 5, 5)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    params = list(model.parameters())
+    grads = [torch.autograd.grad(out.square().sum(), params) for out in (fast, slow)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_1x1_layer_on_batch_last_maps_equals_the_convolution(bias: bool) -> None:
+    torch.manual_seed(0)
+    conv = MaskedConv2d(6, 9, 1, "B", 3, bias=bias).double()
+    x = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    residual = torch.randn(2, 9, 4, 5, dtype=torch.float64)
+
+    def batch_last(t: torch.Tensor) -> torch.Tensor:
+        return t.permute(1, 2, 3, 0)
+
+    out = conv.forward_batch_last(batch_last(x)).permute(3, 0, 1, 2)
+    torch.testing.assert_close(out, conv(x), rtol=1e-12, atol=1e-12)
+    out = conv.forward_batch_last(batch_last(x), residual=batch_last(residual))
+    torch.testing.assert_close(out.permute(3, 0, 1, 2), conv(x) + residual, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="1x1 layers only"):
+        MaskedConv2d(6, 9, 3, "B", 3).forward_batch_last(batch_last(x))
