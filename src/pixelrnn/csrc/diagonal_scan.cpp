@@ -4,10 +4,10 @@
 // _backward_columns), which stay as the reference and the fallback; tests check both agree.
 // Written by hand because no library offers a 2-D diagonal LSTM scan, and a column is only a
 // few small operations: from Python each costs microseconds of interpreter and dispatch
-// overhead, and each element-wise step is a separate pass over memory. Here a column is two
-// batched matrix products plus one fused, vectorized cell loop for float32/float64 on the CPU;
-// other dtypes and devices run the ATen operations of the Python loop (docs/benchmarks.md has
-// the measurements). Buffers are skewed, (direction, channel, column + 1, row [+ 1], batch);
+// overhead, and each element-wise step is a separate pass over memory. Here a column is one
+// batched matrix product (forward; two backward) plus one fused, vectorized cell loop for
+// float32/float64 on the CPU; other dtypes and devices run the ATen operations of the Python
+// loop (docs/benchmarks.md has the measurements). Buffers are skewed, (direction, channel, column + 1, row [+ 1], batch);
 // see _pixels in diagonal_lstm.py.
 
 #include <ATen/ATen.h>

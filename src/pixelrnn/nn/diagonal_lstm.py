@@ -17,8 +17,9 @@ rows above (everything to the right in the current row is future). Together: eve
 pixel, up to the one sub-pixel per row of the second NOTE.
 
 NOTE: both directions are computed in one scan over the ``W + H − 1`` skewed columns (a leading
-direction axis; batched matrix products for the two state-to-state kernels), after one batched
-1x1 product over the whole image for their input-to-state maps. The scan is one autograd
+direction axis; per column one batched product of the stacked input-to-state and
+state-to-state kernels with what they read, so the data a column touches stays in cache; the
+training step is bound by memory traffic, see docs/benchmarks.md). The scan is one autograd
 Function with back-propagation through time written out (:class:`DiagonalScan`); each step only
 computes the rows of its column that hold pixels, and the skew padding is kept at exactly zero
 (zero initial state, no bias in the state convolution), which is what the pixels next to the
