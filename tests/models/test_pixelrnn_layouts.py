@@ -54,3 +54,17 @@ def test_a_1x1_layer_on_batch_last_maps_equals_the_convolution(bias: bool) -> No
     torch.testing.assert_close(out.permute(3, 0, 1, 2), conv(x) + residual, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="1x1 layers only"):
         MaskedConv2d(6, 9, 3, "B", 3).forward_batch_last(batch_last(x))
+
+
+def test_batch_last_network_under_bf16_autocast() -> None:
+    """Under CPU bfloat16 autocast the batch-last network (whose residual and skip sums are
+    in-place products, which autocast does not cast) trains and stays within bfloat16's
+    precision of float32."""
+    model = tiny_model(1, 2, size=6, model="diagonal_bilstm")
+    x = random_images(model, 4)
+    exact = model.log_prob(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = model.log_prob(x)
+    fast.mean().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+    torch.testing.assert_close(fast.float(), exact.detach(), rtol=0.05, atol=0.5)

@@ -163,8 +163,9 @@ class PixelRNN(AutoregressiveModel):
                 if skip_sum is None:
                     bias = torch.stack([skip.bias for skip in self.skips]).sum(0)
                     skip_sum = torch.addmm(bias[:, None], self.skips[k].matrix(), flat)
-                else:
-                    skip_sum.addmm_(self.skips[k].matrix(), flat)
+                else:  # in place, so in skip_sum's dtype (autocast does not cast it)
+                    matrix = self.skips[k].matrix().to(skip_sum.dtype)
+                    skip_sum.addmm_(matrix, flat.to(skip_sum.dtype))
         features = skip_sum.view(h.shape) if skip_sum is not None else h
         hidden = self.output_hidden.forward_batch_last(F.relu(features))
         return self.output.forward_batch_last(F.relu(hidden)).permute(3, 0, 1, 2)

@@ -110,6 +110,14 @@ def causal_mask(
     return mask
 
 
+def matmul_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matrix product on ``x`` runs in: autocast's for its device when autocast is
+    on, else ``x``'s (for in-place products, which autocast does not cast)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class MaskedConv2d(nn.Conv2d):
     """A "same"-padded 2-D convolution whose kernel is masked to be causal (PixelRNN §3.4).
 
@@ -153,8 +161,9 @@ class MaskedConv2d(nn.Conv2d):
         self, x: torch.Tensor, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
         """A 1×1 layer on a batch-last map: one matrix product over every pixel of the batch
-        (on the CPU several times faster than the NCHW convolution with its layout changes);
-        ``residual`` (the output's shape) is added in the same product.
+        (on the CPU about twice as fast as the NCHW convolution with its layout changes);
+        ``residual`` (the output's shape) is added in the same product. Under autocast the
+        product runs in the autocast dtype, like the convolution.
 
         Shape:
             ``(in_channels, H, W, B)`` → ``(out_channels, H, W, B)``.
@@ -167,7 +176,10 @@ class MaskedConv2d(nn.Conv2d):
         else:
             y = residual.reshape(self.out_channels, -1)
             y = y.clone() if self.bias is None else y + self.bias[:, None]
-            y.addmm_(self.matrix(), flat)  # in place: one pass over the output less
+            dtype = matmul_dtype(flat)
+            # in place (one pass over the output less); in-place products are not autocast
+            y = y.to(dtype)
+            y.addmm_(self.matrix().to(dtype), flat.to(dtype))
         return y.view(-1, *x.shape[1:])
 
     def matrix(self) -> torch.Tensor:
