@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from pixelrnn.native import native_available
-from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
+from pixelrnn.nn.masked_conv import MaskedConv2d, compute_dtype, gate_groups
 
 # Rows the right-to-left direction's output is shifted down before it is added (§3.2): one, so
 # that it brings in only rows above. Module-level so a test can break it (0) and show that the
@@ -199,14 +199,6 @@ def _new_buffer(like: torch.Tensor, *shape: int) -> torch.Tensor:
     return like.new_empty(shape)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype the scan runs in: autocast's for the input's device when it is on, else the
-    input's."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
-
-
 def column_loops() -> tuple[Callable[..., None], Callable[..., None]]:
     """The forward and backward column loops: compiled (``native.py``) when available (they
     are ATen calls, for any device; the fused cell on CPU float32/float64), else the Python
@@ -230,16 +222,8 @@ def _operand(inputs: torch.Tensor, states: torch.Tensor, t: int, lo: int, n: int
     column's input pixels and, from the previous column, the states one row up and on the same
     row (the 2×1 state kernel's two taps; zero padding above the first row and outside the
     previous column's band). Shape ``(2, c + 2h, n · B)``."""
-    prev = states.select(2, t)
-    two, h, _, b = prev.shape
-    return torch.cat(
-        [
-            _column(inputs, t + 1, lo, n),
-            prev.narrow(2, lo, n).reshape(two, h, n * b),
-            prev.narrow(2, lo + 1, n).reshape(two, h, n * b),
-        ],
-        dim=1,
-    )
+    above, left = _column(states, t, lo, n, row_offset=0), _column(states, t, lo, n)
+    return torch.cat([_column(inputs, t + 1, lo, n), above, left], dim=1)
 
 
 def _forward_columns(
@@ -334,9 +318,9 @@ def _backward_columns(
         d_bias.add_(d_gate.sum(dim=2, keepdim=True))
         d_operand = torch.bmm(w_t, d_gate)  # (2, c + 2h, n * B)
         _column(d_inputs, t + 1, lo, n).copy_(d_operand[:, :c])
-        prev = d_states.select(2, t)  # the state kernel's two taps, transposed
-        prev.narrow(2, lo, n).view(2, h, -1).add_(d_operand[:, c : c + h])
-        prev.narrow(2, lo + 1, n).view(2, h, -1).add_(d_operand[:, c + h :])
+        # the state kernel's two taps, transposed, into the previous column
+        _column(d_states, t, lo, n, row_offset=0).add_(d_operand[:, c : c + h])
+        _column(d_states, t, lo, n).add_(d_operand[:, c + h :])
 
 
 class DiagonalScan(torch.autograd.Function):
@@ -370,7 +354,7 @@ class DiagonalScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_in, bias, w_state):  # type: ignore[override]
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             return DiagonalScan._forward(ctx, x.to(dtype), w_in, bias, w_state)
 

@@ -110,9 +110,10 @@ def causal_mask(
     return mask
 
 
-def matmul_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a matrix product on ``x`` runs in: autocast's for its device when autocast is
-    on, else ``x``'s (for in-place products, which autocast does not cast)."""
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype an operation on ``x`` runs in: autocast's for its device when autocast is on,
+    else ``x``'s (for in-place products and hand-written kernels, which autocast does not
+    cast)."""
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
     return x.dtype
@@ -176,7 +177,7 @@ class MaskedConv2d(nn.Conv2d):
         else:
             y = residual.reshape(self.out_channels, -1)
             y = y.clone() if self.bias is None else y + self.bias[:, None]
-            dtype = matmul_dtype(flat)
+            dtype = compute_dtype(flat)
             # in place (one pass over the output less); in-place products are not autocast
             y = y.to(dtype)
             y.addmm_(self.matrix().to(dtype), flat.to(dtype))
