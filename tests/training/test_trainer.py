@@ -102,6 +102,27 @@ def test_resume_after_stops_is_bitwise_identical(
     assert steps == list(range(1, 10))  # no duplicated or lost lines
 
 
+def test_resume_takes_this_runs_capturable_setting(
+    uninterrupted: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    """A run stored by a recorded-step (``--cuda-graph``) trainer holds a capturable optimizer;
+    resumed without recording (here on the CPU, where a capturable optimizer cannot step), it
+    continues exactly as the uninterrupted run. The other direction, a run stored without it
+    and resumed with ``--cuda-graph true``, is in ``tests/gpu``."""
+    run = tmp_path / "stopped"
+    no_drawing = dict(num_samples=0, num_completions=0)
+    assert make_trainer(run, data_dir, max_steps=4, **no_drawing).fit() == "max_steps"
+    state_file = run / "last" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    for group in state["optimizer"]["param_groups"]:
+        group["capturable"] = True  # what a run trained with --cuda-graph true stores
+    state_file.write_text(json.dumps(state))
+    trainer = Trainer.resume(run, {"max_steps": None}, data_dir)
+    assert not any(g["capturable"] for g in trainer.optimizer.param_groups)
+    assert trainer.fit() == "done"
+    assert weights(run) == weights(uninterrupted)
+
+
 def test_sigterm_checkpoints_and_resume_matches(
     uninterrupted: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

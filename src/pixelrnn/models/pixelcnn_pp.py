@@ -49,6 +49,7 @@ from pixelrnn.nn import (
     data_dependent_init,
     down_shift,
     right_shift,
+    weight_norm,
 )
 
 
@@ -138,7 +139,7 @@ class PixelCNNPP(AutoregressiveModel):
             for _ in range(levels - 1)
         )
         head = nn.Conv2d(f, self.num_params_out, 1)
-        self.head = nn.utils.parametrizations.weight_norm(head) if wn else head
+        self.head = weight_norm(head) if wn else head
         self.class_code = None if config.num_classes is None else ClassEmbedding(config.num_classes)
 
     def one_hot(self, y: torch.Tensor | None) -> torch.Tensor | None:

@@ -26,6 +26,7 @@ from pixelrnn.nn.shifted_conv import (
     right_shift,
 )
 from pixelrnn.nn.skew import skew, unskew
+from pixelrnn.nn.weight_norm import weight_norm
 
 __all__ = [
     "ClassEmbedding",
@@ -52,4 +53,5 @@ __all__ = [
     "right_shift",
     "skew",
     "unskew",
+    "weight_norm",
 ]

@@ -17,7 +17,7 @@ centred ones for the down-shifted version): output row ``r`` reads input row ``r
 never a later one.
 
 Every convolution here carries weight normalisation (Salimans & Kingma 2016), ``w = g·v/‖v‖``
-per output filter, through :func:`torch.nn.utils.parametrizations.weight_norm`.
+per output filter (:mod:`pixelrnn.nn.weight_norm`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
 
 from pixelrnn.nn.dropout import Dropout
+from pixelrnn.nn.weight_norm import weight_norm
 
 
 def down_shift(x: torch.Tensor) -> torch.Tensor:

@@ -304,7 +304,13 @@ class Trainer:
         """Restore optimizer, position and RNG state (the weights come with the model)."""
         state = read_json(folder / STATE_JSON)
         tensors = load_file(str(folder / STATE_TENSORS))
-        self.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
+        optimizer_state = unflatten_optimizer_state(state["optimizer"], tensors)
+        for group in optimizer_state["param_groups"]:
+            # this run's setting, not the stored one: a run resumed with --cuda-graph true
+            # needs a capturable optimizer (its step counts on the GPU), and one resumed without
+            # it does not; load_state_dict places the step counts by the stored groups' flag
+            group["capturable"] = self.config.cuda_graph
+        self.optimizer.load_state_dict(optimizer_state)
         # with EMA, model.safetensors (loaded into self.model and copied into self.ema) holds the
         # averaged weights; the raw training weights come from the state file
         raw = {
