@@ -17,7 +17,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
+#include <initializer_list>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -91,10 +94,53 @@ struct LoadStore {
   }
 };
 
-// Row (direction d, channel k) of a (2, K, n) band view whose rows are contiguous.
+// The rows (direction d, channel k) of a band of a buffer, each a run of n contiguous numbers,
+// found by pointer arithmetic. The fused loops address everything this way: built from tensor
+// views, a column costs some forty select/narrow/view operations, which took longer than its
+// cell update at these sizes (profile in docs/benchmarks.md, session 8).
 template <typename scalar_t>
-inline scalar_t* row(const Tensor& t, int64_t d, int64_t k) {
-  return t.data_ptr<scalar_t>() + d * t.stride(0) + k * t.stride(1);
+struct Rows {
+  scalar_t* base;
+  int64_t sd, sk;  // strides of direction and channel
+  scalar_t* operator()(int64_t d, int64_t k) const { return base + d * sd + k * sk; }
+  Rows from_channel(int64_t k) const { return {base + k * sk, sd, sk}; }
+};
+
+// Rows [lo, lo + n) of column index t of a contiguous skewed buffer (2, K, T + 1, R, B), as
+// column() below; row_offset is the buffer's index of row 0.
+template <typename scalar_t>
+Rows<scalar_t> column_rows(const Tensor& buffer, int64_t t, int64_t lo, int64_t row_offset) {
+  return {
+      buffer.data_ptr<scalar_t>() + t * buffer.stride(2) + (lo + row_offset) * buffer.stride(3),
+      buffer.stride(0), buffer.stride(1)};
+}
+
+// The rows of a contiguous (2, K, n) tensor.
+template <typename scalar_t>
+Rows<scalar_t> all_rows(const Tensor& t) {
+  return {t.data_ptr<scalar_t>(), t.stride(0), t.stride(1)};
+}
+
+// dst = src (kAdd false) or dst += src (kAdd true) on rows 0..K-1 of both directions, n each.
+template <bool kAdd, typename scalar_t>
+void copy_rows(Rows<scalar_t> dst, Rows<scalar_t> src, int64_t num_channels, int64_t n) {
+  using Vec = Vectorized<scalar_t>;
+  at::parallel_for(0, 2 * num_channels, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t d = r / num_channels, k = r % num_channels;
+      scalar_t* out = dst(d, k);
+      const scalar_t* in = src(d, k);
+      if constexpr (!kAdd) {
+        std::memcpy(out, in, n * sizeof(scalar_t));
+      } else {
+        const int64_t full = n - n % Vec::size();
+        for (int64_t j = 0; j < full; j += Vec::size()) {
+          (Vec::loadu(out + j) + Vec::loadu(in + j)).store(out + j);
+        }
+        for (int64_t j = full; j < n; ++j) out[j] += in[j];
+      }
+    }
+  });
 }
 
 // One LSTM cell update over a band (PixelRNN Eq. 3), fused: pre-activations [o|f|i|g] (a
@@ -103,22 +149,21 @@ inline scalar_t* row(const Tensor& t, int64_t d, int64_t k) {
 // views with contiguous rows. Vectorized with ATen's vector type.
 template <typename scalar_t>
 void cell_forward(
-    const Tensor& pre, const Tensor& bias, const Tensor& gate, const Tensor& c_prev,
-    const Tensor& c, const Tensor& tanh_c, const Tensor& state, int64_t h) {
+    Rows<scalar_t> pre, const scalar_t* bias, Rows<scalar_t> gate, Rows<scalar_t> c_prev,
+    Rows<scalar_t> c, Rows<scalar_t> tanh_c, Rows<scalar_t> state, int64_t h, int64_t n) {
   using Vec = Vectorized<scalar_t>;
-  const int64_t n = pre.size(2);
-  const int64_t ps = h * pre.stride(1), gs = h * gate.stride(1);
+  const int64_t ps = h * pre.sk, gs = h * gate.sk;
   at::parallel_for(0, 2 * h, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t d = r / h, k = r % h;
-      const scalar_t* p = row<scalar_t>(pre, d, k);
-      const scalar_t* bp = bias.data_ptr<scalar_t>() + d * 4 * h + k;
+      const scalar_t* p = pre(d, k);
+      const scalar_t* bp = bias + d * 4 * h + k;
       const Vec bo(bp[0]), bf(bp[h]), bi(bp[2 * h]), bg(bp[3 * h]);
-      scalar_t* gr = row<scalar_t>(gate, d, k);
-      const scalar_t* cp = row<scalar_t>(c_prev, d, k);
-      scalar_t* cr = row<scalar_t>(c, d, k);
-      scalar_t* tr = row<scalar_t>(tanh_c, d, k);
-      scalar_t* hr = row<scalar_t>(state, d, k);
+      scalar_t* gr = gate(d, k);
+      const scalar_t* cp = c_prev(d, k);
+      scalar_t* cr = c(d, k);
+      scalar_t* tr = tanh_c(d, k);
+      scalar_t* hr = state(d, k);
       // full vectors, then the tail (see load_store)
       auto step = [&](int64_t j, int count, auto tail) {
         const LoadStore<Vec, decltype(tail)::value> io{count};
@@ -149,21 +194,20 @@ void cell_forward(
 // Only products: no transcendental functions.
 template <typename scalar_t>
 void cell_backward(
-    const Tensor& gate, const Tensor& c_prev, const Tensor& tanh_c, const Tensor& dh,
-    const Tensor& carry, const Tensor& d_gate, const Tensor& d_bias, int64_t h) {
+    Rows<scalar_t> gate, Rows<scalar_t> c_prev, Rows<scalar_t> tanh_c, Rows<scalar_t> dh,
+    Rows<scalar_t> carry, Rows<scalar_t> d_gate, scalar_t* d_bias, int64_t h, int64_t n) {
   using Vec = Vectorized<scalar_t>;
-  const int64_t n = gate.size(2);
-  const int64_t gs = h * gate.stride(1), ds = h * d_gate.stride(1);
+  const int64_t gs = h * gate.sk, ds = h * d_gate.sk;
   const Vec one(1);
   at::parallel_for(0, 2 * h, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t d = r / h, k = r % h;
-      const scalar_t* gr = row<scalar_t>(gate, d, k);
-      scalar_t* dg = row<scalar_t>(d_gate, d, k);
-      const scalar_t* cp = row<scalar_t>(c_prev, d, k);
-      const scalar_t* tr = row<scalar_t>(tanh_c, d, k);
-      const scalar_t* hr = row<scalar_t>(dh, d, k);
-      scalar_t* cr = row<scalar_t>(carry, d, k);
+      const scalar_t* gr = gate(d, k);
+      scalar_t* dg = d_gate(d, k);
+      const scalar_t* cp = c_prev(d, k);
+      const scalar_t* tr = tanh_c(d, k);
+      const scalar_t* hr = dh(d, k);
+      scalar_t* cr = carry(d, k);
       Vec sum_o(0), sum_f(0), sum_i(0), sum_g(0);  // the tail's unused lanes load as zero
       auto step = [&](int64_t j, int count, auto tail) {
         const LoadStore<Vec, decltype(tail)::value> io{count};
@@ -188,7 +232,7 @@ void cell_backward(
       for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
       if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
       // each (direction, channel) row belongs to one task: no two threads add to one entry
-      scalar_t* db = d_bias.data_ptr<scalar_t>() + d * 4 * h + k;
+      scalar_t* db = d_bias + d * 4 * h + k;
       db[0] += horizontal_sum(sum_o);
       db[h] += horizontal_sum(sum_f);
       db[2 * h] += horizontal_sum(sum_i);
@@ -197,8 +241,15 @@ void cell_backward(
   });
 }
 
-inline bool fused(const Tensor& t) {
-  return t.is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+// float32/float64 on the CPU with contiguous buffers: the fused loops below.
+inline bool fused(std::initializer_list<const Tensor*> tensors) {
+  const Tensor& first = **tensors.begin();
+  if (!first.is_cpu() || !(first.scalar_type() == at::kFloat || first.scalar_type() == at::kDouble)) {
+    return false;
+  }
+  return std::all_of(tensors.begin(), tensors.end(), [&](const Tensor* t) {
+    return t->scalar_type() == first.scalar_type() && t->is_contiguous();
+  });
 }
 
 // Rows [lo, lo + n) of column index t of a skewed buffer (2, K, T + 1, R, B) as a (2, K, n * B)
@@ -219,7 +270,112 @@ void gather_operand(
   operand.narrow(1, c + h, h).copy_(column(states, t, lo, n, 1));
 }
 
-void diagonal_scan_forward(
+// The same gather on raw rows (fused loops); `operand` holds n * B numbers per row.
+template <typename scalar_t>
+void gather_operand_rows(
+    const Tensor& inputs, const Tensor& states, int64_t t, int64_t lo, int64_t nb,
+    Rows<scalar_t> operand) {
+  const int64_t c = inputs.size(1), h = states.size(1);
+  copy_rows<false>(operand, column_rows<scalar_t>(inputs, t + 1, lo, 1), c, nb);
+  copy_rows<false>(operand.from_channel(c), column_rows<scalar_t>(states, t, lo, 0), h, nb);
+  copy_rows<false>(operand.from_channel(c + h), column_rows<scalar_t>(states, t, lo, 1), h, nb);
+}
+
+// Contiguous (2, K, n * B) views of one flat scratch buffer, one per band size n, made once
+// per scan (a band of n pixels uses the first 2 K n B numbers).
+class BandViews {
+ public:
+  BandViews(const Tensor& flat, int64_t channels, int64_t b, int64_t max_n)
+      : flat_(flat), channels_(channels), b_(b), views_(max_n + 1) {}
+  Tensor& operator()(int64_t n) {
+    Tensor& view = views_[n];
+    if (!view.defined()) {
+      view = flat_.narrow(0, 0, 2 * channels_ * n * b_).view({2, channels_, n * b_});
+    }
+    return view;
+  }
+
+ private:
+  Tensor flat_;
+  int64_t channels_, b_;
+  std::vector<Tensor> views_;
+};
+
+// Forward, float32/float64 on the CPU: per column one batched product of the stacked kernels
+// with the gathered operand, then the fused cell, which also adds the bias.
+template <typename scalar_t>
+void forward_fused(
+    const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
+    const Tensor& tanh_cells, const Tensor& weight, const Tensor& bias, int64_t width) {
+  const int64_t h = states.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1, max_n = std::min(rows, width);
+  const int64_t k_in = weight.size(2);
+  BandViews operands(at::empty({2 * k_in * max_n * b}, inputs.options()), k_in, b, max_n);
+  BandViews pres(at::empty({2 * 4 * h * max_n * b}, inputs.options()), 4 * h, b, max_n);
+  const scalar_t* bias_data = bias.data_ptr<scalar_t>();
+  for (int64_t t = 0; t < num_columns; ++t) {
+    int64_t lo, hi;
+    band(t, rows, width, lo, hi);
+    const int64_t n = hi - lo, nb = n * b;
+    const Tensor& operand = operands(n);
+    gather_operand_rows<scalar_t>(inputs, states, t, lo, nb, all_rows<scalar_t>(operand));
+    Tensor& pre = pres(n);
+    at::bmm_out(pre, weight, operand);
+    cell_forward<scalar_t>(
+        all_rows<scalar_t>(pre), bias_data, column_rows<scalar_t>(gates, t + 1, lo, 1),
+        column_rows<scalar_t>(cells, t, lo, 0), column_rows<scalar_t>(cells, t + 1, lo, 0),
+        column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(states, t + 1, lo, 1),
+        h, nb);
+  }
+}
+
+// Backward, float32/float64 on the CPU: per column the fused cell backward (which also sums
+// the bias gradient), the kernels' gradient, and the gradient of what they read, copied into
+// the input bands and added into the previous column's states on the rows of the two taps.
+template <typename scalar_t>
+void backward_fused(
+    const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
+    const Tensor& tanh_cells, const Tensor& weight, const Tensor& d_states,
+    const Tensor& d_inputs, const Tensor& d_cell, const Tensor& d_weight, const Tensor& d_bias,
+    int64_t width) {
+  const int64_t c = inputs.size(1), h = cells.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1, max_n = std::min(rows, width);
+  const int64_t k_in = weight.size(2);
+  const Tensor w_t = weight.transpose(1, 2).contiguous();  // (2, c + 2h, 4h)
+  BandViews operands(at::empty({2 * k_in * max_n * b}, inputs.options()), k_in, b, max_n);
+  BandViews d_operands(at::empty({2 * k_in * max_n * b}, inputs.options()), k_in, b, max_n);
+  BandViews d_gates(at::empty({2 * 4 * h * max_n * b}, gates.options()), 4 * h, b, max_n);
+  std::vector<Tensor> operands_t(max_n + 1);
+  scalar_t* d_bias_data = d_bias.data_ptr<scalar_t>();
+  const Rows<scalar_t> carry_all = all_rows<scalar_t>(d_cell);  // (2, h, R, B)
+  for (int64_t t = num_columns - 1; t >= 0; --t) {
+    int64_t lo, hi;
+    band(t, rows, width, lo, hi);
+    const int64_t n = hi - lo, nb = n * b;
+    const Tensor& d_gate = d_gates(n);
+    cell_backward<scalar_t>(
+        column_rows<scalar_t>(gates, t + 1, lo, 1), column_rows<scalar_t>(cells, t, lo, 0),
+        column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(d_states, t + 1, lo, 1),
+        {carry_all.base + lo * b, carry_all.sd, carry_all.sk}, all_rows<scalar_t>(d_gate),
+        d_bias_data, h, nb);
+    // the kernels' gradient: the gate gradient times what the kernels read
+    const Tensor& operand = operands(n);
+    gather_operand_rows<scalar_t>(inputs, states, t, lo, nb, all_rows<scalar_t>(operand));
+    if (!operands_t[n].defined()) operands_t[n] = operand.transpose(1, 2);
+    d_weight.baddbmm_(d_gate, operands_t[n]);
+    // what they read: the column's input pixels, and the previous column's states on the
+    // rows of the two taps
+    Tensor& d_operand = d_operands(n);
+    at::bmm_out(d_operand, w_t, d_gate);
+    const Rows<scalar_t> d_op = all_rows<scalar_t>(d_operand);
+    copy_rows<false>(column_rows<scalar_t>(d_inputs, t + 1, lo, 1), d_op, c, nb);
+    copy_rows<true>(column_rows<scalar_t>(d_states, t, lo, 0), d_op.from_channel(c), h, nb);
+    copy_rows<true>(column_rows<scalar_t>(d_states, t, lo, 1), d_op.from_channel(c + h), h, nb);
+  }
+}
+
+// Other dtypes and devices: the same loops as separate ATen operations (as the Python loops).
+void forward_aten(
     const Tensor& inputs, Tensor gates, Tensor states, Tensor cells, Tensor tanh_cells,
     const Tensor& weight, const Tensor& bias, int64_t width) {
   const int64_t h = states.size(1), rows = cells.size(3), b = cells.size(4);
@@ -237,14 +393,6 @@ void diagonal_scan_forward(
     Tensor c = column(cells, t + 1, lo, n, 0);
     Tensor tanh_c = column(tanh_cells, t, lo, n, 0);
     Tensor state = column(states, t + 1, lo, n, 1);
-    if (fused(gate)) {  // the bias is added in the cell
-      const Tensor pre = at::bmm(weight, operand);
-      AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "diagonal_cell_forward", [&] {
-        cell_forward<scalar_t>(pre, bias, gate, c_prev, c, tanh_c, state, h);
-      });
-      continue;
-    }
-    // other dtypes and devices: the same update as separate ATen operations
     const Tensor pre = at::baddbmm(bias, weight, operand);
     Tensor sig = gate.narrow(1, 0, 3 * h), g = gate.narrow(1, 3 * h, h);
     at::sigmoid_out(sig, pre.narrow(1, 0, 3 * h));
@@ -257,7 +405,7 @@ void diagonal_scan_forward(
   }
 }
 
-void diagonal_scan_backward(
+void backward_aten(
     const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
     const Tensor& tanh_cells, const Tensor& weight, Tensor d_states, Tensor d_inputs,
     Tensor d_cell, Tensor d_weight, Tensor d_bias, int64_t width) {
@@ -278,29 +426,21 @@ void diagonal_scan_backward(
     Tensor dh = column(d_states, t + 1, lo, n, 1);
     Tensor carry = d_cell.narrow(2, lo, n).view({2, h, n * b});
     Tensor d_gate = d_gate_scratch.narrow(2, 0, n * b);
-    const bool fused_cell = fused(gate) && same_dtype;
-    if (fused_cell) {  // also sums the bias gradient
-      AT_DISPATCH_FLOATING_TYPES(gate.scalar_type(), "diagonal_cell_backward", [&] {
-        cell_backward<scalar_t>(gate, c_prev, tanh_c, dh, carry, d_gate, d_bias, h);
-      });
-    } else {
-      // other dtypes and devices: the same derivatives as separate ATen operations
-      Tensor o = gate.narrow(1, 0, h), f = gate.narrow(1, h, h), i = gate.narrow(1, 2 * h, h);
-      Tensor g = gate.narrow(1, 3 * h, h);
-      Tensor dc = at::tanh_backward(dh * o, tanh_c);
-      dc.add_(carry);
-      Tensor d_act = at::empty_like(gate);  // dL/d[o, f, i, g] after the non-linearities
-      Tensor d_o = d_act.narrow(1, 0, h), d_f = d_act.narrow(1, h, h);
-      Tensor d_i = d_act.narrow(1, 2 * h, h), d_g = d_act.narrow(1, 3 * h, h);
-      at::mul_out(d_o, dh, tanh_c);
-      at::mul_out(d_f, dc, c_prev);
-      at::mul_out(d_i, dc, g);
-      at::mul_out(d_g, dc, i);
-      Tensor d_sig_pre = d_gate.narrow(1, 0, 3 * h), d_g_pre = d_gate.narrow(1, 3 * h, h);
-      at::sigmoid_backward_out(d_sig_pre, d_act.narrow(1, 0, 3 * h), gate.narrow(1, 0, 3 * h));
-      at::tanh_backward_out(d_g_pre, d_g, g);
-      at::mul_out(carry, dc, f);
-    }
+    Tensor o = gate.narrow(1, 0, h), f = gate.narrow(1, h, h), i = gate.narrow(1, 2 * h, h);
+    Tensor g = gate.narrow(1, 3 * h, h);
+    Tensor dc = at::tanh_backward(dh * o, tanh_c);
+    dc.add_(carry);
+    Tensor d_act = at::empty_like(gate);  // dL/d[o, f, i, g] after the non-linearities
+    Tensor d_o = d_act.narrow(1, 0, h), d_f = d_act.narrow(1, h, h);
+    Tensor d_i = d_act.narrow(1, 2 * h, h), d_g = d_act.narrow(1, 3 * h, h);
+    at::mul_out(d_o, dh, tanh_c);
+    at::mul_out(d_f, dc, c_prev);
+    at::mul_out(d_i, dc, g);
+    at::mul_out(d_g, dc, i);
+    Tensor d_sig_pre = d_gate.narrow(1, 0, 3 * h), d_g_pre = d_gate.narrow(1, 3 * h, h);
+    at::sigmoid_backward_out(d_sig_pre, d_act.narrow(1, 0, 3 * h), gate.narrow(1, 0, 3 * h));
+    at::tanh_backward_out(d_g_pre, d_g, g);
+    at::mul_out(carry, dc, f);
     // the kernels' gradient: the gate gradient times what the kernels read
     Tensor operand = scratch.narrow(2, 0, n * b);
     gather_operand(inputs, states, t, lo, n, operand);
@@ -309,13 +449,43 @@ void diagonal_scan_backward(
     } else {
       d_weight.add_(at::bmm(d_gate, operand.transpose(1, 2)));
     }
-    if (!fused_cell) d_bias.add_(d_gate.sum(2, /*keepdim=*/true));
+    d_bias.add_(d_gate.sum(2, /*keepdim=*/true));
     // what they read: the column's input pixels, and the previous column's states on the
     // rows of the two taps
     Tensor d_operand = at::bmm(w_t, d_gate);
     column(d_inputs, t + 1, lo, n, 1).copy_(d_operand.narrow(1, 0, c));
     column(d_states, t, lo, n, 0).add_(d_operand.narrow(1, c, h));
     column(d_states, t, lo, n, 1).add_(d_operand.narrow(1, c + h, h));
+  }
+}
+
+void diagonal_scan_forward(
+    const Tensor& inputs, Tensor gates, Tensor states, Tensor cells, Tensor tanh_cells,
+    const Tensor& weight, const Tensor& bias, int64_t width) {
+  if (fused({&inputs, &gates, &states, &cells, &tanh_cells, &weight, &bias})) {
+    AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "diagonal_scan_forward", [&] {
+      forward_fused<scalar_t>(inputs, gates, states, cells, tanh_cells, weight, bias, width);
+    });
+  } else {
+    forward_aten(inputs, gates, states, cells, tanh_cells, weight, bias, width);
+  }
+}
+
+void diagonal_scan_backward(
+    const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
+    const Tensor& tanh_cells, const Tensor& weight, Tensor d_states, Tensor d_inputs,
+    Tensor d_cell, Tensor d_weight, Tensor d_bias, int64_t width) {
+  if (fused({&inputs, &gates, &states, &cells, &tanh_cells, &weight, &d_states, &d_inputs,
+             &d_cell, &d_weight, &d_bias})) {
+    AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "diagonal_scan_backward", [&] {
+      backward_fused<scalar_t>(
+          inputs, gates, states, cells, tanh_cells, weight, d_states, d_inputs, d_cell,
+          d_weight, d_bias, width);
+    });
+  } else {
+    backward_aten(
+        inputs, gates, states, cells, tanh_cells, weight, d_states, d_inputs, d_cell, d_weight,
+        d_bias, width);
   }
 }
 
