@@ -45,9 +45,16 @@ template <typename Vec>
 inline Vec reciprocal(const Vec& x) {
   return Vec(1) / x;
 }
-#if defined(CPU_CAPABILITY_AVX2) && !defined(_MSC_VER)
-// float32: the hardware's approximate reciprocal (12 bits) and one Newton step, r (2 - x r)
-// (about 23 bits; a division costs several times more). x is finite (see sigmoid).
+#if defined(CPU_CAPABILITY_AVX512) && !defined(_MSC_VER)
+// float32: the hardware's approximate reciprocal (14 bits) and one Newton step, r (2 - x r)
+// (full float32 precision; a division costs several times more). x is finite (see sigmoid).
+template <>
+inline Vectorized<float> reciprocal(const Vectorized<float>& x) {
+  const __m512 r = _mm512_rcp14_ps(x);
+  return _mm512_mul_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(2.f)));
+}
+#elif defined(CPU_CAPABILITY_AVX2) && !defined(_MSC_VER)
+// float32: as above with AVX2's approximate reciprocal (12 bits; about 23 after the step).
 template <>
 inline Vectorized<float> reciprocal(const Vectorized<float>& x) {
   const __m256 r = _mm256_rcp_ps(x);
@@ -64,10 +71,16 @@ inline Vec tanh_via_sigmoid(const Vec& x) {
   return Vec(2) * sigmoid(Vec(2) * x) - Vec(1);
 }
 
+// The sum of a vector's lanes (once per band row: the order of the additions does not matter
+// for speed; ATen's vec_reduce_all has no overload for a plain vector under AVX-512).
 template <typename Vec>
 inline typename Vec::value_type horizontal_sum(const Vec& v) {
-  return at::vec::vec_reduce_all<typename Vec::value_type>(
-      [](const Vec& a, const Vec& b) { return a + b; }, v);
+  using T = typename Vec::value_type;
+  T lanes[Vec::size()];
+  v.store(lanes);
+  T sum = 0;
+  for (int j = 0; j < Vec::size(); ++j) sum += lanes[j];
+  return sum;
 }
 
 // Vector loads and stores: whole vectors, or the first `count` lanes at a row's end (ATen's
