@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
@@ -33,10 +34,6 @@ inline void band(int64_t t, int64_t rows, int64_t width, int64_t& lo, int64_t& h
 }
 
 using at::vec::Vectorized;
-
-// Elements per parallel task: a band's cell update is split over threads by rows of
-// (direction, channel) only when each task gets at least this many elements.
-constexpr int64_t kGrain = 8192;
 
 // sigma(x) = 1 / (1 + exp(-x)) with ATen's fast vector exp (exp_u20: at most 20 ulp in
 // float32; exact exp in float64), and tanh(x) = 2 sigma(2x) - 1 (one exp instead of SLEEF's
@@ -116,7 +113,6 @@ struct Rows {
   scalar_t* base;
   int64_t sd, sk;  // strides of direction and channel
   scalar_t* operator()(int64_t d, int64_t k) const { return base + d * sd + k * sk; }
-  Rows from_channel(int64_t k) const { return {base + k * sk, sd, sk}; }
 };
 
 // Rows [lo, lo + n) of column index t of a contiguous skewed buffer (2, K, T + 1, R, B), as
@@ -134,28 +130,6 @@ Rows<scalar_t> all_rows(const Tensor& t) {
   return {t.data_ptr<scalar_t>(), t.stride(0), t.stride(1)};
 }
 
-// dst = src (kAdd false) or dst += src (kAdd true) on rows 0..K-1 of both directions, n each.
-template <bool kAdd, typename scalar_t>
-void copy_rows(Rows<scalar_t> dst, Rows<scalar_t> src, int64_t num_channels, int64_t n) {
-  using Vec = Vectorized<scalar_t>;
-  at::parallel_for(0, 2 * num_channels, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t d = r / num_channels, k = r % num_channels;
-      scalar_t* out = dst(d, k);
-      const scalar_t* in = src(d, k);
-      if constexpr (!kAdd) {
-        std::memcpy(out, in, n * sizeof(scalar_t));
-      } else {
-        const int64_t full = n - n % Vec::size();
-        for (int64_t j = 0; j < full; j += Vec::size()) {
-          (Vec::loadu(out + j) + Vec::loadu(in + j)).store(out + j);
-        }
-        for (int64_t j = full; j < n; ++j) out[j] += in[j];
-      }
-    }
-  });
-}
-
 // One LSTM cell update over a band (PixelRNN Eq. 3), fused: pre-activations [o|f|i|g] (a
 // (2, 4h, n) block, without the bias, which is added here from `bias` (2, 4h, 1)) ->
 // activations written to `gate`, the cell c, tanh(c) and the hidden state, all (2, h or 4h, n)
@@ -163,42 +137,40 @@ void copy_rows(Rows<scalar_t> dst, Rows<scalar_t> src, int64_t num_channels, int
 template <typename scalar_t>
 void cell_forward(
     Rows<scalar_t> pre, const scalar_t* bias, Rows<scalar_t> gate, Rows<scalar_t> c_prev,
-    Rows<scalar_t> c, Rows<scalar_t> tanh_c, Rows<scalar_t> state, int64_t h, int64_t n) {
+    Rows<scalar_t> c, Rows<scalar_t> tanh_c, Rows<scalar_t> state, int64_t h, int64_t n,
+    int64_t d) {
   using Vec = Vectorized<scalar_t>;
   const int64_t ps = h * pre.sk, gs = h * gate.sk;
-  at::parallel_for(0, 2 * h, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t d = r / h, k = r % h;
-      const scalar_t* p = pre(d, k);
-      const scalar_t* bp = bias + d * 4 * h + k;
-      const Vec bo(bp[0]), bf(bp[h]), bi(bp[2 * h]), bg(bp[3 * h]);
-      scalar_t* gr = gate(d, k);
-      const scalar_t* cp = c_prev(d, k);
-      scalar_t* cr = c(d, k);
-      scalar_t* tr = tanh_c(d, k);
-      scalar_t* hr = state(d, k);
-      // full vectors, then the tail (see load_store)
-      auto step = [&](int64_t j, int count, auto tail) {
-        const LoadStore<Vec, decltype(tail)::value> io{count};
-        const Vec o = sigmoid(io.load(p + j) + bo);
-        const Vec f = sigmoid(io.load(p + ps + j) + bf);
-        const Vec i = sigmoid(io.load(p + 2 * ps + j) + bi);
-        const Vec g = tanh_via_sigmoid(io.load(p + 3 * ps + j) + bg);
-        const Vec cell = f * io.load(cp + j) + i * g;
-        const Vec tc = tanh_via_sigmoid(cell);
-        io.store(o, gr + j);
-        io.store(f, gr + gs + j);
-        io.store(i, gr + 2 * gs + j);
-        io.store(g, gr + 3 * gs + j);
-        io.store(cell, cr + j);
-        io.store(tc, tr + j);
-        io.store(o * tc, hr + j);
-      };
-      const int64_t full = n - n % Vec::size();
-      for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
-      if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
-    }
-  });
+  for (int64_t k = 0; k < h; ++k) {
+    const scalar_t* p = pre(d, k);
+    const scalar_t* bp = bias + d * 4 * h + k;
+    const Vec bo(bp[0]), bf(bp[h]), bi(bp[2 * h]), bg(bp[3 * h]);
+    scalar_t* gr = gate(d, k);
+    const scalar_t* cp = c_prev(d, k);
+    scalar_t* cr = c(d, k);
+    scalar_t* tr = tanh_c(d, k);
+    scalar_t* hr = state(d, k);
+    // full vectors, then the tail (see load_store)
+    auto step = [&](int64_t j, int count, auto tail) {
+      const LoadStore<Vec, decltype(tail)::value> io{count};
+      const Vec o = sigmoid(io.load(p + j) + bo);
+      const Vec f = sigmoid(io.load(p + ps + j) + bf);
+      const Vec i = sigmoid(io.load(p + 2 * ps + j) + bi);
+      const Vec g = tanh_via_sigmoid(io.load(p + 3 * ps + j) + bg);
+      const Vec cell = f * io.load(cp + j) + i * g;
+      const Vec tc = tanh_via_sigmoid(cell);
+      io.store(o, gr + j);
+      io.store(f, gr + gs + j);
+      io.store(i, gr + 2 * gs + j);
+      io.store(g, gr + 3 * gs + j);
+      io.store(cell, cr + j);
+      io.store(tc, tr + j);
+      io.store(o * tc, hr + j);
+    };
+    const int64_t full = n - n % Vec::size();
+    for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
+    if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
+  }
 }
 
 // The cell's backward over a band, fused: from dL/dh (dh), the carried dL/dc of the next
@@ -208,50 +180,48 @@ void cell_forward(
 template <typename scalar_t>
 void cell_backward(
     Rows<scalar_t> gate, Rows<scalar_t> c_prev, Rows<scalar_t> tanh_c, Rows<scalar_t> dh,
-    Rows<scalar_t> carry, Rows<scalar_t> d_gate, scalar_t* d_bias, int64_t h, int64_t n) {
+    Rows<scalar_t> carry, Rows<scalar_t> d_gate, scalar_t* d_bias, int64_t h, int64_t n,
+    int64_t d) {
   using Vec = Vectorized<scalar_t>;
   const int64_t gs = h * gate.sk, ds = h * d_gate.sk;
   const Vec one(1);
-  at::parallel_for(0, 2 * h, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t d = r / h, k = r % h;
-      const scalar_t* gr = gate(d, k);
-      scalar_t* dg = d_gate(d, k);
-      const scalar_t* cp = c_prev(d, k);
-      const scalar_t* tr = tanh_c(d, k);
-      const scalar_t* hr = dh(d, k);
-      scalar_t* cr = carry(d, k);
-      Vec sum_o(0), sum_f(0), sum_i(0), sum_g(0);  // the tail's unused lanes load as zero
-      auto step = [&](int64_t j, int count, auto tail) {
-        const LoadStore<Vec, decltype(tail)::value> io{count};
-        const Vec o = io.load(gr + j), f = io.load(gr + gs + j);
-        const Vec i = io.load(gr + 2 * gs + j);
-        const Vec g = io.load(gr + 3 * gs + j);
-        const Vec tc = io.load(tr + j), dhv = io.load(hr + j);
-        const Vec dc = dhv * o * (one - tc * tc) + io.load(cr + j);
-        const Vec d_o = dhv * tc * o * (one - o), d_f = dc * io.load(cp + j) * f * (one - f);
-        const Vec d_i = dc * g * i * (one - i), d_g = dc * i * (one - g * g);
-        io.store(d_o, dg + j);
-        io.store(d_f, dg + ds + j);
-        io.store(d_i, dg + 2 * ds + j);
-        io.store(d_g, dg + 3 * ds + j);
-        io.store(dc * f, cr + j);
-        sum_o = sum_o + d_o;
-        sum_f = sum_f + d_f;
-        sum_i = sum_i + d_i;
-        sum_g = sum_g + d_g;
-      };
-      const int64_t full = n - n % Vec::size();
-      for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
-      if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
-      // each (direction, channel) row belongs to one task: no two threads add to one entry
-      scalar_t* db = d_bias + d * 4 * h + k;
-      db[0] += horizontal_sum(sum_o);
-      db[h] += horizontal_sum(sum_f);
-      db[2 * h] += horizontal_sum(sum_i);
-      db[3 * h] += horizontal_sum(sum_g);
-    }
-  });
+  for (int64_t k = 0; k < h; ++k) {
+    const scalar_t* gr = gate(d, k);
+    scalar_t* dg = d_gate(d, k);
+    const scalar_t* cp = c_prev(d, k);
+    const scalar_t* tr = tanh_c(d, k);
+    const scalar_t* hr = dh(d, k);
+    scalar_t* cr = carry(d, k);
+    Vec sum_o(0), sum_f(0), sum_i(0), sum_g(0);  // the tail's unused lanes load as zero
+    auto step = [&](int64_t j, int count, auto tail) {
+      const LoadStore<Vec, decltype(tail)::value> io{count};
+      const Vec o = io.load(gr + j), f = io.load(gr + gs + j);
+      const Vec i = io.load(gr + 2 * gs + j);
+      const Vec g = io.load(gr + 3 * gs + j);
+      const Vec tc = io.load(tr + j), dhv = io.load(hr + j);
+      const Vec dc = dhv * o * (one - tc * tc) + io.load(cr + j);
+      const Vec d_o = dhv * tc * o * (one - o), d_f = dc * io.load(cp + j) * f * (one - f);
+      const Vec d_i = dc * g * i * (one - i), d_g = dc * i * (one - g * g);
+      io.store(d_o, dg + j);
+      io.store(d_f, dg + ds + j);
+      io.store(d_i, dg + 2 * ds + j);
+      io.store(d_g, dg + 3 * ds + j);
+      io.store(dc * f, cr + j);
+      sum_o = sum_o + d_o;
+      sum_f = sum_f + d_f;
+      sum_i = sum_i + d_i;
+      sum_g = sum_g + d_g;
+    };
+    const int64_t full = n - n % Vec::size();
+    for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
+    if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
+    // each (direction, channel) row belongs to one task: no two threads add to one entry
+    scalar_t* db = d_bias + d * 4 * h + k;
+    db[0] += horizontal_sum(sum_o);
+    db[h] += horizontal_sum(sum_f);
+    db[2 * h] += horizontal_sum(sum_i);
+    db[3 * h] += horizontal_sum(sum_g);
+  }
 }
 
 // float32/float64 on the CPU with contiguous buffers: the fused loops below.
@@ -283,108 +253,161 @@ void gather_operand(
   operand.narrow(1, c + h, h).copy_(column(states, t, lo, n, 1));
 }
 
-// The same gather on raw rows (fused loops); `operand` holds n * B numbers per row.
+// C = A B (accumulate: C += A B) for row-major matrices A (m x k), B (k x n), C (m x n) with
+// leading dimensions (row strides) lda, ldb, ldc: float32 through ATen's batch-reduce GEMM
+// (oneDNN's JIT kernels where the CPU has them: on this project's AVX-512 machine about twice
+// the single-core throughput of the BLAS behind torch.bmm at these sizes, see
+// docs/benchmarks.md; ATen falls back to its BLAS elsewhere), other types through ATen's mm.
 template <typename scalar_t>
-void gather_operand_rows(
-    const Tensor& inputs, const Tensor& states, int64_t t, int64_t lo, int64_t nb,
-    Rows<scalar_t> operand) {
-  const int64_t c = inputs.size(1), h = states.size(1);
-  copy_rows<false>(operand, column_rows<scalar_t>(inputs, t + 1, lo, 1), c, nb);
-  copy_rows<false>(operand.from_channel(c), column_rows<scalar_t>(states, t, lo, 0), h, nb);
-  copy_rows<false>(operand.from_channel(c + h), column_rows<scalar_t>(states, t, lo, 1), h, nb);
+void matmul(
+    int64_t m, int64_t n, int64_t k, const scalar_t* a, int64_t lda, const scalar_t* b,
+    int64_t ldb, scalar_t* c, int64_t ldc, bool accumulate) {
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
+  const Tensor ta = at::from_blob(const_cast<scalar_t*>(a), {m, k}, {lda, 1}, options);
+  const Tensor tb = at::from_blob(const_cast<scalar_t*>(b), {k, n}, {ldb, 1}, options);
+  Tensor tc = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  if (accumulate) {
+    tc.addmm_(ta, tb);
+  } else {
+    at::mm_out(tc, ta, tb);
+  }
+}
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+template <>
+void matmul<float>(
+    int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+    float* c, int64_t ldc, bool accumulate) {
+  at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, accumulate, a, b, c, /*is_vnni=*/false);
+}
+#endif
+
+// Runs scan(d) for both directions d, one per thread where there are two or more: the
+// directions are independent through the whole scan, so each thread runs its chain of columns
+// with no fork or join per column, and its products on one core. (Measured on two cores; a
+// machine with more leaves the rest idle during the scan's loops.)
+template <typename Scan>
+void over_directions(const Scan& scan) {
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) scan(d);
+  });
 }
 
-// Contiguous (2, K, n * B) views of one flat scratch buffer, one per band size n, made once
-// per scan (a band of n pixels uses the first 2 K n B numbers).
-class BandViews {
- public:
-  BandViews(const Tensor& flat, int64_t channels, int64_t b, int64_t max_n)
-      : flat_(flat), channels_(channels), b_(b), views_(max_n + 1) {}
-  Tensor& operator()(int64_t n) {
-    Tensor& view = views_[n];
-    if (!view.defined()) {
-      view = flat_.narrow(0, 0, 2 * channels_ * n * b_).view({2, channels_, n * b_});
-    }
-    return view;
+// The skewed buffers' rows as (direction, channel) pointers, and their channel strides (the
+// leading dimension of a band's rows as a matrix).
+template <typename scalar_t>
+struct ScanView {
+  const Tensor& buffer;
+  int64_t row_offset;  // the buffer's index of row 0
+  Rows<scalar_t> column(int64_t t, int64_t lo) const {
+    return column_rows<scalar_t>(buffer, t, lo, row_offset);
   }
-
- private:
-  Tensor flat_;
-  int64_t channels_, b_;
-  std::vector<Tensor> views_;
+  int64_t ld() const { return buffer.stride(1); }
 };
 
-// Forward, float32/float64 on the CPU: per column one batched product of the stacked kernels
-// with the gathered operand, then the fused cell, which also adds the bias.
+// Forward, float32/float64 on the CPU, one direction d: per column the product of the stacked
+// kernels [input | above | left] with what they read, as three products straight from the
+// skewed buffers (no gathered copy), then the fused cell, which also adds the bias.
+template <typename scalar_t>
+void forward_direction(
+    int64_t d, const Tensor& inputs, const Tensor& gates, const Tensor& states,
+    const Tensor& cells, const Tensor& tanh_cells, const Tensor& weight, const Tensor& bias,
+    int64_t width, scalar_t* pre) {
+  const int64_t c = inputs.size(1), h = states.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1, k_in = c + 2 * h;
+  const scalar_t* w = weight.data_ptr<scalar_t>() + d * 4 * h * k_in;  // (4h, c + 2h)
+  const ScanView<scalar_t> input{inputs, 1}, above{states, 0}, left{states, 1};
+  for (int64_t t = 0; t < num_columns; ++t) {
+    int64_t lo, hi;
+    band(t, rows, width, lo, hi);
+    const int64_t nb = (hi - lo) * b;
+    matmul<scalar_t>(4 * h, nb, c, w, k_in, input.column(t + 1, lo)(d, 0), input.ld(), pre, nb, false);
+    matmul<scalar_t>(4 * h, nb, h, w + c, k_in, above.column(t, lo)(d, 0), above.ld(), pre, nb, true);
+    matmul<scalar_t>(4 * h, nb, h, w + c + h, k_in, left.column(t, lo)(d, 0), left.ld(), pre, nb, true);
+    // pre as (direction, channel) rows with direction d's rows at `pre`
+    const Rows<scalar_t> pre_rows{pre - d * 4 * h * nb, 4 * h * nb, nb};
+    cell_forward<scalar_t>(
+        pre_rows, bias.data_ptr<scalar_t>(), column_rows<scalar_t>(gates, t + 1, lo, 1),
+        column_rows<scalar_t>(cells, t, lo, 0), column_rows<scalar_t>(cells, t + 1, lo, 0),
+        column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(states, t + 1, lo, 1),
+        h, nb, d);
+  }
+}
+
 template <typename scalar_t>
 void forward_fused(
     const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
     const Tensor& tanh_cells, const Tensor& weight, const Tensor& bias, int64_t width) {
   const int64_t h = states.size(1), rows = cells.size(3), b = cells.size(4);
-  const int64_t num_columns = width + rows - 1, max_n = std::min(rows, width);
-  const int64_t k_in = weight.size(2);
-  BandViews operands(at::empty({2 * k_in * max_n * b}, inputs.options()), k_in, b, max_n);
-  BandViews pres(at::empty({2 * 4 * h * max_n * b}, inputs.options()), 4 * h, b, max_n);
-  const scalar_t* bias_data = bias.data_ptr<scalar_t>();
-  for (int64_t t = 0; t < num_columns; ++t) {
+  const int64_t max_nb = std::min(rows, width) * b;
+  // each direction's pre-activations of a band, (4h, n B)
+  const Tensor pre = at::empty({2, 4 * h * max_nb}, inputs.options());
+  over_directions([&](int64_t d) {
+    forward_direction<scalar_t>(
+        d, inputs, gates, states, cells, tanh_cells, weight, bias, width,
+        pre.data_ptr<scalar_t>() + d * 4 * h * max_nb);
+  });
+}
+
+// Backward, float32/float64 on the CPU, one direction d: per column the fused cell backward
+// (which also sums the bias gradient) gives the gate gradient G (4h, n B); then, as products
+// straight from and into the skewed buffers (no gathered copies):
+// - the kernels' gradient, accumulated transposed, d_weight_t (c + 2h, 4h) += [input; above;
+//   left] G^T (G transposed once per column into g_t);
+// - what the kernels read: the input rows of d_inputs = W_in^T G, and the previous column's
+//   d_states += W_above^T G (rows one up) and W_left^T G (same rows), one after the other
+//   (their rows overlap).
+template <typename scalar_t>
+void backward_direction(
+    int64_t d, const Tensor& inputs, const Tensor& gates, const Tensor& states,
+    const Tensor& cells, const Tensor& tanh_cells, const Tensor& w_t, const Tensor& d_states,
+    const Tensor& d_inputs, const Tensor& d_cell, const Tensor& d_weight_t, const Tensor& d_bias,
+    int64_t width, scalar_t* d_gate, scalar_t* g_t) {
+  const int64_t c = inputs.size(1), h = cells.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t num_columns = width + rows - 1, k_in = c + 2 * h;
+  const scalar_t* wt = w_t.data_ptr<scalar_t>() + d * k_in * 4 * h;  // (c + 2h, 4h)
+  scalar_t* dwt = d_weight_t.data_ptr<scalar_t>() + d * k_in * 4 * h;  // (c + 2h, 4h)
+  const ScanView<scalar_t> input{inputs, 1}, above{states, 0}, left{states, 1};
+  const ScanView<scalar_t> d_input{d_inputs, 1}, d_above{d_states, 0}, d_left{d_states, 1};
+  const Rows<scalar_t> carry_all = all_rows<scalar_t>(d_cell);  // (2, h, R, B)
+  for (int64_t t = num_columns - 1; t >= 0; --t) {
     int64_t lo, hi;
     band(t, rows, width, lo, hi);
-    const int64_t n = hi - lo, nb = n * b;
-    const Tensor& operand = operands(n);
-    gather_operand_rows<scalar_t>(inputs, states, t, lo, nb, all_rows<scalar_t>(operand));
-    Tensor& pre = pres(n);
-    at::bmm_out(pre, weight, operand);
-    cell_forward<scalar_t>(
-        all_rows<scalar_t>(pre), bias_data, column_rows<scalar_t>(gates, t + 1, lo, 1),
-        column_rows<scalar_t>(cells, t, lo, 0), column_rows<scalar_t>(cells, t + 1, lo, 0),
-        column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(states, t + 1, lo, 1),
-        h, nb);
+    const int64_t nb = (hi - lo) * b;
+    const Rows<scalar_t> d_gate_rows{d_gate - d * 4 * h * nb, 4 * h * nb, nb};
+    cell_backward<scalar_t>(
+        column_rows<scalar_t>(gates, t + 1, lo, 1), column_rows<scalar_t>(cells, t, lo, 0),
+        column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(d_states, t + 1, lo, 1),
+        {carry_all.base + lo * b, carry_all.sd, carry_all.sk}, d_gate_rows,
+        d_bias.data_ptr<scalar_t>(), h, nb, d);
+    at::vec::transpose_mxn<scalar_t>(d_gate, nb, g_t, 4 * h, 4 * h, nb);  // (n B, 4h)
+    matmul<scalar_t>(c, 4 * h, nb, input.column(t + 1, lo)(d, 0), input.ld(), g_t, 4 * h, dwt, 4 * h, true);
+    matmul<scalar_t>(h, 4 * h, nb, above.column(t, lo)(d, 0), above.ld(), g_t, 4 * h, dwt + c * 4 * h, 4 * h, true);
+    matmul<scalar_t>(h, 4 * h, nb, left.column(t, lo)(d, 0), left.ld(), g_t, 4 * h, dwt + (c + h) * 4 * h, 4 * h, true);
+    matmul<scalar_t>(c, nb, 4 * h, wt, 4 * h, d_gate, nb, d_input.column(t + 1, lo)(d, 0), d_input.ld(), false);
+    matmul<scalar_t>(h, nb, 4 * h, wt + c * 4 * h, 4 * h, d_gate, nb, d_above.column(t, lo)(d, 0), d_above.ld(), true);
+    matmul<scalar_t>(h, nb, 4 * h, wt + (c + h) * 4 * h, 4 * h, d_gate, nb, d_left.column(t, lo)(d, 0), d_left.ld(), true);
   }
 }
 
-// Backward, float32/float64 on the CPU: per column the fused cell backward (which also sums
-// the bias gradient), the kernels' gradient, and the gradient of what they read, copied into
-// the input bands and added into the previous column's states on the rows of the two taps.
 template <typename scalar_t>
 void backward_fused(
     const Tensor& inputs, const Tensor& gates, const Tensor& states, const Tensor& cells,
     const Tensor& tanh_cells, const Tensor& weight, const Tensor& d_states,
     const Tensor& d_inputs, const Tensor& d_cell, const Tensor& d_weight, const Tensor& d_bias,
     int64_t width) {
-  const int64_t c = inputs.size(1), h = cells.size(1), rows = cells.size(3), b = cells.size(4);
-  const int64_t num_columns = width + rows - 1, max_n = std::min(rows, width);
-  const int64_t k_in = weight.size(2);
+  const int64_t h = cells.size(1), rows = cells.size(3), b = cells.size(4);
+  const int64_t max_nb = std::min(rows, width) * b;
   const Tensor w_t = weight.transpose(1, 2).contiguous();  // (2, c + 2h, 4h)
-  BandViews operands(at::empty({2 * k_in * max_n * b}, inputs.options()), k_in, b, max_n);
-  BandViews d_operands(at::empty({2 * k_in * max_n * b}, inputs.options()), k_in, b, max_n);
-  BandViews d_gates(at::empty({2 * 4 * h * max_n * b}, gates.options()), 4 * h, b, max_n);
-  std::vector<Tensor> operands_t(max_n + 1);
-  scalar_t* d_bias_data = d_bias.data_ptr<scalar_t>();
-  const Rows<scalar_t> carry_all = all_rows<scalar_t>(d_cell);  // (2, h, R, B)
-  for (int64_t t = num_columns - 1; t >= 0; --t) {
-    int64_t lo, hi;
-    band(t, rows, width, lo, hi);
-    const int64_t n = hi - lo, nb = n * b;
-    const Tensor& d_gate = d_gates(n);
-    cell_backward<scalar_t>(
-        column_rows<scalar_t>(gates, t + 1, lo, 1), column_rows<scalar_t>(cells, t, lo, 0),
-        column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(d_states, t + 1, lo, 1),
-        {carry_all.base + lo * b, carry_all.sd, carry_all.sk}, all_rows<scalar_t>(d_gate),
-        d_bias_data, h, nb);
-    // the kernels' gradient: the gate gradient times what the kernels read
-    const Tensor& operand = operands(n);
-    gather_operand_rows<scalar_t>(inputs, states, t, lo, nb, all_rows<scalar_t>(operand));
-    if (!operands_t[n].defined()) operands_t[n] = operand.transpose(1, 2);
-    d_weight.baddbmm_(d_gate, operands_t[n]);
-    // what they read: the column's input pixels, and the previous column's states on the
-    // rows of the two taps
-    Tensor& d_operand = d_operands(n);
-    at::bmm_out(d_operand, w_t, d_gate);
-    const Rows<scalar_t> d_op = all_rows<scalar_t>(d_operand);
-    copy_rows<false>(column_rows<scalar_t>(d_inputs, t + 1, lo, 1), d_op, c, nb);
-    copy_rows<true>(column_rows<scalar_t>(d_states, t, lo, 0), d_op.from_channel(c), h, nb);
-    copy_rows<true>(column_rows<scalar_t>(d_states, t, lo, 1), d_op.from_channel(c + h), h, nb);
-  }
+  const Tensor d_weight_t = at::zeros_like(w_t);
+  const Tensor d_gate = at::empty({2, 4 * h * max_nb}, gates.options());  // (4h, n B) each
+  const Tensor g_t = at::empty({2, 4 * h * max_nb}, gates.options());  // (n B, 4h) each
+  over_directions([&](int64_t d) {
+    backward_direction<scalar_t>(
+        d, inputs, gates, states, cells, tanh_cells, w_t, d_states, d_inputs, d_cell,
+        d_weight_t, d_bias, width, d_gate.data_ptr<scalar_t>() + d * 4 * h * max_nb,
+        g_t.data_ptr<scalar_t>() + d * 4 * h * max_nb);
+  });
+  d_weight.add_(d_weight_t.transpose(1, 2));
 }
 
 // Other dtypes and devices: the same loops as separate ATen operations (as the Python loops).
