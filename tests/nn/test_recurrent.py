@@ -189,6 +189,40 @@ def test_compiled_column_loops_match_the_python_loops(
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
 
 
+_SCAN_DIGESTS = """
+import hashlib, sys, torch
+from pixelrnn.nn import DiagonalBiLSTM
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(5)
+layer = DiagonalBiLSTM(10, 6, 1)
+x = torch.randn(6, 10, 8, 11, requires_grad=True)
+out = layer(x)
+grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), [x, *layer.parameters()])
+for t in (out, *grads):
+    print(hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest())
+"""
+
+
+def test_the_compiled_scan_computes_the_same_bits_on_one_thread_or_two() -> None:
+    """The compiled CPU scan runs each direction on its own thread where there are two: the
+    output and every gradient are bitwise the same as on one thread (both directions in turn),
+    run in fresh processes (a process's thread count is best set once)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PIXELRNN_NATIVE": "1"}
+    digests = [
+        subprocess.run(
+            [sys.executable, "-c", _SCAN_DIGESTS, str(threads)],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.split()
+        for threads in (1, 2)
+    ]  # fmt: skip
+    assert len(digests[0]) == 5
+    assert digests[0] == digests[1]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_scan_reads_no_unset_buffer_entry(
     dtype: torch.dtype, scan_loops: str, monkeypatch: pytest.MonkeyPatch

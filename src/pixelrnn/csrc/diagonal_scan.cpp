@@ -4,10 +4,11 @@
 // _backward_columns), which stay as the reference and the fallback; tests check both agree.
 // Written by hand because no library offers a 2-D diagonal LSTM scan, and a column is only a
 // few small operations: from Python each costs microseconds of interpreter and dispatch
-// overhead, and each element-wise step is a separate pass over memory. Here a column is one
-// batched matrix product (forward; two backward) plus one fused, vectorized cell loop for
-// float32/float64 on the CPU; other dtypes and devices run the ATen operations of the Python
-// loop (docs/benchmarks.md has the measurements). Buffers are skewed, (direction, channel, column + 1, row [+ 1], batch);
+// overhead, and each element-wise step is a separate pass over memory. For float32/float64 on
+// the CPU, each direction runs on its own thread, and a column is a few small matrix products
+// read from and written to the skewed buffers in place plus one fused, vectorized cell loop;
+// other dtypes and devices run the ATen operations of the Python loop (docs/benchmarks.md has
+// the measurements). Buffers are skewed, (direction, channel, column + 1, row [+ 1], batch);
 // see _pixels in diagonal_lstm.py.
 
 #include <ATen/ATen.h>
@@ -130,10 +131,10 @@ Rows<scalar_t> all_rows(const Tensor& t) {
   return {t.data_ptr<scalar_t>(), t.stride(0), t.stride(1)};
 }
 
-// One LSTM cell update over a band (PixelRNN Eq. 3), fused: pre-activations [o|f|i|g] (a
-// (2, 4h, n) block, without the bias, which is added here from `bias` (2, 4h, 1)) ->
-// activations written to `gate`, the cell c, tanh(c) and the hidden state, all (2, h or 4h, n)
-// views with contiguous rows. Vectorized with ATen's vector type.
+// One LSTM cell update over a band of direction d (PixelRNN Eq. 3), fused: pre-activations
+// [o|f|i|g] (4h rows, without the bias, which is added here from `bias` (2, 4h, 1)) ->
+// activations written to `gate`, the cell c, tanh(c) and the hidden state, all rows of n
+// contiguous numbers. Vectorized with ATen's vector type.
 template <typename scalar_t>
 void cell_forward(
     Rows<scalar_t> pre, const scalar_t* bias, Rows<scalar_t> gate, Rows<scalar_t> c_prev,
@@ -173,9 +174,10 @@ void cell_forward(
   }
 }
 
-// The cell's backward over a band, fused: from dL/dh (dh), the carried dL/dc of the next
-// column (carry, updated in place to dL/dc_prev) and the saved activations, the gradient of the
-// pre-activations [o|f|i|g] (d_gate), whose sums over the band are added to d_bias (2, 4h, 1).
+// The cell's backward over a band of direction d, fused: from dL/dh (dh), the carried dL/dc of
+// the next column (carry, updated in place to dL/dc_prev) and the saved activations, the
+// gradient of the pre-activations [o|f|i|g] (d_gate), whose sums over the band are added to
+// d_bias (2, 4h, 1).
 // Only products: no transcendental functions.
 template <typename scalar_t>
 void cell_backward(
@@ -215,7 +217,7 @@ void cell_backward(
     const int64_t full = n - n % Vec::size();
     for (int64_t j = 0; j < full; j += Vec::size()) step(j, 0, std::false_type{});
     if (full < n) step(full, static_cast<int>(n - full), std::true_type{});
-    // each (direction, channel) row belongs to one task: no two threads add to one entry
+    // each direction belongs to one thread: no two threads add to one entry
     scalar_t* db = d_bias + d * 4 * h + k;
     db[0] += horizontal_sum(sum_o);
     db[h] += horizontal_sum(sum_f);
@@ -292,17 +294,12 @@ void over_directions(const Scan& scan) {
   });
 }
 
-// The skewed buffers' rows as (direction, channel) pointers, and their channel strides (the
-// leading dimension of a band's rows as a matrix).
+// The first row of direction d's band [lo, lo + n) in column index t of a skewed buffer: its
+// channels' rows follow at the buffer's channel stride (a matrix's leading dimension).
 template <typename scalar_t>
-struct ScanView {
-  const Tensor& buffer;
-  int64_t row_offset;  // the buffer's index of row 0
-  Rows<scalar_t> column(int64_t t, int64_t lo) const {
-    return column_rows<scalar_t>(buffer, t, lo, row_offset);
-  }
-  int64_t ld() const { return buffer.stride(1); }
-};
+scalar_t* band_start(const Tensor& buffer, int64_t d, int64_t t, int64_t lo, int64_t row_offset) {
+  return column_rows<scalar_t>(buffer, t, lo, row_offset)(d, 0);
+}
 
 // Forward, float32/float64 on the CPU, one direction d: per column the product of the stacked
 // kernels [input | above | left] with what they read, as three products straight from the
@@ -315,16 +312,18 @@ void forward_direction(
   const int64_t c = inputs.size(1), h = states.size(1), rows = cells.size(3), b = cells.size(4);
   const int64_t num_columns = width + rows - 1, k_in = c + 2 * h;
   const scalar_t* w = weight.data_ptr<scalar_t>() + d * 4 * h * k_in;  // (4h, c + 2h)
-  const ScanView<scalar_t> input{inputs, 1}, above{states, 0}, left{states, 1};
+  const int64_t ld_x = inputs.stride(1), ld_s = states.stride(1);
   for (int64_t t = 0; t < num_columns; ++t) {
     int64_t lo, hi;
     band(t, rows, width, lo, hi);
     const int64_t nb = (hi - lo) * b;
-    matmul<scalar_t>(4 * h, nb, c, w, k_in, input.column(t + 1, lo)(d, 0), input.ld(), pre, nb, false);
-    matmul<scalar_t>(4 * h, nb, h, w + c, k_in, above.column(t, lo)(d, 0), above.ld(), pre, nb, true);
-    matmul<scalar_t>(4 * h, nb, h, w + c + h, k_in, left.column(t, lo)(d, 0), left.ld(), pre, nb, true);
-    // pre as (direction, channel) rows with direction d's rows at `pre`
-    const Rows<scalar_t> pre_rows{pre - d * 4 * h * nb, 4 * h * nb, nb};
+    const scalar_t* x = band_start<scalar_t>(inputs, d, t + 1, lo, 1);
+    const scalar_t* s_above = band_start<scalar_t>(states, d, t, lo, 0);
+    const scalar_t* s_left = band_start<scalar_t>(states, d, t, lo, 1);
+    matmul<scalar_t>(4 * h, nb, c, w, k_in, x, ld_x, pre, nb, false);
+    matmul<scalar_t>(4 * h, nb, h, w + c, k_in, s_above, ld_s, pre, nb, true);
+    matmul<scalar_t>(4 * h, nb, h, w + c + h, k_in, s_left, ld_s, pre, nb, true);
+    const Rows<scalar_t> pre_rows{pre, 0, nb};  // direction d's (4h, n B) block
     cell_forward<scalar_t>(
         pre_rows, bias.data_ptr<scalar_t>(), column_rows<scalar_t>(gates, t + 1, lo, 1),
         column_rows<scalar_t>(cells, t, lo, 0), column_rows<scalar_t>(cells, t + 1, lo, 0),
@@ -366,26 +365,31 @@ void backward_direction(
   const int64_t num_columns = width + rows - 1, k_in = c + 2 * h;
   const scalar_t* wt = w_t.data_ptr<scalar_t>() + d * k_in * 4 * h;  // (c + 2h, 4h)
   scalar_t* dwt = d_weight_t.data_ptr<scalar_t>() + d * k_in * 4 * h;  // (c + 2h, 4h)
-  const ScanView<scalar_t> input{inputs, 1}, above{states, 0}, left{states, 1};
-  const ScanView<scalar_t> d_input{d_inputs, 1}, d_above{d_states, 0}, d_left{d_states, 1};
+  const int64_t ld_x = inputs.stride(1), ld_s = states.stride(1), g = 4 * h;
   const Rows<scalar_t> carry_all = all_rows<scalar_t>(d_cell);  // (2, h, R, B)
   for (int64_t t = num_columns - 1; t >= 0; --t) {
     int64_t lo, hi;
     band(t, rows, width, lo, hi);
     const int64_t nb = (hi - lo) * b;
-    const Rows<scalar_t> d_gate_rows{d_gate - d * 4 * h * nb, 4 * h * nb, nb};
+    const Rows<scalar_t> d_gate_rows{d_gate, 0, nb};  // direction d's (4h, n B) block
     cell_backward<scalar_t>(
         column_rows<scalar_t>(gates, t + 1, lo, 1), column_rows<scalar_t>(cells, t, lo, 0),
         column_rows<scalar_t>(tanh_cells, t, lo, 0), column_rows<scalar_t>(d_states, t + 1, lo, 1),
         {carry_all.base + lo * b, carry_all.sd, carry_all.sk}, d_gate_rows,
         d_bias.data_ptr<scalar_t>(), h, nb, d);
-    at::vec::transpose_mxn<scalar_t>(d_gate, nb, g_t, 4 * h, 4 * h, nb);  // (n B, 4h)
-    matmul<scalar_t>(c, 4 * h, nb, input.column(t + 1, lo)(d, 0), input.ld(), g_t, 4 * h, dwt, 4 * h, true);
-    matmul<scalar_t>(h, 4 * h, nb, above.column(t, lo)(d, 0), above.ld(), g_t, 4 * h, dwt + c * 4 * h, 4 * h, true);
-    matmul<scalar_t>(h, 4 * h, nb, left.column(t, lo)(d, 0), left.ld(), g_t, 4 * h, dwt + (c + h) * 4 * h, 4 * h, true);
-    matmul<scalar_t>(c, nb, 4 * h, wt, 4 * h, d_gate, nb, d_input.column(t + 1, lo)(d, 0), d_input.ld(), false);
-    matmul<scalar_t>(h, nb, 4 * h, wt + c * 4 * h, 4 * h, d_gate, nb, d_above.column(t, lo)(d, 0), d_above.ld(), true);
-    matmul<scalar_t>(h, nb, 4 * h, wt + (c + h) * 4 * h, 4 * h, d_gate, nb, d_left.column(t, lo)(d, 0), d_left.ld(), true);
+    at::vec::transpose_mxn<scalar_t>(d_gate, nb, g_t, g, g, nb);  // (n B, 4h)
+    const scalar_t* x = band_start<scalar_t>(inputs, d, t + 1, lo, 1);
+    const scalar_t* s_above = band_start<scalar_t>(states, d, t, lo, 0);
+    const scalar_t* s_left = band_start<scalar_t>(states, d, t, lo, 1);
+    matmul<scalar_t>(c, g, nb, x, ld_x, g_t, g, dwt, g, true);
+    matmul<scalar_t>(h, g, nb, s_above, ld_s, g_t, g, dwt + c * g, g, true);
+    matmul<scalar_t>(h, g, nb, s_left, ld_s, g_t, g, dwt + (c + h) * g, g, true);
+    scalar_t* d_x = band_start<scalar_t>(d_inputs, d, t + 1, lo, 1);
+    scalar_t* d_above = band_start<scalar_t>(d_states, d, t, lo, 0);
+    scalar_t* d_left = band_start<scalar_t>(d_states, d, t, lo, 1);
+    matmul<scalar_t>(c, nb, g, wt, g, d_gate, nb, d_x, ld_x, false);
+    matmul<scalar_t>(h, nb, g, wt + c * g, g, d_gate, nb, d_above, ld_s, true);
+    matmul<scalar_t>(h, nb, g, wt + (c + h) * g, g, d_gate, nb, d_left, ld_s, true);
   }
 }
 
