@@ -148,6 +148,40 @@ def test_sigterm_checkpoints_and_resume_matches(
     assert weights(run) == weights(uninterrupted)
 
 
+def test_drop_last_takes_only_full_batches_and_resumes_exactly(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """With ``drop_last``, 40 images at batch 16 make two steps per epoch, each of 16 images
+    (without it: three, the last of 8); a run stopped mid-epoch and resumed ends with the
+    weights of the uninterrupted one."""
+    sizes: list[int] = []
+    original = Trainer.train_step
+
+    def record(self: Trainer, x: torch.Tensor, *args: object, **kwargs: object) -> float:
+        sizes.append(len(x))
+        return original(self, x, *args, **kwargs)
+
+    settings = dict(max_train_images=40, drop_last=True, num_samples=0, num_completions=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_step", record)
+        assert make_trainer(tmp_path / "full", data_dir, **settings).fit() == "done"
+    assert sizes == [16] * 6
+    state = json.loads((tmp_path / "full" / "last" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and state["epoch"] == 3
+    run = tmp_path / "stopped"
+    assert make_trainer(run, data_dir, max_steps=3, **settings).fit() == "max_steps"
+    assert Trainer.resume(run, {"max_steps": None}, data_dir).fit() == "done"
+    assert weights(run) == weights(tmp_path / "full")
+    sizes.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_step", record)
+        kept = {**settings, "drop_last": False, "epochs": 1}
+        assert make_trainer(tmp_path / "kept", data_dir, **kept).fit() == "done"
+    assert sizes == [16, 16, 8]
+    with pytest.raises(ValueError, match="no full batch"):
+        make_trainer(tmp_path / "none", data_dir, max_train_images=10, drop_last=True)
+
+
 def test_time_budget_stops_and_still_reports(tmp_path: Path, data_dir: Path) -> None:
     trainer = make_trainer(
         tmp_path / "budget", data_dir, epochs=1000, time_budget_minutes=1e-4, num_completions=0

@@ -16,6 +16,12 @@ from pixelrnn.data import ImageDataset
 from pixelrnn.training.seeding import make_generator
 
 
+def epoch_steps(num_images: int, batch_size: int, drop_last: bool) -> int:
+    """Optimizer steps in one epoch of ``num_images`` images: whole batches, plus a last short
+    one unless ``drop_last``."""
+    return num_images // batch_size if drop_last else -(-num_images // batch_size)
+
+
 class EpochBatches(Dataset):
     """Global batches ``first_step, first_step + 1, …`` of one epoch.
 
@@ -27,6 +33,7 @@ class EpochBatches(Dataset):
         first_global_step: the run's global step at ``first_step`` (seeds binarization).
         seed: the run's seed.
         labels: also return the labels (for conditional models).
+        drop_last: leave out a last batch of fewer than ``batch_size`` images.
 
     Items:
         ``(index, x, y)``: int64 ``(b,)``, int64 ``(b, C, H, W)``, int64 ``(b,)`` or None.
@@ -41,11 +48,12 @@ class EpochBatches(Dataset):
         first_global_step: int,
         seed: int,
         labels: bool,
+        drop_last: bool = False,
     ) -> None:
         self.data, self.order, self.batch_size = data, order, batch_size
         self.first_step, self.first_global_step = first_step, first_global_step
         self.seed, self.labels = seed, labels
-        self.num_steps = -(-len(order) // batch_size) - first_step
+        self.num_steps = epoch_steps(len(order), batch_size, drop_last) - first_step
 
     def __len__(self) -> int:
         return max(self.num_steps, 0)

@@ -29,6 +29,11 @@ class TrainConfig(DictConfig):
             multi-process run.
         grad_accumulation: split each process's share of a batch into this many micro-batches
             and add their gradients (less memory, the same step).
+        drop_last: skip each epoch's last batch when it holds fewer than ``batch_size`` images,
+            so that every step averages a full batch (with RMSprop or Adam, whose step size
+            does not shrink with a smaller batch, one short batch's step is noisier; measured
+            in docs/results.md). The images it would have held come first in another epoch's
+            permutation.
         eval_batch_size: images per forward pass when scoring.
         optimizer: ``"rmsprop"`` (the paper's choice, §5.2) or ``"adam"``.
         lr: learning rate.
@@ -77,6 +82,7 @@ class TrainConfig(DictConfig):
     time_budget_minutes: float | None = None
     batch_size: int = 16
     grad_accumulation: int = 1
+    drop_last: bool = False
     eval_batch_size: int = 256
     optimizer: str = "rmsprop"
     lr: float = 1e-3

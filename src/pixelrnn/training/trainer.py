@@ -62,7 +62,7 @@ from pixelrnn.data import ImageDataset, load_dataset
 from pixelrnn.images import save_image_grid, save_loss_curve
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling import sample_grid
-from pixelrnn.training.batches import EpochBatches
+from pixelrnn.training.batches import EpochBatches, epoch_steps
 from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.cuda_graph import GraphedTrainStep
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
@@ -218,6 +218,12 @@ class Trainer:
                     f"{model.image_shape}; pick a matching preset or set --binarize"
                 )
             check_labelled(ds, model)
+        if c.drop_last and self.steps_per_epoch == 0:
+            raise ValueError(
+                f"drop_last with {len(self.train_data)} training images and batch_size "
+                f"{c.batch_size} leaves no full batch: lower --batch-size or set "
+                "--drop-last false"
+            )
 
     # --- set-up ------------------------------------------------------------------------------
     def _load(self, split: str) -> ImageDataset:
@@ -257,7 +263,7 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_data) / self.config.batch_size)
+        return epoch_steps(len(self.train_data), self.config.batch_size, self.config.drop_last)
 
     def learning_rate(self) -> float:
         """Learning rate of the next step, a pure function of the position in the run."""
@@ -431,6 +437,7 @@ class Trainer:
             self.global_step,
             c.seed,
             labels=self.model.num_classes is not None,
+            drop_last=c.drop_last,
         )
         # batch_size=None: every item is already a whole batch. The loader's own generator: an
         # iterator otherwise draws its workers' base seed from the global stream, which a resumed
