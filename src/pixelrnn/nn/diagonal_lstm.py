@@ -23,7 +23,9 @@ training step is bound by memory traffic, see docs/benchmarks.md). The scan is o
 Function with back-propagation through time written out (:class:`DiagonalScan`); each step only
 computes the rows of its column that hold pixels, and the skew padding is kept at exactly zero
 (zero initial state, no bias in the state convolution), which is what the pixels next to the
-diagonal read. The column loops run compiled where possible (``native.py``).
+diagonal read. The column loops run compiled where possible (``native.py``); on the CPU in
+float32/float64 the compiled loops run each direction on its own thread and read the products'
+operands straight from the skewed buffers (``csrc/diagonal_scan.cpp``).
 
 NOTE: "entire available context" (§3.2) holds up to one sub-pixel per row: no feature of row
 ``i − 1`` ever holds the last channel of its last pixel ``(i − 1, W − 1)`` (a feature never holds
@@ -340,7 +342,9 @@ class DiagonalScan(torch.autograd.Function):
 
     Everything a column reads is then still in cache: no whole-image gate or gradient map is
     formed and skewed or unskewed (the training step is bound by memory traffic, see
-    docs/benchmarks.md). Rows outside a band are skew padding: their state is exactly zero and
+    docs/benchmarks.md). The compiled CPU loops (float32/float64) compute the same per
+    direction, one thread each, with the products split by operand block ``[input | above |
+    left]`` and read from (and the gradients written to) the skewed buffers in place. Rows outside a band are skew padding: their state is exactly zero and
     gets no gradient. ``tests/nn/test_recurrent.py`` checks values and gradients against a
     per-pixel reference differentiated by autograd, and ``gradcheck``. Under autocast (CPU or
     CUDA) the scan runs in the autocast dtype; the kernels' gradients are summed in float32.
