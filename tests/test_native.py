@@ -37,9 +37,12 @@ def test_a_failed_build_falls_back_with_a_warning_or_raises_when_required(
 
 
 def test_build_flags_follow_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    name, flags = native.build_flags()
+    assert name.endswith("avx512") and "-mavx512f" in flags and "-mavx2" not in flags
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     name, flags = native.build_flags()
-    assert name.endswith("avx2") and "-mavx2" in flags
+    assert name.endswith("avx2") and "-mavx2" in flags and "-mavx512f" not in flags
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
     name, flags = native.build_flags()
     assert not name.endswith("avx2") and "-mavx2" not in flags

@@ -19,10 +19,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstring>
 #include <initializer_list>
 #include <type_traits>
-#include <vector>
 
 namespace {
 

@@ -344,10 +344,11 @@ class DiagonalScan(torch.autograd.Function):
     formed and skewed or unskewed (the training step is bound by memory traffic, see
     docs/benchmarks.md). The compiled CPU loops (float32/float64) compute the same per
     direction, one thread each, with the products split by operand block ``[input | above |
-    left]`` and read from (and the gradients written to) the skewed buffers in place. Rows outside a band are skew padding: their state is exactly zero and
-    gets no gradient. ``tests/nn/test_recurrent.py`` checks values and gradients against a
-    per-pixel reference differentiated by autograd, and ``gradcheck``. Under autocast (CPU or
-    CUDA) the scan runs in the autocast dtype; the kernels' gradients are summed in float32.
+    left]`` and read from (and the gradients written to) the skewed buffers in place. Rows
+    outside a band are skew padding: their state is exactly zero and gets no gradient.
+    ``tests/nn/test_recurrent.py`` checks values and gradients against a per-pixel reference
+    differentiated by autograd, and ``gradcheck``. Under autocast (CPU or CUDA) the scan runs
+    in the autocast dtype; the kernels' gradients are summed in float32.
 
     Shape:
         input ``(C, H, W, B)``, batch last (read by both directions, the second on its mirror

@@ -32,8 +32,8 @@ class TrainConfig(DictConfig):
         drop_last: skip each epoch's last batch when it holds fewer than ``batch_size`` images,
             so that every step averages a full batch (with RMSprop or Adam, whose step size
             does not shrink with a smaller batch, one short batch's step is noisier; measured
-            in docs/results.md). The images it would have held come first in another epoch's
-            permutation.
+            in docs/results.md). Every epoch draws a new permutation, so no image is left out
+            for good.
         eval_batch_size: images per forward pass when scoring.
         optimizer: ``"rmsprop"`` (the paper's choice, §5.2) or ``"adam"``.
         lr: learning rate.
