@@ -9,7 +9,7 @@ import torch.utils.cpp_extension
 from torch.utils.flop_counter import FlopCounterMode
 
 from pixelrnn import native
-from pixelrnn.nn import DiagonalBiLSTM
+from pixelrnn.nn import DiagonalBiLSTM, RowLSTM
 from tests.helpers import tiny_model
 
 
@@ -94,3 +94,25 @@ def test_the_flop_counter_sees_the_diagonal_scan(monkeypatch: pytest.MonkeyPatch
     assert by_op[ops.diagonal_scan_forward] == per_pass
     assert by_op[ops.diagonal_scan_backward] == 2 * per_pass
     assert totals["1"] == totals["0"] == 3 * per_pass
+
+
+def test_the_flop_counter_sees_the_row_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled row scan's forward counts one product of the state taps (4h × 3h) at
+    every pixel, its backward two; and a training pass of the Row LSTM counts the same in all
+    as with the Python row loops."""
+    assert native.native_available()
+    b, c, h, rows, width = 3, 4, 5, 6, 7
+    layer = RowLSTM(c, h)
+    x = torch.randn(b, c, rows, width)
+    ops = torch.ops.pixelrnn
+    totals = {}
+    for setting in ("0", "1"):
+        monkeypatch.setenv(native.NATIVE_ENV_VAR, setting)
+        with FlopCounterMode(display=False) as counter:
+            layer(x).sum().backward()
+        totals[setting] = counter.get_total_flops()
+    per_pass = 2 * (4 * h) * (3 * h) * rows * width * b
+    by_op = counter.get_flop_counts()["Global"]
+    assert by_op[ops.row_scan_forward] == per_pass
+    assert by_op[ops.row_scan_backward] == 2 * per_pass
+    assert totals["1"] == totals["0"] > 3 * per_pass  # plus the input-to-state products

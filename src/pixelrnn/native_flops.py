@@ -158,6 +158,29 @@ def _diagonal_scan_backward(
     return 2 * _scan_columns(inputs, weight, rest[-1])
 
 
+def _row_scan_rows(tanh_cells: Any, weight: Any) -> int:
+    """One product of the ``k`` state taps ``(4h × k·h)`` per pixel. ``tanh_cells``:
+    ``(h, H, W, B)``; ``weight``: ``(4h, k, h)``."""
+    _, rows, width, batch = tanh_cells
+    four_h, k, h = weight
+    return 2 * four_h * k * h * rows * width * batch
+
+
+def _row_scan_forward(
+    _gates: Any, _states: Any, _cells: Any, tanh_cells: Any, weight: Any, *_: Any, **__: Any
+) -> int:
+    """The state taps at every pixel (shapes only)."""
+    return _row_scan_rows(tanh_cells, weight)
+
+
+def _row_scan_backward(
+    _gates: Any, _states: Any, _cells: Any, tanh_cells: Any, weight: Any, *_: Any, **__: Any
+) -> int:
+    """Two products per pixel: the taps' gradient and the gradient of the states they read
+    (shapes only)."""
+    return 2 * _row_scan_rows(tanh_cells, weight)
+
+
 def register() -> None:
     """Register the formulas (once per process; after the operators are loaded)."""
     ops = torch.ops.pixelrnn
@@ -167,6 +190,8 @@ def register() -> None:
         (ops.pixelcnnpp_step, _pixelcnnpp_step, True),
         (ops.diagonal_scan_forward, _diagonal_scan_forward, False),
         (ops.diagonal_scan_backward, _diagonal_scan_backward, False),
+        (ops.row_scan_forward, _row_scan_forward, False),
+        (ops.row_scan_backward, _row_scan_backward, False),
     ]
     for op, formula, raw in formulas:
         if op not in flop_registry:

@@ -36,38 +36,31 @@ def test_the_scans_skewed_buffer_layout_is_the_skew() -> None:
     assert torch.equal(_pixels(buffer, width), x)
 
 
-def _gates(pre: torch.Tensor, c: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
-    o, f, i, g = (
-        pre[:h].sigmoid(),
-        pre[h : 2 * h].sigmoid(),
-        pre[2 * h : 3 * h].sigmoid(),
-        pre[3 * h :].tanh(),
-    )
-    c = f * c + i * g
-    return o * c.tanh(), c
-
-
 def row_lstm_reference(layer: RowLSTM, x: torch.Tensor) -> torch.Tensor:
-    """Pixel by pixel, with the convolutions written out as sums over taps."""
+    """Pixel by pixel, with the convolutions written out as sums over taps. Built without
+    in-place writes, so autograd can differentiate it."""
     b, _, rows, cols = x.shape
     h = layer.hidden_channels
     w_is = (layer.input_to_state.weight * layer.input_to_state.mask)[:, :, 0]  # (4h, C, 3)
     b_is = layer.input_to_state.bias
     w_ss = layer.state_to_state.weight  # (4h, h, 3)
-    out = torch.zeros(b, h, rows, cols, dtype=x.dtype)
-    cell = torch.zeros(b, h, rows, cols, dtype=x.dtype)
-    for n in range(b):
-        for i in range(rows):
-            for j in range(cols):
-                pre = b_is.clone()
-                for k, dj in enumerate((-1, 0, 1)):
-                    if 0 <= j + dj < cols:
-                        pre = pre + w_is[:, :, k] @ x[n, :, i, j + dj]
-                        prev_h = out[n, :, i - 1, j + dj] if i > 0 else layer.h0[:, 0]
-                        pre = pre + w_ss[:, :, k] @ prev_h
-                prev_c = cell[n, :, i - 1, j] if i > 0 else layer.c0[:, 0]
-                out[n, :, i, j], cell[n, :, i, j] = _gates(pre, prev_c, h)
-    return out
+    state: dict[tuple[int, int], torch.Tensor] = {}
+    cell: dict[tuple[int, int], torch.Tensor] = {}
+    for i in range(rows):
+        for j in range(cols):
+            pre = b_is.expand(b, -1)  # (B, 4h)
+            for k, dj in enumerate((-1, 0, 1)):
+                if 0 <= j + dj < cols:
+                    pre = pre + x[:, :, i, j + dj] @ w_is[:, :, k].T
+                    prev_h = state[i - 1, j + dj] if i > 0 else layer.h0[:, 0].expand(b, -1)
+                    pre = pre + prev_h @ w_ss[:, :, k].T
+            prev_c = cell[i - 1, j] if i > 0 else layer.c0[:, 0].expand(b, -1)
+            o, f, ig = pre[:, : 3 * h].sigmoid().chunk(3, dim=1)
+            c = f * prev_c + ig * pre[:, 3 * h :].tanh()
+            state[i, j], cell[i, j] = o * c.tanh(), c
+    return torch.stack(
+        [torch.stack([state[i, j] for j in range(cols)], -1) for i in range(rows)], -2
+    )  # (B, h, H, W)
 
 
 def diagonal_reference(layer: DiagonalBiLSTM, x: torch.Tensor) -> torch.Tensor:
@@ -101,15 +94,53 @@ def diagonal_reference(layer: DiagonalBiLSTM, x: torch.Tensor) -> torch.Tensor:
     return left + torch.cat([torch.zeros_like(right[:, :, :1]), right[:, :, :-1]], dim=2)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-@torch.no_grad()
-def test_row_lstm_equals_per_pixel_reference(channels: int) -> None:
-    torch.manual_seed(0)
-    layer = RowLSTM(channels, 6, channels).double()
+def _row_lstm(channels: int, hidden: int, groups: int, dtype: torch.dtype) -> RowLSTM:
+    """A Row LSTM with a non-zero learned initial state and cell (zero at initialisation)."""
+    layer = RowLSTM(channels, hidden, groups).to(dtype)
     torch.nn.init.normal_(layer.h0)
     torch.nn.init.normal_(layer.c0)
-    x = torch.randn(2, channels, 4, 5, dtype=torch.float64)
+    return layer
+
+
+@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 4, 5), (1, 3, 1)])
+@torch.no_grad()
+def test_row_lstm_equals_per_pixel_reference(
+    channels: int, rows: int, cols: int, scan_loops: str
+) -> None:
+    torch.manual_seed(0)
+    layer = _row_lstm(channels, 6, channels, torch.float64)
+    x = torch.randn(2, channels, rows, cols, dtype=torch.float64)
     torch.testing.assert_close(layer(x), row_lstm_reference(layer, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 5, 3), (1, 3, 1)])
+def test_row_lstm_gradients_equal_the_reference(
+    channels: int, rows: int, cols: int, scan_loops: str
+) -> None:
+    """The hand-written backward of the row scan (and the batch-last input-to-state products)
+    against autograd through the per-pixel loop, for the input and every parameter (the
+    initial state and cell included)."""
+    torch.manual_seed(1)
+    layer = _row_lstm(channels, 4, channels, torch.float64)
+    x = torch.randn(2, channels, rows, cols, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 4, rows, cols, dtype=torch.float64)
+    inputs = [x, *layer.parameters()]
+    fast = torch.autograd.grad((layer(x) * weights).sum(), inputs)
+    slow = torch.autograd.grad((row_lstm_reference(layer, x) * weights).sum(), inputs)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_row_scan_gradcheck(scan_loops: str) -> None:
+    from pixelrnn.nn.row_scan import RowScan
+
+    torch.manual_seed(0)
+    h, rows, width, b = 2, 3, 4, 2
+    pre = torch.randn(4 * h, rows, width, b, dtype=torch.float64, requires_grad=True)
+    w_state = torch.randn(4 * h, h, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(h, 1, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(h, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(RowScan.apply, (pre, w_state, h0, c0))
 
 
 @pytest.fixture(params=["python", "native"])
@@ -160,7 +191,7 @@ def test_diagonal_scan_gradcheck(scan_loops: str) -> None:
 
 
 def _layer_values_and_gradients(
-    layer: DiagonalBiLSTM, x: torch.Tensor, weights: torch.Tensor
+    layer: torch.nn.Module, x: torch.Tensor, weights: torch.Tensor
 ) -> list[torch.Tensor]:
     x = x.detach().requires_grad_()
     out = layer(x)
@@ -168,16 +199,23 @@ def _layer_values_and_gradients(
     return [out.detach(), *grads]
 
 
+LAYERS = {
+    "diagonal": lambda c, h, g, dtype: DiagonalBiLSTM(c, h, g).to(dtype),
+    "row": _row_lstm,
+}
+
+
+@pytest.mark.parametrize("kind", LAYERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiled_column_loops_match_the_python_loops(
-    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+def test_compiled_loops_match_the_python_loops(
+    kind: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The compiled loops (fused, vectorized cell: fast exp, tanh as 2 sigma(2x) - 1) against
-    the Python loops (ATen's sigmoid/tanh), values and every gradient, at a size where each
-    column has several batch-sized blocks: within 1e-5 relative in float32 and 1e-10 in
-    float64."""
+    """The compiled loops (fused, vectorized cell: fast exp, tanh as 2 sigma(2x) - 1) of both
+    scans against their Python loops (ATen's sigmoid/tanh), values and every gradient, at a
+    size where each column or row has several batch-sized blocks: within 1e-5 relative in
+    float32 and 1e-10 in float64."""
     torch.manual_seed(2)
-    layer = DiagonalBiLSTM(12, 8, 3).to(dtype)
+    layer = LAYERS[kind](12, 8, 3, dtype)
     x = torch.randn(5, 12, 9, 7, dtype=dtype)
     weights = torch.randn(5, 8, 9, 7, dtype=dtype)
     monkeypatch.setenv("PIXELRNN_NATIVE", "0")
@@ -191,22 +229,23 @@ def test_compiled_column_loops_match_the_python_loops(
 
 _SCAN_DIGESTS = """
 import hashlib, sys, torch
-from pixelrnn.nn import DiagonalBiLSTM
+from pixelrnn.nn import DiagonalBiLSTM, RowLSTM
 torch.set_num_threads(int(sys.argv[1]))
 torch.manual_seed(5)
-layer = DiagonalBiLSTM(10, 6, 1)
-x = torch.randn(6, 10, 8, 11, requires_grad=True)
-out = layer(x)
-grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), [x, *layer.parameters()])
-for t in (out, *grads):
-    print(hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest())
+for layer in (DiagonalBiLSTM(10, 6, 1), RowLSTM(10, 6, 1)):
+    x = torch.randn(6, 10, 8, 11, requires_grad=True)
+    out = layer(x)
+    grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), [x, *layer.parameters()])
+    for t in (out, *grads):
+        print(hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest())
 """
 
 
 def test_the_compiled_scan_computes_the_same_bits_on_one_thread_or_two() -> None:
-    """The compiled CPU scan runs each direction on its own thread where there are two: the
-    output and every gradient are bitwise the same as on one thread (both directions in turn),
-    run in fresh processes (a process's thread count is best set once)."""
+    """The compiled CPU scan runs each direction on its own thread where there are two (the row
+    scan runs on one, the layers around it on all): the output and every gradient of both
+    layers are bitwise the same as on one thread, run in fresh processes (a process's thread
+    count is best set once)."""
     import os
     import subprocess
     import sys
@@ -219,41 +258,45 @@ def test_the_compiled_scan_computes_the_same_bits_on_one_thread_or_two() -> None
         ).stdout.split()
         for threads in (1, 2)
     ]  # fmt: skip
-    assert len(digests[0]) == 5
+    assert len(digests[0]) == 5 + 7
     assert digests[0] == digests[1]
 
 
+@pytest.mark.parametrize("kind", LAYERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_scan_reads_no_unset_buffer_entry(
-    dtype: torch.dtype, scan_loops: str, monkeypatch: pytest.MonkeyPatch
+    kind: str, dtype: torch.dtype, scan_loops: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The scan leaves its buffers unset except where it reads (only some padding is zeroed):
-    with every buffer filled with NaN instead, the output and every gradient are unchanged."""
-    from pixelrnn.nn import diagonal_lstm
+    """The scans leave their buffers unset except where they read (only some padding is
+    zeroed): with every buffer filled with NaN instead, the output and every gradient are
+    unchanged."""
+    from pixelrnn.nn import diagonal_lstm, row_scan
 
     torch.manual_seed(4)
-    layer = DiagonalBiLSTM(6, 4, 3).to(dtype)
+    layer = LAYERS[kind](6, 4, 3, dtype)
     x = torch.randn(3, 6, 5, 7, dtype=dtype)
     weights = torch.randn(3, 4, 5, 7, dtype=dtype)
     clean = _layer_values_and_gradients(layer, x, weights)
-    monkeypatch.setattr(
-        diagonal_lstm, "_new_buffer", lambda like, *shape: like.new_full(shape, float("nan"))
-    )
+    for module in (diagonal_lstm, row_scan):
+        monkeypatch.setattr(
+            module, "_new_buffer", lambda like, *shape: like.new_full(shape, float("nan"))
+        )
     poisoned = _layer_values_and_gradients(layer, x, weights)
     for a, b in zip(poisoned, clean, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("kind", LAYERS)
 @pytest.mark.parametrize("scan", ["python", "native"])
-def test_diagonal_bilstm_trains_under_bf16_autocast(
-    scan: str, monkeypatch: pytest.MonkeyPatch
+def test_the_recurrent_layers_train_under_bf16_autocast(
+    kind: str, scan: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under CPU autocast the scan runs in bfloat16 (the compiled loops use ATen's operations
-    for it): the output is bfloat16, parameter gradients stay float32, and both are within
-    bfloat16's precision of the float32 ones."""
+    """Under CPU autocast the scans run in bfloat16 (the compiled diagonal loops use ATen's
+    operations for it, the row scan its Python loops): the output is bfloat16, parameter
+    gradients stay float32, and both are within bfloat16's precision of the float32 ones."""
     monkeypatch.setenv("PIXELRNN_NATIVE", "0" if scan == "python" else "1")
     torch.manual_seed(3)
-    layer = DiagonalBiLSTM(8, 4, 1)
+    layer = LAYERS[kind](8, 4, 1, torch.float32)
     x = torch.randn(2, 8, 6, 5)
     weights = torch.randn(2, 4, 6, 5)
     exact = _layer_values_and_gradients(layer, x, weights)

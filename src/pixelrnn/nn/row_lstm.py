@@ -23,10 +23,11 @@ along the row).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups
+from pixelrnn.nn.row_scan import RowScan
 
 
 class RowLSTM(nn.Module):
@@ -72,16 +73,34 @@ class RowLSTM(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        b, _, _, w = x.shape
-        gates_in = self.input_to_state(x)  # (B, 4h, H, W), all rows at once
+        """Shape: ``(B, in_channels, H, W)`` (context ``(B, c, H, W)``) → ``(B, h, H, W)``."""
+        out = self.forward_batch_last(
+            *(None if t is None else t.permute(1, 2, 3, 0) for t in (x, context))
+        )
+        return out.permute(3, 0, 1, 2).contiguous()
+
+    def forward_batch_last(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`forward` on batch-last maps (the scan's own layout, so a network kept in it
+        changes no layout per layer): the input-to-state convolution for the whole map as one
+        matrix product per tap, then :class:`~pixelrnn.nn.row_scan.RowScan`.
+
+        Shape:
+            ``(in_channels, H, W, B)`` (context ``(c, H, W, B)``) → ``(h, H, W, B)``.
+        """
+        conv = self.input_to_state
+        c, rows, width, b = x.shape
+        taps = (conv.weight * conv.mask)[:, :, 0]  # (4h, C, k)
+        p = taps.shape[2] // 2
+        # mask B zeroes the taps right of the centre: the centre and the p taps left of it read
+        # the input shifted right by p..0 columns, stacked into one operand of one product
+        padded = F.pad(x, (0, 0, p, 0))  # (C, H, p + W, B)
+        operand = torch.cat([padded[:, :, t : t + width] for t in range(p + 1)])
+        kernel = taps[:, :, : p + 1].transpose(1, 2).reshape(taps.shape[0], -1)
+        pre = torch.addmm(conv.bias[:, None], kernel, operand.view(-1, rows * width * b))
+        pre = pre.view(-1, rows, width, b)
         if self.context_to_state is not None and context is not None:
-            gates_in = gates_in + self.context_to_state(context)
-        gates_in = gates_in.contiguous()
-        h = self.h0.expand(b, -1, w)
-        c = self.c0.expand(b, -1, w)
-        outputs = []
-        for row in gates_in.unbind(dim=2):  # unbind: one cheap backward for all rows
-            gates = row + self.state_to_state(h)  # (B, 4h, W)
-            h, c, *_ = lstm_cell(gates, c, self.hidden_channels)
-            outputs.append(h)
-        return torch.stack(outputs, dim=2)
+            weight = self.context_to_state.weight.flatten(1)
+            pre = pre + (weight @ context.reshape(context.shape[0], -1)).view(pre.shape)
+        return RowScan.apply(pre, self.state_to_state.weight, self.h0, self.c0)
