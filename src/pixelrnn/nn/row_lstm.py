@@ -90,7 +90,7 @@ class RowLSTM(nn.Module):
             ``(in_channels, H, W, B)`` (context ``(c, H, W, B)``) → ``(h, H, W, B)``.
         """
         conv = self.input_to_state
-        c, rows, width, b = x.shape
+        _, rows, width, b = x.shape
         taps = (conv.weight * conv.mask)[:, :, 0]  # (4h, C, k)
         p = taps.shape[2] // 2
         # mask B zeroes the taps right of the centre: the centre and the p taps left of it read

@@ -177,7 +177,7 @@ class RowScan(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         gates, states, cells, tanh_cells, weight = ctx.saved_tensors
         pre_dtype, w_state_dtype, h0_dtype, c0_dtype = ctx.dtypes
-        h, rows_1, padded, b = states.shape
+        h, _, padded, b = states.shape
         width = cells.shape[2]
         p = (padded - width) // 2
         # the output's gradient on rows 1..H, zero on row 0 (the initial state's gradient
