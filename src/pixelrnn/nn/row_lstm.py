@@ -15,6 +15,12 @@ is a triangle above the pixel (one more column each side per row up) plus the le
     . . x x x . .
     . . x ● . . .        ● = current pixel, x = context
 
+NOTE: the layer runs on batch-last maps ``(C, H, W, B)`` (:meth:`RowLSTM.forward_batch_last`,
+which the PixelRNN network uses throughout): the input-to-state map is one matrix product for
+the whole map, and the recurrence is :class:`~pixelrnn.nn.row_scan.RowScan`, back-propagation
+through the rows written out and compiled on the CPU. ``tests/nn/test_recurrent.py`` checks
+values and gradients against a per-pixel reference differentiated by autograd.
+
 NOTE: the initial state ``(h_{−1}, c_{−1})`` is learned, one value per channel shared across
 the row (PixelRNN §5.2 "learned initial state"; the paper does not say whether it varies
 along the row).
@@ -84,7 +90,7 @@ class RowLSTM(nn.Module):
     ) -> torch.Tensor:
         """:meth:`forward` on batch-last maps (the scan's own layout, so a network kept in it
         changes no layout per layer): the input-to-state convolution for the whole map as one
-        matrix product per tap, then :class:`~pixelrnn.nn.row_scan.RowScan`.
+        matrix product of its stacked taps, then :class:`~pixelrnn.nn.row_scan.RowScan`.
 
         Shape:
             ``(in_channels, H, W, B)`` (context ``(c, H, W, B)``) → ``(h, H, W, B)``.
