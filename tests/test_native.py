@@ -73,46 +73,41 @@ def test_the_flop_counter_sees_the_compiled_steps(
     assert counts["1"] == counts["0"] > 0
 
 
-def test_the_flop_counter_sees_the_diagonal_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled scan's forward counts one product of the stacked kernels ``[input | above |
-    left]`` (4h × (c + 2h)) at every pixel in both directions, its backward two (the kernels'
-    gradient and the operand's); and a training pass counts the same in all as with the Python
-    column loops."""
+# per layer kind: the scan's operators and, for b images of c channels, h hidden units and
+# rows x width pixels, the FLOPs of one forward pass of the scan and of the layer's other
+# products in a training pass
+B, C, H, ROWS, WIDTH = 3, 4, 5, 6, 7
+PIXELS = B * ROWS * WIDTH
+SCANS = {
+    # the stacked kernels [input | above | left] (4h x (c + 2h)) at every pixel, both directions
+    "diagonal": (DiagonalBiLSTM, "diagonal_scan", 2 * 2 * (4 * H) * (C + 2 * H) * PIXELS, 0),
+    # the three state taps (4h x 3h) at every pixel; outside the scan, the input-to-state
+    # product of the centre and left taps (4h x 2c), forward and its kernel's gradient
+    "row": (
+        RowLSTM,
+        "row_scan",
+        2 * (4 * H) * (3 * H) * PIXELS,
+        2 * 2 * (4 * H) * (2 * C) * PIXELS,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", SCANS)
+def test_the_flop_counter_sees_the_scans(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled scan's forward counts one product of its kernels at every pixel, its backward
+    two (the kernels' gradient and that of what they read); and a training pass of the layer
+    counts exactly the same in all as with the Python loops."""
     assert native.native_available()
-    b, c, h, rows, width = 3, 4, 5, 6, 7
-    layer = DiagonalBiLSTM(c, h)
-    x = torch.randn(b, c, rows, width)
-    ops = torch.ops.pixelrnn
+    layer_class, op_name, per_pass, other = SCANS[kind]
+    layer = layer_class(C, H)
+    x = torch.randn(B, C, ROWS, WIDTH)
     totals = {}
     for setting in ("0", "1"):
         monkeypatch.setenv(native.NATIVE_ENV_VAR, setting)
         with FlopCounterMode(display=False) as counter:
             layer(x).sum().backward()
         totals[setting] = counter.get_total_flops()
-    per_pass = 2 * 2 * (4 * h) * (c + 2 * h) * rows * width * b
     by_op = counter.get_flop_counts()["Global"]
-    assert by_op[ops.diagonal_scan_forward] == per_pass
-    assert by_op[ops.diagonal_scan_backward] == 2 * per_pass
-    assert totals["1"] == totals["0"] == 3 * per_pass
-
-
-def test_the_flop_counter_sees_the_row_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled row scan's forward counts one product of the state taps (4h × 3h) at
-    every pixel, its backward two; and a training pass of the Row LSTM counts the same in all
-    as with the Python row loops."""
-    assert native.native_available()
-    b, c, h, rows, width = 3, 4, 5, 6, 7
-    layer = RowLSTM(c, h)
-    x = torch.randn(b, c, rows, width)
-    ops = torch.ops.pixelrnn
-    totals = {}
-    for setting in ("0", "1"):
-        monkeypatch.setenv(native.NATIVE_ENV_VAR, setting)
-        with FlopCounterMode(display=False) as counter:
-            layer(x).sum().backward()
-        totals[setting] = counter.get_total_flops()
-    per_pass = 2 * (4 * h) * (3 * h) * rows * width * b
-    by_op = counter.get_flop_counts()["Global"]
-    assert by_op[ops.row_scan_forward] == per_pass
-    assert by_op[ops.row_scan_backward] == 2 * per_pass
-    assert totals["1"] == totals["0"] > 3 * per_pass  # plus the input-to-state products
+    assert by_op[getattr(torch.ops.pixelrnn, f"{op_name}_forward")] == per_pass
+    assert by_op[getattr(torch.ops.pixelrnn, f"{op_name}_backward")] == 2 * per_pass
+    assert totals["1"] == totals["0"] == 3 * per_pass + other

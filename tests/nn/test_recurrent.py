@@ -102,31 +102,52 @@ def _row_lstm(channels: int, hidden: int, groups: int, dtype: torch.dtype) -> Ro
     return layer
 
 
-@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 4, 5), (1, 3, 1)])
+# each recurrent layer: a factory (in channels, hidden units, colour groups, dtype) and its
+# per-pixel reference
+LAYERS = {
+    "diagonal": lambda c, h, g, dtype: DiagonalBiLSTM(c, h, g).to(dtype),
+    "row": _row_lstm,
+}
+REFERENCES = {"diagonal": diagonal_reference, "row": row_lstm_reference}
+SIZES = [(1, 4, 5), (3, 5, 3), (1, 1, 4), (1, 3, 1)]  # channels, rows, columns
+
+
+@pytest.fixture(params=["python", "native"])
+def scan_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the scans' Python loops and with the compiled ones (``native.py``;
+    PIXELRNN_NATIVE=1 makes a failed build an error, not a skip)."""
+    monkeypatch.setenv("PIXELRNN_NATIVE", "0" if request.param == "python" else "1")
+    return request.param
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+@pytest.mark.parametrize(("channels", "rows", "cols"), SIZES)
 @torch.no_grad()
-def test_row_lstm_equals_per_pixel_reference(
-    channels: int, rows: int, cols: int, scan_loops: str
+def test_the_recurrent_layers_equal_their_per_pixel_references(
+    kind: str, channels: int, rows: int, cols: int, scan_loops: str
 ) -> None:
     torch.manual_seed(0)
-    layer = _row_lstm(channels, 6, channels, torch.float64)
+    layer = LAYERS[kind](channels, 6, channels, torch.float64)
     x = torch.randn(2, channels, rows, cols, dtype=torch.float64)
-    torch.testing.assert_close(layer(x), row_lstm_reference(layer, x), rtol=1e-12, atol=1e-12)
+    expected = REFERENCES[kind](layer, x)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 5, 3), (1, 3, 1)])
-def test_row_lstm_gradients_equal_the_reference(
-    channels: int, rows: int, cols: int, scan_loops: str
+@pytest.mark.parametrize("kind", LAYERS)
+@pytest.mark.parametrize(("channels", "rows", "cols"), SIZES)
+def test_the_recurrent_layers_gradients_equal_the_references(
+    kind: str, channels: int, rows: int, cols: int, scan_loops: str
 ) -> None:
-    """The hand-written backward of the row scan (and the batch-last input-to-state products)
-    against autograd through the per-pixel loop, for the input and every parameter (the
+    """The scans' hand-written backward passes (and the layers' whole-map products) against
+    autograd through the per-pixel loops, for the input and every parameter (the Row LSTM's
     initial state and cell included)."""
     torch.manual_seed(1)
-    layer = _row_lstm(channels, 4, channels, torch.float64)
+    layer = LAYERS[kind](channels, 4, channels, torch.float64)
     x = torch.randn(2, channels, rows, cols, dtype=torch.float64, requires_grad=True)
     weights = torch.randn(2, 4, rows, cols, dtype=torch.float64)
     inputs = [x, *layer.parameters()]
     fast = torch.autograd.grad((layer(x) * weights).sum(), inputs)
-    slow = torch.autograd.grad((row_lstm_reference(layer, x) * weights).sum(), inputs)
+    slow = torch.autograd.grad((REFERENCES[kind](layer, x) * weights).sum(), inputs)
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -141,41 +162,6 @@ def test_row_scan_gradcheck(scan_loops: str) -> None:
     h0 = torch.randn(h, 1, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(h, 1, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(RowScan.apply, (pre, w_state, h0, c0))
-
-
-@pytest.fixture(params=["python", "native"])
-def scan_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the Diagonal BiLSTM's Python column loops and with the compiled ones
-    (``native.py``; PIXELRNN_NATIVE=1 makes a failed build an error, not a skip)."""
-    monkeypatch.setenv("PIXELRNN_NATIVE", "0" if request.param == "python" else "1")
-    return request.param
-
-
-@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 5, 3), (1, 1, 4)])
-@torch.no_grad()
-def test_diagonal_bilstm_equals_per_pixel_reference(
-    channels: int, rows: int, cols: int, scan_loops: str
-) -> None:
-    torch.manual_seed(0)
-    layer = DiagonalBiLSTM(channels, 6, channels).double()
-    x = torch.randn(2, channels, rows, cols, dtype=torch.float64)
-    torch.testing.assert_close(layer(x), diagonal_reference(layer, x), rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize(("channels", "rows", "cols"), [(1, 4, 5), (3, 5, 3), (1, 3, 1)])
-def test_diagonal_bilstm_gradients_equal_the_reference(
-    channels: int, rows: int, cols: int, scan_loops: str
-) -> None:
-    """The hand-written backward of the scan against autograd through the per-pixel loop."""
-    torch.manual_seed(1)
-    layer = DiagonalBiLSTM(channels, 4, channels).double()
-    x = torch.randn(2, channels, rows, cols, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(2, 4, rows, cols, dtype=torch.float64)
-    inputs = [x, *layer.parameters()]
-    fast = torch.autograd.grad((layer(x) * weights).sum(), inputs)
-    slow = torch.autograd.grad((diagonal_reference(layer, x) * weights).sum(), inputs)
-    for a, b in zip(fast, slow, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_diagonal_scan_gradcheck(scan_loops: str) -> None:
@@ -197,12 +183,6 @@ def _layer_values_and_gradients(
     out = layer(x)
     grads = torch.autograd.grad((out * weights).sum(), [x, *layer.parameters()])
     return [out.detach(), *grads]
-
-
-LAYERS = {
-    "diagonal": lambda c, h, g, dtype: DiagonalBiLSTM(c, h, g).to(dtype),
-    "row": _row_lstm,
-}
 
 
 @pytest.mark.parametrize("kind", LAYERS)

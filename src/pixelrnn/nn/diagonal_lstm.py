@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from pixelrnn.native import native_available
+from pixelrnn.nn.lstm_cell import lstm_cell_backward_into, lstm_cell_into
 from pixelrnn.nn.masked_conv import MaskedConv2d, compute_dtype, gate_groups
 
 # Rows the right-to-left direction's output is shifted down before it is added (§3.2): one, so
@@ -253,16 +254,11 @@ def _forward_columns(
     for t, (lo, hi) in enumerate(_bands(rows, width)):
         n = hi - lo
         pre = torch.baddbmm(bias, weight, _operand(inputs, states, t, lo, n))
-        gate = _column(gates, t + 1, lo, n)
-        torch.sigmoid(pre[:, : 3 * h], out=gate[:, : 3 * h])
-        torch.tanh(pre[:, 3 * h :], out=gate[:, 3 * h :])
-        o, f, i, g = gate.split(h, dim=1)
-        c = _column(cells, t + 1, lo, n, row_offset=0)
-        torch.mul(f, _column(cells, t, lo, n, row_offset=0), out=c)
-        c.addcmul_(i, g)
-        tanh_c = _column(tanh_cells, t, lo, n, row_offset=0)
-        torch.tanh(c, out=tanh_c)
-        torch.mul(o, tanh_c, out=_column(states, t + 1, lo, n))
+        lstm_cell_into(
+            pre, _column(gates, t + 1, lo, n), _column(cells, t, lo, n, row_offset=0),
+            _column(cells, t + 1, lo, n, row_offset=0),
+            _column(tanh_cells, t, lo, n, row_offset=0), _column(states, t + 1, lo, n), h, dim=1,
+        )  # fmt: skip
 
 
 def _backward_columns(
@@ -298,22 +294,12 @@ def _backward_columns(
         lo, hi = bands[t]
         n = hi - lo
         gate = _column(gates, t + 1, lo, n)
-        o, f, i, g = gate.split(h, dim=1)
-        tanh_c = _column(tanh_cells, t, lo, n, row_offset=0)
-        dh = _column(d_states, t + 1, lo, n)
-        carry = d_cell.narrow(2, lo, n).view(2, h, -1)
-        dc = torch.ops.aten.tanh_backward(dh * o, tanh_c).add_(carry)
-        d_act = torch.empty_like(gate)  # dL/d[o, f, i, g] after the non-linearities
-        torch.mul(dh, tanh_c, out=d_act[:, :h])
-        torch.mul(dc, _column(cells, t, lo, n, row_offset=0), out=d_act[:, h : 2 * h])
-        torch.mul(dc, g, out=d_act[:, 2 * h : 3 * h])
-        torch.mul(dc, i, out=d_act[:, 3 * h :])
-        d_gate = torch.empty_like(d_act)  # dL/d(pre-activations)
-        torch.ops.aten.sigmoid_backward.grad_input(
-            d_act[:, : 3 * h], gate[:, : 3 * h], grad_input=d_gate[:, : 3 * h]
-        )
-        torch.ops.aten.tanh_backward.grad_input(d_act[:, 3 * h :], g, grad_input=d_gate[:, 3 * h :])
-        torch.mul(dc, f, out=carry)
+        d_gate = torch.empty_like(gate)  # dL/d(pre-activations)
+        lstm_cell_backward_into(
+            gate, _column(cells, t, lo, n, row_offset=0),
+            _column(tanh_cells, t, lo, n, row_offset=0), _column(d_states, t + 1, lo, n),
+            d_cell.narrow(2, lo, n).view(2, h, -1), d_gate, h, dim=1,
+        )  # fmt: skip
         operand = _operand(inputs, states, t, lo, n)
         # summed in d_weight's dtype (float32 for a bfloat16 scan: not rounded per column)
         d_weight.add_(torch.bmm(d_gate, operand.transpose(1, 2)))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from pixelrnn.native import native_available
+from pixelrnn.nn.lstm_cell import lstm_cell_backward_into, lstm_cell_into
 from pixelrnn.nn.masked_conv import compute_dtype
 
 
@@ -66,15 +67,10 @@ def _forward_rows(
         pre = _row(gates, r)
         for t in range(weight.shape[1]):  # (not addmm_: FlopCounterMode does not count it)
             pre.add_(weight[:, t] @ _row(states, r, t, width))
-        pre[: 3 * h].sigmoid_()
-        pre[3 * h :].tanh_()
-        o, f, i, g = pre.split(h)
-        c = _row(cells, r + 1)
-        torch.mul(f, _row(cells, r), out=c)
-        c.addcmul_(i, g)
-        tanh_c = _row(tanh_cells, r)
-        torch.tanh(c, out=tanh_c)
-        torch.mul(o, tanh_c, out=_row(states, r + 1, p, width))
+        lstm_cell_into(
+            pre, pre, _row(cells, r), _row(cells, r + 1), _row(tanh_cells, r),
+            _row(states, r + 1, p, width), h, dim=0,
+        )  # fmt: skip
 
 
 def _backward_rows(
@@ -104,18 +100,11 @@ def _backward_rows(
     p = (states.shape[2] - width) // 2
     carry = d_cell.view(h, -1)
     for r in range(rows - 1, -1, -1):
-        gate = _row(gates, r)
-        o, f, i, g = gate.split(h)
-        tanh_c = _row(tanh_cells, r)
-        dh = _row(d_states, r + 1, p, width)
-        dc = torch.ops.aten.tanh_backward(dh * o, tanh_c).add_(carry)
-        d_act = torch.cat([dh * tanh_c, dc * _row(cells, r), dc * g, dc * i])
         d_gate = _row(d_gates, r)
-        torch.ops.aten.sigmoid_backward.grad_input(
-            d_act[: 3 * h], gate[: 3 * h], grad_input=d_gate[: 3 * h]
-        )
-        torch.ops.aten.tanh_backward.grad_input(d_act[3 * h :], g, grad_input=d_gate[3 * h :])
-        torch.mul(dc, f, out=carry)
+        lstm_cell_backward_into(
+            _row(gates, r), _row(cells, r), _row(tanh_cells, r),
+            _row(d_states, r + 1, p, width), carry, d_gate, h, dim=0,
+        )  # fmt: skip
         for t in range(weight.shape[1]):
             above = _row(states, r, t, width)
             # summed in d_weight's dtype (float32 for a bfloat16 scan: not rounded per row)
