@@ -61,11 +61,16 @@ inline void chunk_columns(int64_t c, int64_t width, int64_t& begin, int64_t& end
   end = width * (c + 1) / kChunks;
 }
 
-// Runs body(c) for every chunk c, over the threads.
+// Runs body(c, begin, end) for every non-empty chunk c, columns [begin, end) of `columns`, over
+// the threads.
 template <typename Body>
-void over_chunks(const Body& body) {
-  at::parallel_for(0, kChunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) body(c);
+void over_chunks(int64_t columns, const Body& body) {
+  at::parallel_for(0, kChunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      int64_t begin, end;
+      chunk_columns(c, columns, begin, end);
+      if (begin < end) body(c, begin, end);
+    }
   });
 }
 
@@ -81,11 +86,8 @@ void forward_rows(
   const scalar_t* w = weight.data_ptr<scalar_t>();  // (4h, k h)
   const Tensor zero_bias = at::zeros({4 * s.h}, gates.options());
   for (int64_t r = 0; r < s.rows; ++r) {
-    over_chunks([&](int64_t c) {
-      int64_t j0, j1;
-      chunk_columns(c, s.width, j0, j1);
+    over_chunks(s.width, [&](int64_t, int64_t j0, int64_t j1) {
       const int64_t n = (j1 - j0) * s.batch;
-      if (n == 0) return;
       const Rows<scalar_t> pre = row_rows<scalar_t>(gates, r, j0);
       for (int64_t t = 0; t < s.k; ++t) {
         const scalar_t* above = row_rows<scalar_t>(states, r, j0 + t).base;
@@ -123,11 +125,8 @@ void backward_rows(
   const Tensor d_bias = at::zeros({kChunks, g}, gates.options());  // cell's bias sums: unused
   const scalar_t* wt = w_t.data_ptr<scalar_t>();
   for (int64_t r = s.rows - 1; r >= 0; --r) {
-    over_chunks([&](int64_t c) {
-      int64_t j0, j1;
-      chunk_columns(c, s.width, j0, j1);
+    over_chunks(s.width, [&](int64_t c, int64_t j0, int64_t j1) {
       const int64_t n = (j1 - j0) * s.batch;
-      if (n == 0) return;
       const Rows<scalar_t> d_gate = row_rows<scalar_t>(d_gates, r, j0);
       const Rows<scalar_t> carry{d_cell.data_ptr<scalar_t>() + j0 * s.batch, 0, d_cell.stride(0)};
       cell_backward<scalar_t>(
@@ -143,9 +142,8 @@ void backward_rows(
         matmul<scalar_t>(s.h, g, n, above, states.stride(0), gt, g, dwt + t * s.h * g, g, true);
       }
     });
-    over_chunks([&](int64_t c) {
-      int64_t q0, q1;  // this chunk's columns of d_states (padded coordinates)
-      chunk_columns(c, padded, q0, q1);
+    // this chunk's columns [q0, q1) of d_states (padded coordinates)
+    over_chunks(padded, [&](int64_t, int64_t q0, int64_t q1) {
       for (int64_t t = 0; t < s.k; ++t) {
         // tap t adds G's column j into d_states' column j + t
         const int64_t j0 = std::max<int64_t>(q0 - t, 0), j1 = std::min<int64_t>(q1 - t, s.width);
