@@ -14,16 +14,12 @@
 // cells (h, H + 1, W, B) with the initial cell in row 0, tanh_cells (h, H, W, B); the kernels
 // weight (4h, k, h), tap t reading column j + t - p of the previous row.
 //
-// Each row's work is split into two fixed chunks of columns, one per thread where there are
-// two (see kChunks; measured on two cores only: a machine with more leaves the rest idle
-// during the row loops).
+// One thread runs the whole chain of rows (its products on one core); the rest of the network
+// around the layer uses every thread. (Not split further: measured on two cores only.)
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
-
-#include <algorithm>
 
 #include "lstm_kernels.h"
 
@@ -50,113 +46,71 @@ Rows<scalar_t> row_rows(const Tensor& buffer, int64_t r, int64_t column = 0) {
       buffer.stride(0)};
 }
 
-// Each row is split into kChunks fixed runs of columns, which the threads share (a fork and
-// join per row: the next row reads all of this one). Fixed, not one per thread, so the sums
-// are the same on any number of threads (tested bitwise on one and two).
-constexpr int64_t kChunks = 2;
-
-// Columns [begin, end) of chunk c of a row of `width` columns.
-inline void chunk_columns(int64_t c, int64_t width, int64_t& begin, int64_t& end) {
-  begin = width * c / kChunks;
-  end = width * (c + 1) / kChunks;
-}
-
-// Runs body(c, begin, end) for every non-empty chunk c, columns [begin, end) of `columns`, over
-// the threads.
-template <typename Body>
-void over_chunks(int64_t columns, const Body& body) {
-  at::parallel_for(0, kChunks, 1, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) {
-      int64_t begin, end;
-      chunk_columns(c, columns, begin, end);
-      if (begin < end) body(c, begin, end);
-    }
-  });
-}
-
-// Forward: per row and chunk the k tap products added to the pre-activations in `gates`, then
-// the fused cell, whose activations replace them (in place: each lane is read before it is
-// written).
+// Forward: per row the k tap products added to the pre-activations in `gates`, then the fused
+// cell, whose activations replace them (in place: each lane is read before it is written).
 template <typename scalar_t>
 void forward_rows(
     const Tensor& gates, const Tensor& states, const Tensor& cells, const Tensor& tanh_cells,
     const Tensor& weight) {
   const RowScanSizes s(states, tanh_cells, weight);
-  const int64_t ld_w = s.k * s.h;
+  const int64_t n = s.width * s.batch, ld_w = s.k * s.h;
   const scalar_t* w = weight.data_ptr<scalar_t>();  // (4h, k h)
   const Tensor zero_bias = at::zeros({4 * s.h}, gates.options());
   for (int64_t r = 0; r < s.rows; ++r) {
-    over_chunks(s.width, [&](int64_t, int64_t j0, int64_t j1) {
-      const int64_t n = (j1 - j0) * s.batch;
-      const Rows<scalar_t> pre = row_rows<scalar_t>(gates, r, j0);
-      for (int64_t t = 0; t < s.k; ++t) {
-        const scalar_t* above = row_rows<scalar_t>(states, r, j0 + t).base;
-        matmul<scalar_t>(
-            4 * s.h, n, s.h, w + t * s.h, ld_w, above, states.stride(0), pre.base,
-            gates.stride(0), true);
-      }
-      cell_forward<scalar_t>(
-          pre, zero_bias.data_ptr<scalar_t>(), pre, row_rows<scalar_t>(cells, r, j0),
-          row_rows<scalar_t>(cells, r + 1, j0), row_rows<scalar_t>(tanh_cells, r, j0),
-          row_rows<scalar_t>(states, r + 1, s.pad + j0), s.h, n, 0);
-    });
+    const Rows<scalar_t> pre = row_rows<scalar_t>(gates, r);
+    for (int64_t t = 0; t < s.k; ++t) {
+      const scalar_t* above = row_rows<scalar_t>(states, r, t).base;
+      matmul<scalar_t>(
+          4 * s.h, n, s.h, w + t * s.h, ld_w, above, states.stride(0), pre.base,
+          gates.stride(0), true);
+    }
+    cell_forward<scalar_t>(
+        pre, zero_bias.data_ptr<scalar_t>(), pre, row_rows<scalar_t>(cells, r),
+        row_rows<scalar_t>(cells, r + 1), row_rows<scalar_t>(tanh_cells, r),
+        row_rows<scalar_t>(states, r + 1, s.pad), s.h, n, 0);
   }
 }
 
-// Backward, bottom row first, in two passes per row:
-// 1. per chunk, the fused cell backward writes the pre-activations' gradient G (4h, n) into
-//    d_gates; then the kernels' gradient, accumulated transposed per chunk (d_weight_t
-//    (k h, 4h) += above G^T, G transposed once into g_t), as products straight from the
-//    state buffer;
-// 2. the gradient of the previous row's states the taps read, added to d_states: each tap's
-//    product shifts G by the tap, so each chunk of d_states' columns (padding included) takes
-//    the G columns that land in it, tap after tap (no two threads write one entry).
+// Backward, bottom row first: the fused cell backward writes the pre-activations' gradient G
+// (4h, W B) into d_gates; then per tap, as products straight from and into the buffers, the
+// kernel's gradient, accumulated transposed (d_weight_t (k h, 4h) += above G^T, G transposed
+// once per row into g_t), and the gradient of the previous row's states it read (added to
+// d_states shifted by the tap; the taps' columns overlap, so one after the other).
 template <typename scalar_t>
 void backward_rows(
     const Tensor& gates, const Tensor& states, const Tensor& cells, const Tensor& tanh_cells,
     const Tensor& weight, const Tensor& d_states, const Tensor& d_gates, const Tensor& d_cell,
     const Tensor& d_weight) {
   const RowScanSizes s(states, tanh_cells, weight);
-  const int64_t g = 4 * s.h, padded = s.width + 2 * s.pad;
-  const int64_t max_n = (s.width / kChunks + 1) * s.batch;
+  const int64_t n = s.width * s.batch, g = 4 * s.h;
   const Tensor w_t = weight.view({g, s.k * s.h}).t().contiguous();  // (k h, 4h)
-  const Tensor d_weight_t = at::zeros({kChunks, s.k * s.h, g}, gates.options());
-  const Tensor g_t = at::empty({kChunks, max_n, g}, gates.options());
-  const Tensor d_bias = at::zeros({kChunks, g}, gates.options());  // cell's bias sums: unused
+  const Tensor d_weight_t = at::zeros_like(w_t);
+  const Tensor g_t = at::empty({n, g}, gates.options());
+  const Tensor d_bias = at::zeros({g}, gates.options());  // the cell's bias sums: unused here
   const scalar_t* wt = w_t.data_ptr<scalar_t>();
+  scalar_t* dwt = d_weight_t.data_ptr<scalar_t>();
+  const Rows<scalar_t> carry{d_cell.data_ptr<scalar_t>(), 0, d_cell.stride(0)};
   for (int64_t r = s.rows - 1; r >= 0; --r) {
-    over_chunks(s.width, [&](int64_t c, int64_t j0, int64_t j1) {
-      const int64_t n = (j1 - j0) * s.batch;
-      const Rows<scalar_t> d_gate = row_rows<scalar_t>(d_gates, r, j0);
-      const Rows<scalar_t> carry{d_cell.data_ptr<scalar_t>() + j0 * s.batch, 0, d_cell.stride(0)};
-      cell_backward<scalar_t>(
-          row_rows<scalar_t>(gates, r, j0), row_rows<scalar_t>(cells, r, j0),
-          row_rows<scalar_t>(tanh_cells, r, j0),
-          row_rows<scalar_t>(d_states, r + 1, s.pad + j0), carry, d_gate,
-          d_bias.data_ptr<scalar_t>() + c * g, s.h, n, 0);
-      scalar_t* gt = g_t.data_ptr<scalar_t>() + c * max_n * g;
-      at::vec::transpose_mxn<scalar_t>(d_gate.base, d_gates.stride(0), gt, g, g, n);
-      scalar_t* dwt = d_weight_t.data_ptr<scalar_t>() + c * s.k * s.h * g;
-      for (int64_t t = 0; t < s.k; ++t) {
-        const scalar_t* above = row_rows<scalar_t>(states, r, j0 + t).base;
-        matmul<scalar_t>(s.h, g, n, above, states.stride(0), gt, g, dwt + t * s.h * g, g, true);
-      }
-    });
-    // this chunk's columns [q0, q1) of d_states (padded coordinates)
-    over_chunks(padded, [&](int64_t, int64_t q0, int64_t q1) {
-      for (int64_t t = 0; t < s.k; ++t) {
-        // tap t adds G's column j into d_states' column j + t
-        const int64_t j0 = std::max<int64_t>(q0 - t, 0), j1 = std::min<int64_t>(q1 - t, s.width);
-        if (j1 <= j0) continue;
-        matmul<scalar_t>(
-            s.h, (j1 - j0) * s.batch, g, wt + t * s.h * g, g,
-            row_rows<scalar_t>(d_gates, r, j0).base, d_gates.stride(0),
-            row_rows<scalar_t>(d_states, r, j0 + t).base, d_states.stride(0), true);
-      }
-    });
+    const Rows<scalar_t> d_gate = row_rows<scalar_t>(d_gates, r);
+    cell_backward<scalar_t>(
+        row_rows<scalar_t>(gates, r), row_rows<scalar_t>(cells, r),
+        row_rows<scalar_t>(tanh_cells, r), row_rows<scalar_t>(d_states, r + 1, s.pad), carry,
+        d_gate, d_bias.data_ptr<scalar_t>(), s.h, n, 0);
+    at::vec::transpose_mxn<scalar_t>(d_gate.base, d_gates.stride(0), g_t.data_ptr<scalar_t>(), g, g, n);
+    for (int64_t t = 0; t < s.k; ++t) {
+      const scalar_t* above = row_rows<scalar_t>(states, r, t).base;
+      matmul<scalar_t>(
+          s.h, g, n, above, states.stride(0), g_t.data_ptr<scalar_t>(), g, dwt + t * s.h * g, g,
+          true);
+    }
+    for (int64_t t = 0; t < s.k; ++t) {
+      scalar_t* d_above = row_rows<scalar_t>(d_states, r, t).base;
+      matmul<scalar_t>(
+          s.h, n, g, wt + t * s.h * g, g, d_gate.base, d_gates.stride(0), d_above,
+          d_states.stride(0), true);
+    }
   }
-  // the chunks' sums in a fixed order
-  d_weight.add_(d_weight_t.sum(0).t().view({g, s.k, s.h}));
+  d_weight.add_(d_weight_t.t().view({g, s.k, s.h}));
 }
 
 void row_scan_forward(
