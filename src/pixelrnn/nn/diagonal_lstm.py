@@ -46,7 +46,7 @@ from torch import nn
 
 from pixelrnn.native import native_available
 from pixelrnn.nn.lstm_cell import lstm_cell_backward_into, lstm_cell_into
-from pixelrnn.nn.masked_conv import MaskedConv2d, compute_dtype, gate_groups
+from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups, run_in_compute_dtype
 
 # Rows the right-to-left direction's output is shifted down before it is added (§3.2): one, so
 # that it brings in only rows above. Module-level so a test can break it (0) and show that the
@@ -345,9 +345,7 @@ class DiagonalScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_in, bias, w_state):  # type: ignore[override]
-        dtype = compute_dtype(x)
-        with torch.autocast(x.device.type, enabled=False):
-            return DiagonalScan._forward(ctx, x.to(dtype), w_in, bias, w_state)
+        return run_in_compute_dtype(DiagonalScan._forward, ctx, x, w_in, bias, w_state)
 
     @staticmethod
     def _forward(ctx, x, w_in, bias, w_state):  # type: ignore[no-untyped-def]

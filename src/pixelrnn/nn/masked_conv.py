@@ -28,7 +28,8 @@ touched in place.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +118,14 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
     return x.dtype
+
+
+def run_in_compute_dtype(forward: Callable[..., Any], ctx: Any, x: torch.Tensor, *rest: Any) -> Any:
+    """``forward(ctx, x, *rest)`` with ``x`` in :func:`compute_dtype` and autocast off inside:
+    for a hand-written autograd Function's forward (the scans), which handles its own dtypes."""
+    dtype = compute_dtype(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return forward(ctx, x.to(dtype), *rest)
 
 
 class MaskedConv2d(nn.Conv2d):

@@ -27,7 +27,7 @@ import torch
 
 from pixelrnn.native import native_available
 from pixelrnn.nn.lstm_cell import lstm_cell_backward_into, lstm_cell_into
-from pixelrnn.nn.masked_conv import compute_dtype
+from pixelrnn.nn.masked_conv import run_in_compute_dtype
 
 
 def _row(buffer: torch.Tensor, r: int, start: int = 0, width: int | None = None) -> torch.Tensor:
@@ -137,9 +137,7 @@ class RowScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pre, w_state, h0, c0):  # type: ignore[override]
-        dtype = compute_dtype(pre)
-        with torch.autocast(pre.device.type, enabled=False):
-            return RowScan._forward(ctx, pre.to(dtype), w_state, h0, c0)
+        return run_in_compute_dtype(RowScan._forward, ctx, pre, w_state, h0, c0)
 
     @staticmethod
     def _forward(ctx, pre, w_state, h0, c0):  # type: ignore[no-untyped-def]
