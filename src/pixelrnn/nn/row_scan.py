@@ -112,18 +112,14 @@ def _backward_rows(
             _row(d_states, r, t, width).add_(weight[:, t].T @ d_gate)
 
 
-def row_loops() -> tuple[Callable[..., None], Callable[..., None]]:
-    """The forward and backward row loops: compiled (``native.py``; CPU float32/float64
-    only) when available, else the Python ones."""
-    if native_available():
+def row_loops(like: torch.Tensor) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The forward and backward row loops for buffers like ``like``: compiled (``native.py``)
+    for CPU float32/float64 when available, else the Python ones."""
+    compiled_dtype = like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
+    if compiled_dtype and native_available():
         ops = torch.ops.pixelrnn
         return ops.row_scan_forward, ops.row_scan_backward
     return _forward_rows, _backward_rows
-
-
-def _compiled_dtype(t: torch.Tensor) -> bool:
-    """Whether the compiled row loops take ``t`` (CPU float32/float64)."""
-    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
 
 
 class RowScan(torch.autograd.Function):
@@ -154,7 +150,7 @@ class RowScan(torch.autograd.Function):
         cells[:, 0].copy_(c0.to(dtype)[:, :, None].expand(h, width, b))
         tanh_cells = _new_buffer(pre, h, rows, width, b)
         weight = w_state.to(dtype).permute(0, 2, 1).contiguous()  # (4h, k, h): [tap 0 | ...]
-        forward_rows, _ = row_loops() if _compiled_dtype(pre) else (_forward_rows, None)
+        forward_rows, _ = row_loops(pre)
         forward_rows(gates, states, cells, tanh_cells, weight)
         ctx.save_for_backward(gates, states, cells, tanh_cells, weight)
         ctx.dtypes = (pre.dtype, w_state.dtype, h0.dtype, c0.dtype)
@@ -176,7 +172,7 @@ class RowScan(torch.autograd.Function):
         d_cell = states.new_zeros(h, width, b)
         sum_dtype = torch.promote_types(gates.dtype, torch.float32)
         d_weight = weight.new_zeros(weight.shape, dtype=sum_dtype)
-        _, backward_rows = row_loops() if _compiled_dtype(gates) else (None, _backward_rows)
+        _, backward_rows = row_loops(gates)
         backward_rows(gates, states, cells, tanh_cells, weight, d_states, d_gates, d_cell, d_weight)
         d_h0 = d_states[:, 0, p : p + width].sum(dim=(1, 2))[:, None]
         d_c0 = d_cell.sum(dim=(1, 2))[:, None]
