@@ -89,6 +89,7 @@ void backward_rows(
   const Tensor d_bias = at::zeros({g}, gates.options());  // the cell's bias sums: unused here
   const scalar_t* wt = w_t.data_ptr<scalar_t>();
   scalar_t* dwt = d_weight_t.data_ptr<scalar_t>();
+  scalar_t* gt = g_t.data_ptr<scalar_t>();
   const Rows<scalar_t> carry{d_cell.data_ptr<scalar_t>(), 0, d_cell.stride(0)};
   for (int64_t r = s.rows - 1; r >= 0; --r) {
     const Rows<scalar_t> d_gate = row_rows<scalar_t>(d_gates, r);
@@ -96,12 +97,10 @@ void backward_rows(
         row_rows<scalar_t>(gates, r), row_rows<scalar_t>(cells, r),
         row_rows<scalar_t>(tanh_cells, r), row_rows<scalar_t>(d_states, r + 1, s.pad), carry,
         d_gate, d_bias.data_ptr<scalar_t>(), s.h, n, 0);
-    at::vec::transpose_mxn<scalar_t>(d_gate.base, d_gates.stride(0), g_t.data_ptr<scalar_t>(), g, g, n);
+    at::vec::transpose_mxn<scalar_t>(d_gate.base, d_gates.stride(0), gt, g, g, n);
     for (int64_t t = 0; t < s.k; ++t) {
       const scalar_t* above = row_rows<scalar_t>(states, r, t).base;
-      matmul<scalar_t>(
-          s.h, g, n, above, states.stride(0), g_t.data_ptr<scalar_t>(), g, dwt + t * s.h * g, g,
-          true);
+      matmul<scalar_t>(s.h, g, n, above, states.stride(0), gt, g, dwt + t * s.h * g, g, true);
     }
     for (int64_t t = 0; t < s.k; ++t) {
       scalar_t* d_above = row_rows<scalar_t>(d_states, r, t).base;
