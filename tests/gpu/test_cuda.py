@@ -38,21 +38,11 @@ def _model(name: str, channels: int, size: int = 5) -> pixelrnn.AutoregressiveMo
 
 
 @pytest.mark.parametrize(("name", "channels"), MODELS)
-def test_cuda_scores_equal_the_cpu_scores(
-    name: str, channels: int, request: pytest.FixtureRequest
-) -> None:
+def test_cuda_scores_equal_the_cpu_scores(name: str, channels: int) -> None:
     """The float64 network's parameters on the GPU equal the CPU's to float64 rounding; the
-    log-probabilities, which the distributions compute in float32, to float32 rounding."""
-    if name == "pixelcnnpp":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="on an H100 (torch 2.11) the float64 PixelCNN++ parameters differed "
-                "from the CPU's by up to 1.9e-8: session 8 traced it to PyTorch's fused CUDA "
-                "weight-norm kernel (float32-precise in float64) and replaced it "
-                "(pixelrnn.nn.weight_norm); not re-run on a GPU since, so still marked",
-                strict=False,
-            )
-        )
+    log-probabilities, which the distributions compute in float32, to float32 rounding.
+    (The PixelCNN++ passes since its weight norm is pixelrnn.nn.weight_norm: PyTorch's fused
+    CUDA kernel was float32-precise in float64; seen passing on an H100 in session 12.)"""
     model = _model(name, channels, size=7).eval()
     x, y = random_images(model, 3), random_labels(model, 3)
     with torch.no_grad():
