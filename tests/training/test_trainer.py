@@ -303,6 +303,28 @@ def test_compiled_training_matches_eager(tmp_path: Path, data_dir: Path) -> None
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
 
 
+def test_a_compiled_model_traces_without_a_graph_break() -> None:
+    """The input range check reads values, which would split the compiled graph; it is
+    skipped while tracing (the trainer checks each batch before a compiled step)."""
+    if not compile_supported():
+        pytest.skip("torch.compile does not work here")
+    model = tiny_model(1, 2, size=4, seed=0)
+    x = torch.randint(0, 2, (2, 1, 4, 4))
+    explanation = torch._dynamo.explain(model.log_prob)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+def test_a_compiled_training_step_still_refuses_out_of_range_pixels(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    trainer = make_trainer(tmp_path / "compiled", data_dir, compile=True)
+    bad = torch.zeros(2, 1, 28, 28, dtype=torch.long)
+    bad[0, 0, 3, 5] = 2  # a binary model's levels are 0 and 1
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 2\), got min 0, max 2"):
+        trainer.train_step(bad)
+
+
 def test_evaluation_sums_every_image_exactly() -> None:
     model = tiny_model(1, 4, size=4)
     g = torch.Generator().manual_seed(0)

@@ -377,9 +377,12 @@ SAMPLING_METHODS = ("cached", "naive")
 
 def _reads_values(t: torch.Tensor) -> bool:
     """Whether a range check may read ``t``'s values: not when empty, nor while a CUDA graph
-    records (reading would wait for the GPU; ``training/cuda_graph.py`` checks every batch
-    before its replay instead)."""
-    return bool(t.numel()) and not (t.is_cuda and torch.cuda.is_current_stream_capturing())
+    records (reading would wait for the GPU), nor while ``torch.compile`` traces (reading a
+    value breaks the graph in two). The trainer checks every batch itself before a recorded or
+    compiled step; whoever compiles a model by hand checks its input the same way."""
+    if not t.numel() or torch.compiler.is_compiling():
+        return False
+    return not (t.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def _engine(method: str) -> Callable[..., torch.Tensor]:
