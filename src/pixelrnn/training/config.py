@@ -38,7 +38,9 @@ class TrainConfig(DictConfig):
         optimizer: ``"rmsprop"`` (the paper's choice, §5.2) or ``"adam"``.
         lr: learning rate.
         lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over the run) or ``"exponential"``
-            (multiply by ``lr_decay`` every epoch).
+            (multiply by ``lr_decay`` every epoch). Both are functions of the position in the
+            whole run, also after ``--resume``: ``lr * lr_decay**epoch`` and the cosine over
+            ``epochs`` count from the run's first step.
         lr_decay: per-epoch factor of the exponential schedule.
         clip_grad_norm: clip the global gradient norm to this value (None: no clipping).
         seed: seeds model initialisation, data order, binarization and samples.
