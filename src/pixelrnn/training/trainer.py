@@ -475,11 +475,12 @@ class Trainer:
         def step(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
             return self._step(x, y, self.dist.world_size / (n * self.model.num_dims))
 
-        if self.config.compile or (self.config.cuda_graph and len(x) == n):
+        recorded = self.config.cuda_graph and len(x) == n
+        if recorded or self.config.compile:
             # the recorded or compiled forward reads no values, so the range check is here
             self.model.check_images(x)
             self.model.check_labels(y, len(x))
-        if self.config.cuda_graph and len(x) == n:
+        if recorded:
             if self._graphed is None and len(x) == self.config.batch_size:
                 self._graphed = GraphedTrainStep(step, self.model, self.optimizer, x, y)
             if self._graphed is not None and self._graphed.matches(x, y):
