@@ -34,6 +34,7 @@ from configs import build
 from machine import machine_info, matmul_gflops, peak_rss_mib
 from pixelrnn.models import MultiScalePixelRNN
 from pixelrnn.native import native_available
+from pixelrnn.sampling import generation_rank
 
 
 def num_steps(model: pixelrnn.AutoregressiveModel) -> int:
@@ -56,15 +57,15 @@ def time_generation(
     single_stage = not isinstance(model, MultiScalePixelRNN)
     if method == "naive" and single_stage and max_steps is not None and max_steps < total_steps:
         # every step after the first max_steps is given: the loop skips those steps
-        order = model.generation_rank()  # (C, H, W)
+        order = generation_rank(model)  # (C, H, W)
         if model.distribution.joint_channels:
             order = order // model.image_shape[0]  # whole pixels
         known = (order >= max_steps).expand_as(x).contiguous()
         start = time.perf_counter()
-        model.complete(x, known, g, y=y, method="naive")
+        pixelrnn.complete(model, x, known, generator=g, y=y, method="naive")
         return (time.perf_counter() - start) * total_steps / max_steps, max_steps
     start = time.perf_counter()
-    model.complete(x, known, g, y=y, method=method)
+    pixelrnn.complete(model, x, known, generator=g, y=y, method=method)
     return time.perf_counter() - start, None
 
 
@@ -78,7 +79,7 @@ def count_flops(model: pixelrnn.AutoregressiveModel, n: int, method: str) -> flo
         if method == "naive":  # every step is one forward pass of the whole network
             model(x, y) if y is not None else model(x)
         else:
-            model.complete(x, torch.zeros_like(x, dtype=torch.bool), y=y, method="cached")
+            pixelrnn.complete(model, x, torch.zeros_like(x, dtype=torch.bool), y=y, method="cached")
     steps = num_steps(model) if method == "naive" else 1
     return float(counter.get_total_flops()) * steps
 

@@ -6,6 +6,7 @@ import torch
 
 import pixelrnn
 from pixelrnn.nn import channel_groups
+from pixelrnn.sampling import generation_rank
 
 
 def tiny_preset(model: str) -> str:
@@ -87,17 +88,22 @@ def earlier_pixels(h: int, w: int, row: int, col: int) -> torch.Tensor:
     return idx < row * w + col
 
 
-def _output_index(model: pixelrnn.AutoregressiveModel, ch: int, i: int, j: int) -> int:
+def _output_index(
+    model: pixelrnn.AutoregressiveModel, rank: torch.Tensor, ch: int, i: int, j: int
+) -> int:
     """Order of an entry of ``log_prob(reduction="none")``: a pixel for joint distributions
-    (its last channel's rank), in the model's generation order."""
-    rank = model.generation_rank()
+    (its last channel's rank), in the order ``rank`` ``(C, H, W)``."""
     if model.distribution.joint_channels:
         return int(rank[:, i, j].max())
     return int(rank[ch, i, j])
 
 
 @torch.no_grad()
-def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool = False) -> None:
+def assert_causal(
+    model: pixelrnn.AutoregressiveModel,
+    whole_pixel_context: bool = False,
+    rank: torch.Tensor | None = None,
+) -> None:
     """Raise AssertionError unless ``model`` is autoregressive in raster, then R→G→B, order.
 
     Every input sub-pixel of image 0 is changed in turn (float64 model, exact comparisons):
@@ -107,11 +113,14 @@ def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool
     Args:
         whole_pixel_context: the network sees only whole earlier pixels (PixelCNN++) while the
             distribution is per sub-pixel, so the last pixel's channels influence nothing.
+        rank: the order to hold the model to, ``(C, H, W)`` (default: its generation order,
+            :func:`pixelrnn.sampling.generation_rank`).
     """
     model = model.double().eval()
     device = next(model.parameters()).device
     c_img, h, w = model.image_shape
-    rank = model.generation_rank()  # raster, then R→G→B, unless the model says otherwise
+    if rank is None:
+        rank = generation_rank(model)  # raster, then R→G→B, unless the model says otherwise
     x = random_images(model, 2).to(device)
     y = random_labels(model, 2)
     y = None if y is None else y.to(device)
@@ -138,14 +147,14 @@ def assert_causal(model: pixelrnn.AutoregressiveModel, whole_pixel_context: bool
                 for i2 in range(h):
                     for j2 in range(w):
                         for oc in range(n_out):
-                            q = _output_index(model, oc, i2, j2)
+                            q = _output_index(model, rank, oc, i2, j2)
                             same = lp[0, oc, i2, j2] == base_lp[0, oc, i2, j2]
                             if q < p:
                                 assert same, f"log p of sub-pixel {q} changed with input {p}"
                             elif q > p and not same:
                                 later_changed = True
                         for pc in range(c_img):
-                            q = _output_index(model, pc, i2, j2)
+                            q = _output_index(model, rank, pc, i2, j2)
                             maps = param_channel == pc
                             same = torch.equal(
                                 params[0, maps, i2, j2], base_params[0, maps, i2, j2]

@@ -8,6 +8,7 @@ import torch
 import torch.utils.cpp_extension
 from torch.utils.flop_counter import FlopCounterMode
 
+import pixelrnn
 from pixelrnn import native
 from pixelrnn.nn import DiagonalBiLSTM, RowLSTM
 from tests.helpers import tiny_model
@@ -68,7 +69,9 @@ def test_the_flop_counter_sees_the_compiled_steps(
     for setting in ("0", "1"):
         monkeypatch.setenv(native.NATIVE_ENV_VAR, setting)
         with FlopCounterMode(display=False) as counter:
-            model.complete(x, torch.zeros_like(x, dtype=torch.bool), torch.Generator())
+            pixelrnn.complete(
+                model, x, torch.zeros_like(x, dtype=torch.bool), generator=torch.Generator()
+            )
         counts[setting] = counter.get_total_flops()
     assert counts["1"] == counts["0"] > 0
 

@@ -1,4 +1,18 @@
-"""Pictures: image grids and the loss curve, written as PNG with Pillow.
+"""Pictures: a user's own images and masks read in, image grids and the loss curve written
+out, with Pillow.
+
+Reading (:func:`read_image`) converts any file Pillow opens (PNG, JPEG, ...; grey, RGB,
+palette, with or without alpha) to a model's levels:
+
+* colour: to grey for a one-channel model (ITU-R 601-2 luma, Pillow's ``L``), to RGB for a
+  three-channel one; transparent pixels are laid on black first (the background of the digit
+  data sets);
+* levels: 8-bit values ``v`` become ``round(v · (K − 1) / 255)`` — exact for 8-bit models
+  (``K = 256``) and the inverse of how :func:`to_uint8` writes images, so a grid cell written
+  here reads back unchanged; binary models (``K = 2``) threshold at ``v ≥ threshold · 255``
+  (``threshold`` 0.5 by default, which is the same rule);
+* size: a file of another size is refused with both sizes named, unless ``resize`` asks for a
+  Lanczos resize.
 
 The loss curve is drawn with Pillow's ImageDraw rather than matplotlib so that the package
 needs no plotting library for one line chart.
@@ -14,9 +28,119 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pixelrnn.checkpoint import atomic_write
+from pixelrnn.files import atomic_write
 
 HIDDEN_GREY = 128
+
+
+def _open(path: str | Path, what: str) -> Image.Image:
+    """A file as a loaded Pillow image, or a clear error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what} file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not an image Pillow can read ({e})") from None
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Palette and transparency resolved: RGB or L, transparent pixels laid on black."""
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    return img
+
+
+def read_image(
+    path: str | Path,
+    image_shape: tuple[int, int, int],
+    num_levels: int,
+    *,
+    threshold: float = 0.5,
+    resize: bool = False,
+) -> torch.Tensor:
+    """An image file as a model's integer levels (the conversion of the module docstring).
+
+    Args:
+        path: any image file Pillow reads.
+        image_shape: the model's ``(C, H, W)``; ``C`` is 1 (grey) or 3 (RGB).
+        num_levels: the model's ``K``.
+        threshold: for binary models, the fraction of white from which a pixel is 1.
+        resize: resize a file of another size instead of refusing it.
+
+    Returns:
+        int64 ``(C, H, W)`` in ``[0, K)``.
+    """
+    channels, height, width = image_shape
+    if channels not in (1, 3):
+        raise ValueError(f"images are read for 1- or 3-channel models, not {channels} channels")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+    img = _flatten_alpha(_open(path, "image")).convert("L" if channels == 1 else "RGB")
+    if img.size != (width, height):
+        if not resize:
+            raise ValueError(
+                f"{path}: the image is {img.size[0]}x{img.size[1]} (width x height), the model "
+                f"takes {width}x{height}; pass --resize (or resize=True) to resize it"
+            )
+        img = img.resize((width, height), Image.Resampling.LANCZOS)
+    values = torch.from_numpy(np.asarray(img, dtype=np.int64).copy())  # (H, W) or (H, W, C)
+    values = values.reshape(height, width, channels).permute(2, 0, 1)
+    if num_levels == 2:
+        return (values >= threshold * 255).long()
+    return torch.round(values.double() * (num_levels - 1) / 255).long()
+
+
+def read_mask(path: str | Path, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """A mask file as the ``known`` mask of a completion: white (255) marks the pixels to
+    erase and complete, black (0) the pixels to keep. Any other value is refused, as is another
+    size.
+
+    Returns:
+        bool ``(C, H, W)``: True where the pixel is kept.
+    """
+    channels, height, width = image_shape
+    img = _flatten_alpha(_open(path, "mask")).convert("L")
+    if img.size != (width, height):
+        raise ValueError(
+            f"{path}: the mask is {img.size[0]}x{img.size[1]} (width x height), the image "
+            f"{width}x{height}; draw the mask at the image's size"
+        )
+    values = torch.from_numpy(np.asarray(img, dtype=np.int64).copy())  # (H, W)
+    other = sorted(set(values.unique().tolist()) - {0, 255})
+    if other:
+        raise ValueError(
+            f"{path}: a mask must be black (0: keep) and white (255: erase) only, found the "
+            f"grey values {other[:5]}{' ...' if len(other) > 5 else ''}"
+        )
+    return (values == 0).expand(channels, height, width).clone()
+
+
+def box_mask(box: str, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The ``known`` mask that erases the box ``"x0,y0,x1,y1"`` (pixel columns ``x0 ≤ x < x1``
+    and rows ``y0 ≤ y < y1``).
+
+    Returns:
+        bool ``(C, H, W)``: True where the pixel is kept.
+    """
+    _, height, width = image_shape
+    try:
+        x0, y0, x1, y1 = (int(v) for v in box.split(","))
+    except ValueError:
+        raise ValueError(f"a box is x0,y0,x1,y1 (four integers), got {box!r}") from None
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(
+            f"box {box!r} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}"
+        )
+    known = torch.ones(image_shape, dtype=torch.bool)
+    known[:, y0:y1, x0:x1] = False
+    return known
 
 
 def to_uint8(x: torch.Tensor, num_levels: int, hidden: torch.Tensor | None = None) -> np.ndarray:

@@ -42,7 +42,7 @@ def test_cuda_scores_equal_the_cpu_scores(name: str, channels: int) -> None:
     """The float64 network's parameters on the GPU equal the CPU's to float64 rounding; the
     log-probabilities, which the distributions compute in float32, to float32 rounding.
     (The PixelCNN++ passes since its weight norm is pixelrnn.nn.weight_norm: PyTorch's fused
-    CUDA kernel was float32-precise in float64; seen passing on an H100 in session 12.)"""
+    CUDA kernel was float32-precise in float64; seen passing on an H100.)"""
     model = _model(name, channels, size=7).eval()
     x, y = random_images(model, 3), random_labels(model, 3)
     with torch.no_grad():
@@ -119,7 +119,7 @@ def test_cached_sampling_on_cuda_draws_the_naive_images(
     images = {}
     for method in ("naive", "cached"):
         generator = torch.Generator(CUDA).manual_seed(0)
-        images[method] = model.sample(3, generator, y=y, method=method)
+        images[method] = pixelrnn.sample(model, 3, generator=generator, y=y, method=method)
     assert images["cached"].is_cuda
     assert torch.equal(images["cached"], images["naive"])
 
@@ -160,7 +160,7 @@ class _NeverRecorded:
 @pytest.fixture
 def deterministic_cudnn(monkeypatch: pytest.MonkeyPatch) -> None:
     """cuDNN's deterministic algorithms, chosen without benchmarking. Without them two
-    *ordinary* runs of the same steps already differ: on an H100 (session 8) the PixelCNN++'s
+    *ordinary* runs of the same steps already differ: on an H100 the PixelCNN++'s
     weights after 9 RMSprop steps differed by up to 23 % relative between two ordinary runs,
     because RMSprop's and Adam's first steps turn rounding differences in near-zero gradient
     entries into full-size updates (``g / sqrt(v)`` is about ``±1`` however small ``g`` is)."""
@@ -196,7 +196,7 @@ def _replay_pair(
         return Trainer(model, config, tmp_path / run, data_dir)
 
     graphed, ordinary = trainer("graphed"), trainer("ordinary")
-    ordinary._graphed = _NeverRecorded()  # type: ignore[assignment]
+    ordinary.run_step.graphed = _NeverRecorded()  # type: ignore[attr-defined]
     return graphed, ordinary, labelled
 
 
@@ -226,7 +226,7 @@ def test_cuda_graph_replays_the_ordinary_steps(
     if name == "diagonal_bilstm":
         request.applymarker(
             pytest.mark.xfail(
-                reason="on an H100 (session 8, deterministic cuDNN) the first two steps' "
+                reason="on an H100 (deterministic cuDNN) the first two steps' "
                 "losses were equal, later ones differed by up to 1e-5 (Adam) and 1e-4 "
                 "(RMSprop) relative: the recorded step's update differs from the ordinary one "
                 "at rounding level (two ordinary runs were bitwise equal), and the optimizers "
@@ -241,7 +241,7 @@ def test_cuda_graph_replays_the_ordinary_steps(
         x, y = _batch(size, labelled, g)
         losses = graphed.train_step(x, y), ordinary.train_step(x, y)
         assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    assert isinstance(graphed._graphed, GraphedTrainStep)
+    assert isinstance(graphed.run_step.graphed, GraphedTrainStep)
     a, b = graphed.model.state_dict(), ordinary.model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
@@ -258,7 +258,7 @@ def test_a_recorded_step_computes_the_ordinary_gradients(
     graphed, ordinary, labelled = _replay_pair(tmp_path, data_dir, name, extra, "adam")
     x, y = _batch(8, labelled, torch.Generator().manual_seed(0))
     losses = graphed.train_step(x, y), ordinary.train_step(x, y)
-    assert isinstance(graphed._graphed, GraphedTrainStep)
+    assert isinstance(graphed.run_step.graphed, GraphedTrainStep)
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     for (key, p), q in zip(
         graphed.model.named_parameters(), ordinary.model.parameters(), strict=True
@@ -271,7 +271,7 @@ def test_a_recorded_step_computes_the_ordinary_gradients(
 def test_a_run_resumes_with_a_recorded_step(tmp_path: Path, data_dir: Path) -> None:
     """A run trained with ordinary steps (its optimizer stored as not capturable) continues
     with ``--cuda-graph true``: the optimizer is rebuilt capturable, step counts on the GPU
-    (session 8: this failed with "capturable is False" before the fix)."""
+    (without the rebuild it fails with "capturable is False")."""
     run = tmp_path / "run"
     _train(run, data_dir, *_cuda_args("--lr-schedule", "constant"))
     env = {**os.environ, "PIXELRNN_DATA": str(data_dir)}

@@ -54,7 +54,9 @@ def recorded_generation(
     model.distribution.sample = recording_sample  # type: ignore[method-assign]
     try:
         y = random_labels(model, len(x), seed=3)
-        out = model.complete(x, known, torch.Generator().manual_seed(0), y=y, method=method)
+        out = pixelrnn.complete(
+            model, x, known, generator=torch.Generator().manual_seed(0), y=y, method=method
+        )
     finally:
         del model.distribution.sample
     return out, params
@@ -143,9 +145,12 @@ def test_diagonal_bilstm_full_context_cached_matches_naive(channels: int) -> Non
 def test_sample_defaults_to_cached_and_validates_the_method() -> None:
     model = tiny_model(1, 2, size=5, model="gated_pixelcnn").double()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    assert torch.equal(model.sample(4, g()), model.sample(4, g(), method="naive"))
+    assert torch.equal(
+        pixelrnn.sample(model, 4, generator=g()),
+        pixelrnn.sample(model, 4, generator=g(), method="naive"),
+    )
     with pytest.raises(ValueError, match="method must be one of"):
-        model.sample(1, method="fast")
+        pixelrnn.sample(model, 1, method="fast")
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,8 @@ def test_samples_look_like_their_label(trained) -> None:
     classifier_accuracy = (nearest_centroid(train_x, train_y, train_x) == train_y).float().mean()
     assert classifier_accuracy > 0.85  # the classifier itself works on real digits
     labels = torch.arange(len(DIGITS)).repeat_interleave(10)
-    samples = model.sample(len(labels), generator=torch.Generator().manual_seed(1), y=labels)
+    samples = pixelrnn.sample(
+        model, len(labels), generator=torch.Generator().manual_seed(1), y=labels
+    )
     accuracy = (nearest_centroid(train_x, train_y, samples) == labels).float().mean()
     assert accuracy >= 0.6, f"only {accuracy:.0%} of the samples classified as their label"

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 import pixelrnn
 from pixelrnn.data import load_dataset
 from pixelrnn.training import TrainConfig, Trainer, evaluate_nll
-from pixelrnn.training import trainer as trainer_module
+from pixelrnn.training import figures as figures_module
+from pixelrnn.training.ema import ema_with_warmup
 from tests.helpers import tiny_model
 from tests.training.test_trainer import FAST as TRAINER_FAST
 
@@ -38,13 +39,13 @@ def test_evaluation_checkpoints_and_samples_use_the_averaged_weights(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sampled: list[dict[str, torch.Tensor]] = []
-    real_sample_grid = trainer_module.sample_grid
+    real_sample_grid = figures_module.sample_grid
 
     def recording_sample_grid(model, n, generator):  # type: ignore[no-untyped-def]
         sampled.append(state(model))
         return real_sample_grid(model, n, generator)
 
-    monkeypatch.setattr(trainer_module, "sample_grid", recording_sample_grid)
+    monkeypatch.setattr(figures_module, "sample_grid", recording_sample_grid)
     trainer = make_trainer(tmp_path / "run", data_dir)
     assert trainer.fit() == "done"
     ema, raw = state(trainer.evaluation_model), state(trainer.model)
@@ -119,7 +120,6 @@ def test_ema_config_validation() -> None:
 
 def test_the_average_warms_up_like_tensorflows() -> None:
     """Decay min(d, (1 + t) / (10 + t)) after t updates; the first update copies the weights."""
-    from pixelrnn.training.trainer import ema_with_warmup
 
     update = ema_with_warmup(0.99)
     averaged, current = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import pixelrnn
-from pixelrnn.checkpoint import replace_dir
 from pixelrnn.data import ImageDataset, load_dataset
+from pixelrnn.files import replace_dir
 from pixelrnn.training import TrainConfig, Trainer, evaluate_nll
 from tests.helpers import tiny_model
 

@@ -1,8 +1,15 @@
-"""Model architectures, one file each, and the registry that names them."""
+"""Model architectures, one file each, the registry that names them, and saving and loading."""
 
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrnn.models.multiscale import MultiScaleConfig, MultiScalePixelRNN
+from pixelrnn.models.persistence import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    find_pretrained_dir,
+    load_pretrained,
+    save_pretrained,
+)
 from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP, PixelCNNPPConfig
 from pixelrnn.models.registry import (
@@ -17,8 +24,10 @@ from pixelrnn.models.registry import (
 )
 
 __all__ = [
+    "CONFIG_NAME",
     "MODELS",
     "PRESETS",
+    "WEIGHTS_NAME",
     "AutoregressiveModel",
     "GatedPixelCNN",
     "GatedPixelCNNConfig",
@@ -34,5 +43,8 @@ __all__ = [
     "available_presets",
     "conditional_models",
     "create_model",
+    "find_pretrained_dir",
     "get_preset",
+    "load_pretrained",
+    "save_pretrained",
 ]

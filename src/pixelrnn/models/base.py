@@ -2,8 +2,9 @@
 
 Every model is an :class:`AutoregressiveModel` built from one frozen, validated config
 dataclass. Subclasses implement :meth:`AutoregressiveModel.network` only; likelihoods come from
-the output distribution, sampling and completion from :mod:`pixelrnn.sampling`, and bits/dim
-from :func:`pixelrnn.units.bits_per_dim`.
+the output distribution. Models never sample and never save themselves: sampling and completion
+live above them in :mod:`pixelrnn.sampling`, saving and loading in
+:mod:`pixelrnn.models.persistence`, and bits/dim in :func:`pixelrnn.units.bits_per_dim`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -193,15 +193,6 @@ class AutoregressiveModel(nn.Module, abc.ABC):
                 f"got min {int(y.min())}, max {int(y.max())}"
             )
 
-    def generation_rank(self) -> torch.Tensor:
-        """Rank of every sub-pixel in the generation order (raster, then R→G→B; the causality
-        tests check the model against it).
-
-        Shape: ``(C, H, W)`` int64.
-        """
-        c, h, w = self.image_shape
-        return torch.arange(c * h * w).reshape(h, w, c).permute(2, 0, 1).contiguous()
-
     @contextlib.contextmanager
     def conditioned_on(self, context: torch.Tensor | None) -> Iterator[None]:
         """Within the block, :meth:`forward`, sampling and completion condition on the map
@@ -279,100 +270,9 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             return per_dim
         return per_dim.flatten(1).sum(1)
 
-    # --- generation ---------------------------------------------------------------------------
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        progress: bool = False,
-        y: torch.Tensor | int | None = None,
-        method: str = "cached",
-    ) -> torch.Tensor:
-        """Draw ``n`` images, one sub-pixel at a time (raster order, then R→G→B).
-
-        Args:
-            y: for a conditional model, the label of every image ``(n,)`` or one label for all.
-            method: ``"cached"`` (per-layer caches, one position per step) or ``"naive"``
-                (the whole network per step: the reference); same draws for the same generator.
-
-        Returns:
-            ``(n, C, H, W)`` int64 in ``[0, K)``.
-        """
-        if n < 1:
-            raise ValueError(f"n must be a positive number of images, got {n}")
-        device = next(self.parameters()).device
-        if isinstance(y, int):
-            y = torch.full((n,), y, dtype=torch.long)
-        x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=device)
-        known = torch.zeros_like(x, dtype=torch.bool)
-        self.check_labels(y, n)
-        return self.generate(x, known, generator, temperature, progress, y, method)
-
-    def complete(
-        self,
-        x: torch.Tensor,
-        known: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        progress: bool = False,
-        y: torch.Tensor | None = None,
-        method: str = "cached",
-    ) -> torch.Tensor:
-        """Fill the unknown sub-pixels of ``x`` from the model; known ones are kept exactly.
-
-        Args:
-            x: integer images ``(B, C, H, W)``; values where ``known`` is False are ignored.
-            known: bool ``(B, C, H, W)``.
-            y: class labels ``(B,)`` for a conditional model.
-            method: ``"cached"`` or ``"naive"``, as for :meth:`sample`.
-
-        Returns:
-            ``(B, C, H, W)`` int64.
-        """
-        if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
-            raise TypeError("known must be a bool tensor")
-        if known.shape != x.shape:
-            raise ValueError(
-                f"known must have the shape of x {tuple(x.shape)}, got {tuple(known.shape)}"
-            )
-        x_known = torch.where(known, x, torch.zeros_like(x))
-        self.check_images(x_known, "x")
-        self.check_labels(y, x.shape[0])
-        return self.generate(x_known.long(), known, generator, temperature, progress, y, method)
-
-    def generate(
-        self,
-        x: torch.Tensor,
-        known: torch.Tensor,
-        generator: torch.Generator | None,
-        temperature: float,
-        progress: bool,
-        y: torch.Tensor | None,
-        method: str,
-    ) -> torch.Tensor:
-        """The generation behind :meth:`sample` and :meth:`complete`, on checked inputs: the
-        shared loop of ``method`` in this model's order (a model generated another way, such
-        as the Multi-Scale PixelRNN, overrides this).
-
-        Shape:
-            x int64 and known bool ``(B, C, H, W)`` → int64 ``(B, C, H, W)``.
-        """
-        return _engine(method)(self, x, known, generator, temperature, progress, y)
-
-    # --- persistence ----------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
-        from pixelrnn.checkpoint import save_pretrained
-
-        save_pretrained(self, path)
-
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"config={self.config}, num_parameters={n}"
-
-
-SAMPLING_METHODS = ("cached", "naive")
 
 
 def _reads_values(t: torch.Tensor) -> bool:
@@ -383,12 +283,3 @@ def _reads_values(t: torch.Tensor) -> bool:
     if not t.numel() or torch.compiler.is_compiling():
         return False
     return not (t.is_cuda and torch.cuda.is_current_stream_capturing())
-
-
-def _engine(method: str) -> Callable[..., torch.Tensor]:
-    """The generation loop of a sampling method (imported late: sampling imports models)."""
-    from pixelrnn.sampling import generate, generate_cached
-
-    if method not in SAMPLING_METHODS:
-        raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
-    return generate_cached if method == "cached" else generate

@@ -16,9 +16,9 @@ evaluation are the shared ones. With ``num_scales > 2`` the first stage is itsel
 model of the small image (one more conditional stage per scale).
 
 Generation order: the small image first (in its own order), then the other pixels in raster
-order; :meth:`generation_rank` states it and the causality tests use it. Sampling and completion
-run the shared generation loops stage by stage, the second with the small image's pixels fixed
-through the ``known`` mask.
+order (:func:`pixelrnn.sampling.generation_order` states it; the causality tests use it). The
+cached sampler runs the stages one after the other, the second with the small image's pixels
+fixed through the ``known`` mask (:mod:`pixelrnn.sampling.generation`).
 
 NOTE: the paper gives neither the upsampling network's layers nor ``c``; this one is the
 smallest that fits its description. Both stages are trained jointly: their losses share no
@@ -35,8 +35,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
+from pixelrnn.models.pixelcnn import PixelCNN
+from pixelrnn.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 
-FAMILIES = ("pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm")
+# the networks a stage may be, by registry name
+STAGE_CLASSES: dict[str, type[AutoregressiveModel]] = {
+    cls.model_name: cls
+    for cls in (PixelCNN, GatedPixelCNN, RowLSTMPixelRNN, DiagonalBiLSTMPixelRNN)
+}
+FAMILIES = tuple(STAGE_CLASSES)
+
+
+def _build_stage(family: str, **fields: object) -> AutoregressiveModel:
+    """A stage network of ``family`` with the config ``fields``."""
+    cls = STAGE_CLASSES[family]
+    return cls(cls.config_class.from_dict(fields))
 
 
 @dataclass(frozen=True)
@@ -111,8 +125,6 @@ class MultiScalePixelRNN(AutoregressiveModel):
 
     def __init__(self, config: MultiScaleConfig) -> None:
         super().__init__(config)
-        from pixelrnn.models.registry import create_model  # the registry imports this module
-
         sizes = dict(
             hidden_channels=config.hidden_channels,
             num_layers=config.num_layers,
@@ -126,8 +138,8 @@ class MultiScalePixelRNN(AutoregressiveModel):
                 MultiScaleConfig.from_dict(fields)
             )
         else:
-            self.small_model = create_model(config.family, **small, **sizes)
-        self.large_model = create_model(
+            self.small_model = _build_stage(config.family, **small, **sizes)
+        self.large_model = _build_stage(
             config.family,
             image_shape=config.image_shape,
             context_channels=config.upsampling_channels,
@@ -173,54 +185,3 @@ class MultiScalePixelRNN(AutoregressiveModel):
         out = params.clone()
         out[:, :, ::k, ::k] = self.small_model.network(small)
         return out
-
-    def generation_rank(self) -> torch.Tensor:
-        """Rank of every sub-pixel in the generation order: the small image's sub-pixels first
-        (in the first stage's order), then the others in raster order, R→G→B.
-
-        Shape: ``(C, H, W)`` int64.
-        """
-        raster = super().generation_rank()
-        small = self.small_positions(raster[None])[0]
-        rank = torch.empty_like(raster)
-        rank[small] = self.small_model.generation_rank().flatten().to(rank.dtype)
-        rest = raster[~small]
-        rank[~small] = small.sum() + torch.argsort(torch.argsort(rest))
-        return rank
-
-    # --- generation: stage by stage through the shared loops ---------------------------------
-    def generate(
-        self,
-        x: torch.Tensor,
-        known: torch.Tensor,
-        generator: torch.Generator | None,
-        temperature: float,
-        progress: bool,
-        y: torch.Tensor | None,
-        method: str,
-    ) -> torch.Tensor:
-        """The small image first (completing its known pixels), then the full image with the
-        small image's pixels known, conditioned on it."""
-        small = self.small_model.complete(
-            self.subsample(x), self.subsample(known), generator, temperature, progress, None, method
-        )
-        k = self.config.scale
-        x = x.clone()
-        x[:, :, ::k, ::k] = small
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                context = self.context(self.normalize(small))
-            with self.large_model.conditioned_on(context):
-                return self.large_model.complete(
-                    x,
-                    known | self.small_positions(x),
-                    generator,
-                    temperature,
-                    progress,
-                    None,
-                    method,
-                )
-        finally:
-            self.train(was_training)

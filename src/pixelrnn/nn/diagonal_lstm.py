@@ -40,11 +40,12 @@ enters one row down — and then every earlier sub-pixel is seen.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from pixelrnn.native import native_available
+from pixelrnn.native import flop_formula, native_available
 from pixelrnn.nn.lstm_cell import lstm_cell_backward_into, lstm_cell_into
 from pixelrnn.nn.masked_conv import MaskedConv2d, gate_groups, run_in_compute_dtype
 
@@ -416,3 +417,45 @@ class DiagonalScan(torch.autograd.Function):
             d_bias.view(8 * h).to(bias_dtype),
             d_w_state.to(w_state_dtype),
         )
+
+
+def _scan_columns(inputs: Any, weight: Any, width: int) -> int:
+    """One product of the stacked kernels ``[input | above | left]`` ``(4h × (c + 2h))`` per
+    pixel and direction. ``inputs``: ``(2, c, T + 1, H + 1, B)``; ``weight``:
+    ``(2, 4h, c + 2h)``."""
+    _, _, _, rows_1, batch = inputs
+    _, four_h, k = weight
+    return 2 * 2 * four_h * k * (rows_1 - 1) * width * batch
+
+
+@flop_formula("diagonal_scan_forward")
+def _diagonal_scan_forward(
+    inputs: Any,
+    _gates: Any,
+    _states: Any,
+    _cells: Any,
+    _tanh_cells: Any,
+    weight: Any,
+    _bias: Any,
+    width: int,
+    *_: Any,
+    **__: Any,
+) -> int:
+    """The stacked kernels at every pixel, both directions (shapes only)."""
+    return _scan_columns(inputs, weight, width)
+
+
+@flop_formula("diagonal_scan_backward")
+def _diagonal_scan_backward(
+    inputs: Any,
+    _gates: Any,
+    _states: Any,
+    _cells: Any,
+    _tanh_cells: Any,
+    weight: Any,
+    *rest: Any,
+    **__: Any,
+) -> int:
+    """Two products per pixel and direction: the kernels' gradient and the gradient of what
+    they read (shapes only; ``width`` is the last argument)."""
+    return 2 * _scan_columns(inputs, weight, rest[-1])

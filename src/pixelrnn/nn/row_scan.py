@@ -22,10 +22,11 @@ CUDA) the Python loops below, which stay the reference. Tests: ``tests/nn/test_r
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from pixelrnn.native import native_available
+from pixelrnn.native import flop_formula, native_available
 from pixelrnn.nn.lstm_cell import lstm_cell_backward_into, lstm_cell_into
 from pixelrnn.nn.masked_conv import run_in_compute_dtype
 
@@ -182,3 +183,28 @@ class RowScan(torch.autograd.Function):
             d_h0.to(h0_dtype),
             d_c0.to(c0_dtype),
         )
+
+
+def _row_scan_rows(tanh_cells: Any, weight: Any) -> int:
+    """One product of the ``k`` state taps ``(4h × k·h)`` per pixel. ``tanh_cells``:
+    ``(h, H, W, B)``; ``weight``: ``(4h, k, h)``."""
+    _, rows, width, batch = tanh_cells
+    four_h, k, h = weight
+    return 2 * four_h * k * h * rows * width * batch
+
+
+@flop_formula("row_scan_forward")
+def _row_scan_forward(
+    _gates: Any, _states: Any, _cells: Any, tanh_cells: Any, weight: Any, *_: Any, **__: Any
+) -> int:
+    """The state taps at every pixel (shapes only)."""
+    return _row_scan_rows(tanh_cells, weight)
+
+
+@flop_formula("row_scan_backward")
+def _row_scan_backward(
+    _gates: Any, _states: Any, _cells: Any, tanh_cells: Any, weight: Any, *_: Any, **__: Any
+) -> int:
+    """Two products per pixel: the taps' gradient and the gradient of the states they read
+    (shapes only)."""
+    return 2 * _row_scan_rows(tanh_cells, weight)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.sampling.generation import sample
 
 
 def sample_grid(
@@ -23,23 +24,24 @@ def sample_grid(
     * conditional model without: a class grid, one row per class with
       ``max(1, num // num_classes)`` samples each.
 
-    ``method``: ``"cached"`` or ``"naive"`` (see :meth:`AutoregressiveModel.sample`).
+    ``method``: ``"cached"`` or ``"naive"`` (see :func:`pixelrnn.sampling.sample`).
 
     Returns:
         int64 images ``(N, C, H, W)`` and the number of grid columns (None: automatic).
     """
+    options = dict(generator=generator, temperature=temperature, progress=progress, method=method)
     classes = model.num_classes
     if classes is None:
         if label is not None:
             raise ValueError(
                 f"--label needs a class-conditional model; this {model.model_name} is unconditional"
             )
-        return model.sample(num, generator, temperature, progress, method=method), None
+        return sample(model, num, **options), None
     if label is not None:
         if not 0 <= label < classes:
             raise ValueError(f"label must lie in [0, {classes}), got {label}")
-        return model.sample(num, generator, temperature, progress, y=label, method=method), None
+        return sample(model, num, y=label, **options), None
     per_class = max(1, num // classes)
     y = torch.arange(classes).repeat_interleave(per_class)
-    images = model.sample(len(y), generator, temperature, progress, y=y, method=method)
+    images = sample(model, len(y), y=y, **options)
     return images, per_class

@@ -2,21 +2,16 @@
 
 from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.evaluate import EvalResult, evaluate_nll
-from pixelrnn.training.trainer import (
-    Trainer,
-    completion_grid_images,
-    derive_seed,
-    make_generator,
-    occlusion_mask,
-)
+from pixelrnn.training.run_dir import RunDirectory
+from pixelrnn.training.seeding import derive_seed, make_generator
+from pixelrnn.training.trainer import Trainer
 
 __all__ = [
     "EvalResult",
+    "RunDirectory",
     "TrainConfig",
     "Trainer",
-    "completion_grid_images",
     "derive_seed",
     "evaluate_nll",
     "make_generator",
-    "occlusion_mask",
 ]

@@ -9,11 +9,41 @@ and the multi-process equivalence hold with any ``num_workers``.
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import Dataset
+from pathlib import Path
 
-from pixelrnn.data import ImageDataset
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pixelrnn.data import ImageDataset, load_dataset
+from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.training.config import TrainConfig
+from pixelrnn.training.evaluate import check_labelled
 from pixelrnn.training.seeding import make_generator
+
+
+def load_split(config: TrainConfig, split: str, data_dir: str | Path | None) -> ImageDataset:
+    """One split of the run's dataset (binarized as the run asks)."""
+    return load_dataset(config.dataset, split, data_dir, binarize=config.binarize)  # type: ignore[arg-type]
+
+
+def load_training_data(
+    model: AutoregressiveModel, config: TrainConfig, data_dir: str | Path | None
+) -> tuple[ImageDataset, ImageDataset | None]:
+    """The training split (its first ``max_train_images``) and the validation split (None
+    without one), checked against what ``model`` scores."""
+    train = load_split(config, config.train_split, data_dir)
+    if config.max_train_images is not None:
+        train = train.head(config.max_train_images)
+    valid = load_split(config, config.valid_split, data_dir) if config.valid_split else None
+    for ds in filter(None, (train, valid)):
+        if ds.image_shape != model.image_shape or ds.num_levels != model.num_levels:
+            raise ValueError(
+                f"dataset {config.dataset}/{ds.split} has {ds.num_levels}-level images of shape "
+                f"{ds.image_shape}, the model expects {model.num_levels} levels and shape "
+                f"{model.image_shape}; pick a matching preset or set --binarize"
+            )
+        check_labelled(ds, model)
+    return train, valid
 
 
 def epoch_steps(num_images: int, batch_size: int, drop_last: bool) -> int:
@@ -65,3 +95,37 @@ class EpochBatches(Dataset):
         x = self.data.batch(index, generator)
         y = self.data.labels_at(index) if self.labels else None
         return index, x, y
+
+
+def epoch_loader(
+    data: ImageDataset,
+    order: torch.Tensor,
+    config: TrainConfig,
+    position: tuple[int, int, int],
+    labels: bool,
+) -> DataLoader:
+    """The rest of an epoch's global batches, from ``config.num_workers`` loader processes.
+
+    Args:
+        data: the training split; order: the epoch's permutation.
+        position: ``(epoch, step_in_epoch, global_step)`` of the next step.
+        labels: whether the batches carry the images' labels (a conditional model).
+    """
+    epoch, step_in_epoch, global_step = position
+    batches = EpochBatches(
+        data,
+        order,
+        config.batch_size,
+        step_in_epoch,
+        global_step,
+        config.seed,
+        labels=labels,
+        drop_last=config.drop_last,
+    )
+    # batch_size=None: every item is already a whole batch. The loader's own generator: an
+    # iterator otherwise draws its workers' base seed from the global stream, which a resumed
+    # run would then hold in another state (dropout draws from it)
+    loader_seed = make_generator(config.seed, "loader", epoch, step_in_epoch)
+    return DataLoader(
+        batches, batch_size=None, num_workers=config.num_workers, generator=loader_seed
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pixelrnn.config_io import DictConfig
@@ -146,3 +147,13 @@ class TrainConfig(DictConfig):
             raise ValueError(
                 f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}"
             )
+
+    def learning_rate(self, epoch: int, global_step: int, steps_per_epoch: int) -> float:
+        """The learning rate of the step after ``global_step`` (in epoch ``epoch``, counted
+        from the run's start), by ``lr_schedule``."""
+        if self.lr_schedule == "exponential":
+            return self.lr * self.lr_decay**epoch
+        if self.lr_schedule == "cosine":
+            total = self.epochs * steps_per_epoch
+            return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(global_step / total, 1.0)))
+        return self.lr

@@ -1,16 +1,8 @@
 """The training loop (conventions §10): plain, linear and model-agnostic (``log_prob`` only).
 
-Run directory::
-
-    RUN/config.json        model name + config, training settings, package version
-    RUN/last/              config.json, model.safetensors, trainer_state.{json,safetensors}
-    RUN/best/              config.json, model.safetensors (lowest validation NLL)
-    RUN/metrics.jsonl      one JSON object a line: train / valid / test events
-    RUN/samples_epochNNN.png, RUN/loss_curve.png, RUN/samples.png, RUN/completions.png
-    RUN/results.json       test NLL of the best weights
-
-With ``ema_decay`` every ``model.safetensors`` holds the averaged weights, the ones to evaluate
-and sample with; ``last/trainer_state.safetensors`` also keeps the raw training weights.
+The run directory's layout and files: :mod:`pixelrnn.training.run_dir`; when a run stops early:
+:mod:`pixelrnn.training.stopping`; how a step runs (eager, compiled, recorded):
+:mod:`pixelrnn.training.step_runner`.
 
 Exact resumption: the data order of epoch ``e`` is a permutation drawn from a generator seeded
 by ``(seed, e)``, the binarization noise of step ``s`` from ``(seed, s)``, and the optimizer and
@@ -25,135 +17,43 @@ number of processes takes the same steps, up to float rounding, and resumes on a
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import signal
 import sys
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pixelrnn.allocator import tune_for_training
-from pixelrnn.checkpoint import (
-    atomic_write,
-    flatten_optimizer_state,
-    load_pretrained,
-    model_config_dict,
-    read_json,
-    replace_dir,
-    resolve_checkpoint_dir,
-    save_pretrained,
-    state_dict_for_saving,
-    unflatten_optimizer_state,
-    write_json,
-)
-from pixelrnn.data import ImageDataset, load_dataset
-from pixelrnn.images import save_image_grid, save_loss_curve
+from pixelrnn.data import ImageDataset
+from pixelrnn.device import resolve_device
 from pixelrnn.models.base import AutoregressiveModel
-from pixelrnn.sampling import sample_grid
-from pixelrnn.training.batches import EpochBatches, epoch_steps
+from pixelrnn.models.persistence import load_pretrained
+from pixelrnn.training.batches import epoch_loader, epoch_steps, load_split, load_training_data
 from pixelrnn.training.config import TrainConfig
-from pixelrnn.training.cuda_graph import GraphedTrainStep
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
-from pixelrnn.training.evaluate import EvalResult, check_labelled, evaluate_nll
+from pixelrnn.training.ema import ema_with_warmup
+from pixelrnn.training.evaluate import EvalResult, evaluate_nll
+from pixelrnn.training.figures import draw_completions, draw_samples
+from pixelrnn.training.run_dir import RunDirectory
 from pixelrnn.training.seeding import derive_seed, make_generator
-
-STATE_JSON = "trainer_state.json"
-STATE_TENSORS = "trainer_state.safetensors"
-TRAIN_WEIGHTS = "train_weights."  # prefix of the raw weights in STATE_TENSORS when EMA is on
+from pixelrnn.training.step_runner import make_step_runner
+from pixelrnn.training.stopping import Stopper
+from pixelrnn.training.trainer_state import (
+    RunPosition,
+    pack_trainer_state,
+    restore_trainer_state,
+)
 
 
 def progress_interval() -> float:
     """Seconds between progress-bar refreshes: live on a terminal, sparse in a log file."""
     return 0.1 if sys.stderr.isatty() else 30.0
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
-    return torch.device(device)
-
-
-def occlusion_mask(shape: tuple[int, ...], kind: str) -> torch.Tensor:
-    """``known`` mask for an occlusion: ``bottom-half``, ``right-half`` or ``center``.
-
-    Shape:
-        ``(B, C, H, W)`` → bool ``(B, C, H, W)``, True where the pixel is given.
-    """
-    known = torch.ones(shape, dtype=torch.bool)
-    h, w = shape[-2], shape[-1]
-    if kind == "bottom-half":
-        known[..., h // 2 :, :] = False
-    elif kind == "right-half":
-        known[..., :, w // 2 :] = False
-    elif kind == "center":
-        known[..., h // 4 : h - h // 4, w // 4 : w - w // 4] = False
-    else:
-        raise ValueError(f"occlusion must be bottom-half, right-half or center, got {kind!r}")
-    return known
-
-
-def completion_grid_images(
-    model: AutoregressiveModel,
-    x: torch.Tensor,
-    known: torch.Tensor,
-    num_completions: int,
-    generator: torch.Generator | None,
-    y: torch.Tensor | None = None,
-    method: str = "cached",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of a completion figure: originals, occluded inputs, then ``num_completions`` rows.
-
-    ``y``: the images' labels ``(B,)`` for a conditional model; ``method``: sampling method.
-
-    Returns:
-        the images ``((2 + num_completions) · B, C, H, W)`` and a bool mask of the same shape
-        that is True on the hidden sub-pixels of the occluded row (drawn grey).
-    """
-    repeated_x = x.repeat(num_completions, 1, 1, 1)
-    repeated_known = known.repeat(num_completions, 1, 1, 1)
-    repeated_y = None if y is None else y.repeat(num_completions)
-    completions = model.complete(
-        repeated_x, repeated_known, generator=generator, y=repeated_y, method=method
-    )
-    images = torch.cat([x, x, completions])
-    hidden = torch.zeros_like(images, dtype=torch.bool)
-    hidden[len(x) : 2 * len(x)] = ~known
-    return images, hidden
-
-
-def ema_with_warmup(
-    decay: float,
-) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The moving-average update for ``AveragedModel``: after ``t`` updates, decay
-    ``min(decay, (1 + t) / (10 + t))`` — the warm-up of TensorFlow's
-    ``ExponentialMovingAverage(num_updates=t)`` — so the average does not hold on to the first,
-    fast-changing weights in short runs (measured: a 2,500-step CIFAR-10 run at a flat 0.999
-    scored 4.70 bits/dim with averaged weights against 4.16 with the raw ones).
-
-    Shape: averaged and current parameters of any shape; ``t`` a 0-d tensor.
-    """
-
-    def update(averaged: torch.Tensor, current: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        n = float(t)
-        rate = min(decay, (1.0 + n) / (10.0 + n))
-        return averaged + (current - averaged) * (1.0 - rate)
-
-    return update
 
 
 class Trainer:
@@ -176,6 +76,7 @@ class Trainer:
         self.config = config
         self.data_dir = data_dir
         self.run_dir = Path(run_dir)
+        self.files = RunDirectory(run_dir)
         tune_for_training()  # glibc keeps freed activation blocks (see pixelrnn.allocator)
         self.dist: DistributedContext = setup_distributed(resolve_device(config.device))
         self.device = self.dist.device
@@ -192,48 +93,28 @@ class Trainer:
             torch.manual_seed(derive_seed(config.seed, "rank", self.dist.rank))
         if config.compile:
             self.network = torch.compile(self.network)
-        if config.cuda_graph:
-            _check_cuda_graph_settings(config, self.device, self.dist.is_distributed)
-        self._graphed: GraphedTrainStep | None = None  # recorded at the first full batch
         # Polyak averaging (PixelCNN++ §3.1): torch's own EMA utility, updated after every step
         self.ema: AveragedModel | None = None
         if config.ema_decay is not None:
             self.ema = AveragedModel(self.model, avg_fn=ema_with_warmup(config.ema_decay))
         self.optimizer = self._make_optimizer()
+        self.run_step = make_step_runner(
+            self.model, self.network, self.optimizer, config, self.dist
+        )
+        self.stopper = Stopper(config.max_steps, config.time_budget_minutes, self.dist)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
         self.best_valid_nats: float | None = None
-        self._stop_requested = False
-        c = config
-        self.train_data = self._load(c.train_split)
-        if c.max_train_images is not None:
-            self.train_data = self.train_data.head(c.max_train_images)
-        self.valid_data = self._load(c.valid_split) if c.valid_split else None
-        for ds in filter(None, (self.train_data, self.valid_data)):
-            if ds.image_shape != model.image_shape or ds.num_levels != model.num_levels:
-                raise ValueError(
-                    f"dataset {c.dataset}/{ds.split} has {ds.num_levels}-level images of shape "
-                    f"{ds.image_shape}, the model expects {model.num_levels} levels and shape "
-                    f"{model.image_shape}; pick a matching preset or set --binarize"
-                )
-            check_labelled(ds, model)
-        if c.drop_last and self.steps_per_epoch == 0:
+        self.train_data, self.valid_data = load_training_data(model, config, data_dir)
+        if config.drop_last and self.steps_per_epoch == 0:
             raise ValueError(
                 f"drop_last with {len(self.train_data)} training images and batch_size "
-                f"{c.batch_size} leaves no full batch: lower --batch-size or set "
+                f"{config.batch_size} leaves no full batch: lower --batch-size or set "
                 "--drop-last false"
             )
 
     # --- set-up ------------------------------------------------------------------------------
-    def _load(self, split: str) -> ImageDataset:
-        return load_dataset(
-            self.config.dataset,
-            split,
-            self.data_dir,
-            binarize=self.config.binarize,  # type: ignore[arg-type]
-        )
-
     @property
     def evaluation_model(self) -> AutoregressiveModel:
         """The weights validation, test, samples and saved checkpoints use: the moving average
@@ -267,13 +148,7 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """Learning rate of the next step, a pure function of the position in the run."""
-        c = self.config
-        if c.lr_schedule == "exponential":
-            return c.lr * c.lr_decay**self.epoch
-        if c.lr_schedule == "cosine":
-            total = c.epochs * self.steps_per_epoch
-            return 0.5 * c.lr * (1.0 + math.cos(math.pi * min(self.global_step / total, 1.0)))
-        return c.lr
+        return self.config.learning_rate(self.epoch, self.global_step, self.steps_per_epoch)
 
     def run_config(self) -> dict[str, Any]:
         """The ``training`` section of ``config.json``."""
@@ -284,169 +159,41 @@ class Trainer:
         """Swap in a new ``last/`` checkpoint atomically (rank 0 of a multi-process job)."""
         if not self.dist.is_main:
             return
-        tensors, optim_meta = flatten_optimizer_state(self.optimizer.state_dict())
-        tensors["rng.torch"] = torch.get_rng_state()
-        state = {
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "best_valid_nats": self.best_valid_nats,
-            "optimizer": optim_meta,
-        }
+        position = RunPosition(
+            self.epoch, self.step_in_epoch, self.global_step, self.best_valid_nats
+        )
+        state, tensors = pack_trainer_state(position, self.optimizer, self.model, self.ema)
+        self.files.save_last(self.evaluation_model, self.run_config(), state, tensors)
 
-        if self.ema is not None:
-            raw = state_dict_for_saving(self.model)
-            tensors.update({TRAIN_WEIGHTS + k: v for k, v in raw.items()})
-            tensors["ema.n_averaged"] = self.ema.n_averaged.detach().cpu()
-
-        def build(folder: Path) -> None:
-            save_pretrained(self.evaluation_model, folder, self.run_config())
-            save_file(tensors, str(folder / STATE_TENSORS))
-            (folder / STATE_JSON).write_text(json.dumps(state, indent=2))
-
-        replace_dir(build, self.run_dir / "last")
-
-    def _restore_trainer_state(self, folder: Path) -> None:
-        """Restore optimizer, position and RNG state (the weights come with the model)."""
-        state = read_json(folder / STATE_JSON)
-        tensors = load_file(str(folder / STATE_TENSORS))
-        optimizer_state = unflatten_optimizer_state(state["optimizer"], tensors)
-        for group in optimizer_state["param_groups"]:
-            # this run's setting, not the stored one: a run resumed with --cuda-graph true
-            # needs a capturable optimizer (its step counts on the GPU), and one resumed without
-            # it does not; load_state_dict places the step counts by the stored groups' flag
-            group["capturable"] = self.config.cuda_graph
-        self.optimizer.load_state_dict(optimizer_state)
-        # with EMA, model.safetensors (loaded into self.model and copied into self.ema) holds the
-        # averaged weights; the raw training weights come from the state file
-        raw = {
-            k.removeprefix(TRAIN_WEIGHTS): v
-            for k, v in tensors.items()
-            if k.startswith(TRAIN_WEIGHTS)
-        }
-        if raw:
-            self.model.load_state_dict(raw)
-        if self.ema is not None and "ema.n_averaged" in tensors:
-            self.ema.n_averaged.copy_(tensors["ema.n_averaged"])
-        torch.set_rng_state(tensors["rng.torch"])
+    def _restore_trainer_state(self) -> None:
+        """Restore optimizer, position and RNG state from ``last/`` (the weights come with the
+        model)."""
+        state, tensors = self.files.read_state()
+        position = restore_trainer_state(
+            state, tensors, self.optimizer, self.model, self.ema, self.config.cuda_graph
+        )
         if self.dist.is_distributed:  # rank 0's state was saved: give each rank its own stream
-            seed = derive_seed(self.config.seed, "rank", self.dist.rank, state["global_step"])
+            seed = derive_seed(self.config.seed, "rank", self.dist.rank, position.global_step)
             torch.manual_seed(seed)
-        self.epoch = state["epoch"]
-        self.step_in_epoch = state["step_in_epoch"]
-        self.global_step = state["global_step"]
-        self.best_valid_nats = state["best_valid_nats"]
+        self.epoch = position.epoch
+        self.step_in_epoch = position.step_in_epoch
+        self.global_step = position.global_step
+        self.best_valid_nats = position.best_valid_nats
         if self.dist.is_main:
-            self._truncate_metrics()
+            self.files.truncate_metrics(self.global_step)
 
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines written after the checkpoint (by a run that was then killed)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        kept = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= self.global_step
-        ]
-        text = "".join(line + "\n" for line in kept)
-        atomic_write(path, lambda p: p.write_text(text))
-
-    # --- logging -----------------------------------------------------------------------------
     def log(self, event: str, **values: Any) -> None:
-        if not self.dist.is_main:
-            return
-        record = {"event": event, "step": self.global_step, "epoch": self.epoch, **values}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        """One ``metrics.jsonl`` record (rank 0)."""
+        if self.dist.is_main:
+            record = {"event": event, "step": self.global_step, "epoch": self.epoch, **values}
+            self.files.append_metric(record)
 
     def draw_loss_curve(self) -> None:
-        if not self.dist.is_main:
-            return
-        series: dict[str, list[tuple[float, float]]] = {"train": [], "valid": []}
-        path = self.run_dir / "metrics.jsonl"
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            r = json.loads(line)
-            if r["event"] == "train":
-                series["train"].append((r["step"], r["bits_per_dim"]))
-            elif r["event"] == "valid":
-                series["valid"].append((r["step"], r["bits_per_dim"]))
-        # per-batch values are noisy at small batch sizes: plot a trailing mean of 20 log lines
-        train, window = series.pop("train"), 20
-        series = {
-            f"train (mean of {window} logs)": [
-                (
-                    step,
-                    sum(v for _, v in train[max(0, k - window + 1) : k + 1]) / min(k + 1, window),
-                )
-                for k, (step, _) in enumerate(train)
-            ],
-            **series,
-        }
-        save_loss_curve(series, self.run_dir / "loss_curve.png", "bits/dim")
+        """``loss_curve.png`` from the metrics so far (rank 0)."""
+        if self.dist.is_main:
+            self.files.draw_loss_curve()
 
     # --- the loop ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """SIGINT / SIGTERM finish the current step, checkpoint and return."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum: int, frame: object) -> None:
-            self._stop_requested = True
-
-        old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-
-    STOP_REASONS = ("max_steps", "time_budget", "signal")
-
-    def _agreed_stop(self, started: float) -> str | None:
-        """:meth:`_should_stop`, agreed on by all processes (the most urgent reason wins), so
-        that every rank leaves the loop at the same step."""
-        reason = self._should_stop(started)
-        code = 0 if reason is None else 1 + self.STOP_REASONS.index(reason)
-        code = self.dist.all_reduce_max(code)
-        return None if code == 0 else self.STOP_REASONS[code - 1]
-
-    def _should_stop(self, started: float) -> str | None:
-        c = self.config
-        if self._stop_requested:
-            return "signal"
-        if c.max_steps is not None and self.global_step >= c.max_steps:
-            return "max_steps"
-        if (
-            c.time_budget_minutes is not None
-            and time.monotonic() - started >= 60 * c.time_budget_minutes
-        ):
-            return "time_budget"
-        return None
-
-    def _epoch_loader(self, order: torch.Tensor) -> DataLoader:
-        """The rest of this epoch's global batches, from ``num_workers`` loader processes."""
-        c = self.config
-        batches = EpochBatches(
-            self.train_data,
-            order,
-            c.batch_size,
-            self.step_in_epoch,
-            self.global_step,
-            c.seed,
-            labels=self.model.num_classes is not None,
-            drop_last=c.drop_last,
-        )
-        # batch_size=None: every item is already a whole batch. The loader's own generator: an
-        # iterator otherwise draws its workers' base seed from the global stream, which a resumed
-        # run would then hold in another state (dropout draws from it)
-        loader_seed = make_generator(c.seed, "loader", self.epoch, self.step_in_epoch)
-        return DataLoader(
-            batches, batch_size=None, num_workers=c.num_workers, generator=loader_seed
-        )
-
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the training device (from pinned memory, asynchronously, on CUDA)."""
         if self.device.type == "cuda" and self.config.pin_memory:
@@ -471,61 +218,11 @@ class Trainer:
         n = len(x) if global_batch is None else global_batch
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-
-        def step(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-            return self._step(x, y, self.dist.world_size / (n * self.model.num_dims))
-
-        recorded = self.config.cuda_graph and len(x) == n
-        if recorded or self.config.compile:
-            # the recorded or compiled forward reads no values, so the range check is here
-            self.model.check_images(x)
-            self.model.check_labels(y, len(x))
-        if recorded:
-            if self._graphed is None and len(x) == self.config.batch_size:
-                self._graphed = GraphedTrainStep(step, self.model, self.optimizer, x, y)
-            if self._graphed is not None and self._graphed.matches(x, y):
-                total = self._graphed(x, y)
-            else:  # another batch size (an epoch's last batch): the ordinary step, which
-                # keeps the recorded step's gradient buffers (zeroed, not dropped)
-                self.optimizer.zero_grad(set_to_none=self._graphed is None)
-                total = step(x, y)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            total = step(x, y)
+        total = self.run_step(x, y, self.dist.world_size / (n * self.model.num_dims))
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         total = self.dist.all_reduce_sum(total.to(self.dist.collective_device))
         return float(total) / (n * self.model.num_dims)
-
-    def _step(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
-        """Gradients (zeroed by the caller) of ``scale`` times the nats of ``(x, y)``, clipped,
-        then the optimizer step; returns the nats, float64 on the training device. No host
-        synchronisation, so that :class:`GraphedTrainStep` can record it."""
-        # micro-batches; at least one, even if empty, so that every rank joins DDP's reduction
-        index = torch.arange(len(x))
-        parts = [p for p in index.tensor_split(self.config.grad_accumulation) if len(p)] or [index]
-        total = torch.zeros((), dtype=torch.float64, device=x.device)
-        bf16 = self.config.precision == "bf16"
-        for k, part in enumerate(parts):
-            # DDP all-reduces the gradients once, in the backward pass of the last micro-batch
-            syncing = k == len(parts) - 1 or not self.dist.is_distributed
-            with contextlib.nullcontext() if syncing else self.network.no_sync():  # type: ignore[operator]
-                # a recorded step cannot reuse autocast's cast cache across replays
-                with torch.autocast(
-                    self.device.type,
-                    dtype=torch.bfloat16,
-                    enabled=bf16,
-                    cache_enabled=not self.config.cuda_graph,
-                ):
-                    xs, ys = _rows(x, part), None if y is None else _rows(y, part)
-                    params = self.network(xs) if ys is None else self.network(xs, ys)
-                    nats = -self.model.log_prob_from_params(params, xs).sum()
-                (nats * scale).backward()
-            total += nats.detach().double()
-        if self.config.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
-        self.optimizer.step()
-        return total
 
     def fit(self) -> str:
         """Train until the configured end; returns why it stopped.
@@ -535,17 +232,14 @@ class Trainer:
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            write_json(
-                self.run_dir / "config.json",
-                {**model_config_dict(self.model), **self.run_config()},
-            )
+            self.files.write_config(self.model, self.run_config())
         c = self.config
         if self.global_step == 0:
             self.initialize_from_data()
-        started = time.monotonic()
+        self.stopper.start_clock()
         reason = "done"
         self.model.train()
-        with self._stop_on_signals():
+        with self.stopper.catching_signals():
             while self.epoch < c.epochs:
                 order = torch.randperm(
                     len(self.train_data), generator=make_generator(c.seed, "order", self.epoch)
@@ -560,9 +254,17 @@ class Trainer:
                     disable=not self.dist.is_main,
                 )
                 window_start, window_images, smoothed = time.perf_counter(), 0, None
-                batches = iter(self._epoch_loader(order))
+                batches = iter(
+                    epoch_loader(
+                        self.train_data,
+                        order,
+                        c,
+                        (self.epoch, self.step_in_epoch, self.global_step),
+                        labels=self.model.num_classes is not None,
+                    )
+                )
                 while self.step_in_epoch < self.steps_per_epoch:
-                    stop = self._agreed_stop(started)
+                    stop = self.stopper.agreed_reason(self.global_step)
                     if stop:
                         reason = stop
                         break
@@ -613,10 +315,7 @@ class Trainer:
             self.best_valid_nats = result.nats_per_image
             if not self.dist.is_main:
                 return
-            replace_dir(
-                lambda d: save_pretrained(self.evaluation_model, d, self.run_config()),
-                self.run_dir / "best",
-            )
+            self.files.save_best(self.evaluation_model, self.run_config())
 
     def _end_of_epoch(self) -> None:
         c = self.config
@@ -629,20 +328,14 @@ class Trainer:
             and c.num_samples
             and self.dist.is_main
         ):
-            self._draw_samples(
+            draw_samples(
                 self.evaluation_model,
+                c.num_samples,
                 make_generator(c.seed, "samples", self.epoch, device=self.device),
                 self.run_dir / f"samples_epoch{self.epoch:03d}.png",
             )
         self.draw_loss_curve()
         self.save_checkpoint()
-
-    def _draw_samples(
-        self, model: AutoregressiveModel, generator: torch.Generator, path: Path
-    ) -> None:
-        """A sample grid; one row per class for a conditional model."""
-        images, ncols = sample_grid(model, self.config.num_samples, generator)
-        save_image_grid(images, model.num_levels, path, ncols=ncols)
 
     def _evaluate(self, dataset: ImageDataset, model: AutoregressiveModel) -> EvalResult:
         return evaluate_nll(
@@ -657,9 +350,7 @@ class Trainer:
     def best_model(self) -> AutoregressiveModel:
         """The best checkpoint's weights in a new model (the last ones without validation;
         the averaged weights with EMA)."""
-        if resolve_checkpoint_dir(self.run_dir / "best").exists():
-            return load_pretrained(self.run_dir / "best", map_location=self.device)
-        return load_pretrained(self.run_dir / "last", map_location=self.device)
+        return self.files.best_model(self.device)
 
     def finish(self) -> EvalResult | None:
         """Score the test split with the best weights and draw the final samples and completions.
@@ -671,12 +362,12 @@ class Trainer:
         self.dist.barrier()  # rank 0 has written best/ and last/
         model = self.best_model()
         result = None
-        test_data = self._load(c.test_split) if c.test_split else None
+        test_data = load_split(c, c.test_split, self.data_dir) if c.test_split else None
         if test_data is not None:
             result = self._evaluate(test_data, model)
             self.log("test", **_metrics(result))
             if self.dist.is_main:
-                write_json(self.run_dir / "results.json", result.to_dict())
+                self.files.write_results(result.to_dict())
                 tqdm.write(
                     f"test NLL ({result.num_images} images): {result.nats_per_image:.2f} "
                     f"nats/image, {result.bits_per_dim:.4f} bits/dim"
@@ -684,29 +375,17 @@ class Trainer:
         if not self.dist.is_main:
             return result
         if c.num_samples:
-            self._draw_samples(
-                model,
-                make_generator(c.seed, "samples", "final", device=self.device),
-                self.run_dir / "samples.png",
-            )
+            generator = make_generator(c.seed, "samples", "final", device=self.device)
+            draw_samples(model, c.num_samples, generator, self.run_dir / "samples.png")
         source = test_data or self.valid_data
         if c.num_completions and source is not None:
-            n = min(8, len(source))
-            # evenly spaced through the split (a split may be sorted by class)
-            index = torch.linspace(0, len(source) - 1, n).long()
-            x = source.batch(index, make_generator(c.seed, "completion-data")).to(self.device)
-            known = occlusion_mask(tuple(x.shape), "bottom-half").to(self.device)
-            y = None if model.num_classes is None else source.labels_at(index).to(self.device)
-            grid, hidden = completion_grid_images(
+            draw_completions(
                 model,
-                x,
-                known,
+                source,
                 c.num_completions,
+                make_generator(c.seed, "completion-data"),
                 make_generator(c.seed, "completions", device=self.device),
-                y,
-            )
-            save_image_grid(
-                grid, model.num_levels, self.run_dir / "completions.png", ncols=n, hidden=hidden
+                self.run_dir / "completions.png",
             )
         self.draw_loss_curve()
         return result
@@ -725,39 +404,14 @@ class Trainer:
             overrides: training settings to change (e.g. ``epochs`` to train longer).
             data_dir: data root, as for the constructor.
         """
-        run_dir = Path(run_dir)
-        folder = resolve_checkpoint_dir(run_dir / "last")
-        if not (folder / STATE_JSON).is_file():
+        files = RunDirectory(run_dir)
+        if not files.has_state():
             raise FileNotFoundError(f"{run_dir}: no last/ checkpoint to resume from")
-        stored = read_json(folder / "config.json")
+        stored = files.stored_config()
         config = TrainConfig.from_dict({**stored["training"], **(overrides or {})})
-        trainer = cls(load_pretrained(folder), config, run_dir, data_dir)
-        trainer._restore_trainer_state(folder)
+        trainer = cls(load_pretrained(files.last), config, run_dir, data_dir)
+        trainer._restore_trainer_state()
         return trainer
-
-
-def _check_cuda_graph_settings(
-    config: TrainConfig, device: torch.device, distributed: bool
-) -> None:
-    """Raise a clear error where ``cuda_graph`` cannot record the step."""
-    if device.type != "cuda":
-        raise ValueError(f"cuda_graph records CUDA kernels: train with --device cuda, not {device}")
-    if distributed:
-        raise ValueError("cuda_graph runs in one process: drop --nproc")
-    if config.compile:
-        raise ValueError("cuda_graph and compile exclude each other: choose one")
-    if config.lr_schedule != "constant":
-        raise ValueError(
-            "cuda_graph records the learning rate into the step: use --lr-schedule constant"
-        )
-
-
-def _rows(t: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
-    """``t[part]`` for a contiguous run of indices ``part``, as a slice (indexing with an index
-    tensor would copy it to the GPU first, which a recorded step must not do)."""
-    if len(part) == len(t):
-        return t
-    return t[int(part[0]) : int(part[-1]) + 1]
 
 
 def _metrics(result: EvalResult) -> dict[str, Any]:
@@ -769,4 +423,4 @@ def _metrics(result: EvalResult) -> dict[str, Any]:
     }
 
 
-__all__ = ["Trainer", "completion_grid_images", "derive_seed", "make_generator", "occlusion_mask"]
+__all__ = ["Trainer"]

@@ -1,6 +1,6 @@
 """The cached generation loop: the naive engine's order and draws, a stepper's parameters.
 
-Same contract as :func:`pixelrnn.sampling.engine.generate` — same order, same ``known`` mask,
+Same contract as :func:`pixelrnn.sampling.naive.generate_naive` — same order, same ``known`` mask,
 same draws from the same generator — but each step asks a per-model
 :class:`~pixelrnn.sampling.cached.base.IncrementalStepper` for the parameters at the new
 position instead of re-running the network on the whole image. Tested against the naive loop
@@ -10,6 +10,7 @@ for every registered model.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -17,21 +18,21 @@ from tqdm.auto import tqdm
 
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling.cached.base import IncrementalStepper
+from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
+from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
+from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
+from pixelrnn.sampling.cached.pixelrnn import DiagonalBiLSTMStepper, RowLSTMStepper
+from pixelrnn.sampling.order import generation_order
+from pixelrnn.sampling.request import GenerationRequest
 
-
-def _factories() -> dict[str, Callable[..., IncrementalStepper]]:
-    from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
-    from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
-    from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
-    from pixelrnn.sampling.cached.pixelrnn import DiagonalBiLSTMStepper, RowLSTMStepper
-
-    return {
-        "pixelcnn": PixelCNNStepper,
-        "gated_pixelcnn": GatedPixelCNNStepper,
-        "row_lstm": RowLSTMStepper,
-        "diagonal_bilstm": DiagonalBiLSTMStepper,
-        "pixelcnnpp": PixelCNNPPStepper,
-    }
+# the models with a cached path, by registry name
+STEPPERS: dict[str, Callable[..., IncrementalStepper]] = {
+    "pixelcnn": PixelCNNStepper,
+    "gated_pixelcnn": GatedPixelCNNStepper,
+    "row_lstm": RowLSTMStepper,
+    "diagonal_bilstm": DiagonalBiLSTMStepper,
+    "pixelcnnpp": PixelCNNPPStepper,
+}
 
 
 def has_stepper(model: AutoregressiveModel) -> bool:
@@ -40,22 +41,21 @@ def has_stepper(model: AutoregressiveModel) -> bool:
     stages = getattr(model, "stages", None)
     if stages is not None:
         return all(has_stepper(stage) for stage in stages)
-    return model.model_name in _factories()
+    return model.model_name in STEPPERS
 
 
 def make_stepper(
     model: AutoregressiveModel, x: torch.Tensor, y: torch.Tensor | None = None
 ) -> IncrementalStepper:
     """A fresh stepper for ``model`` over the batch of normalised images ``x``."""
-    factories = _factories()
-    if model.model_name not in factories:
+    if model.model_name not in STEPPERS:
         raise ValueError(
             f"{model.model_name} has no cached generation path yet; use method='naive' "
-            f"(cached: {sorted(factories)})"
+            f"(cached: {sorted(STEPPERS)})"
         )
     if y is None:
-        return factories[model.model_name](model, x)
-    return factories[model.model_name](model, x, y)
+        return STEPPERS[model.model_name](model, x)
+    return STEPPERS[model.model_name](model, x, y)
 
 
 # Below this many multiply-adds per step (parameters × images, roughly), one intra-op thread is
@@ -80,41 +80,26 @@ def _threads_for(model: AutoregressiveModel, batch: int) -> Iterator[None]:
 
 @torch.no_grad()
 def generate_cached(
-    model: AutoregressiveModel,
-    x: torch.Tensor,
-    known: torch.Tensor,
-    generator: torch.Generator | None = None,
-    temperature: float = 1.0,
-    progress: bool = False,
-    y: torch.Tensor | None = None,
+    model: AutoregressiveModel, x: torch.Tensor, known: torch.Tensor, request: GenerationRequest
 ) -> torch.Tensor:
     """Fill every entry of ``x`` where ``known`` is False, with per-layer caches.
 
-    Args and result as :func:`pixelrnn.sampling.engine.generate`.
+    Args and result as :func:`pixelrnn.sampling.naive.generate_naive`; the same draws.
     """
     with _threads_for(model, len(x)):
-        return _fill(model, x, known, generator, temperature, progress, y)
+        return _fill(model, x, known, request)
 
 
 def _fill(
-    model: AutoregressiveModel,
-    x: torch.Tensor,
-    known: torch.Tensor,
-    generator: torch.Generator | None,
-    temperature: float,
-    progress: bool,
-    y: torch.Tensor | None,
+    model: AutoregressiveModel, x: torch.Tensor, known: torch.Tensor, request: GenerationRequest
 ) -> torch.Tensor:
-    """The loop of :func:`generate_cached`."""
+    """The loop of :func:`generate_cached`: :func:`generation_order`'s steps, pixel by pixel."""
     was_training = model.training
     model.eval()
     x = x.clone()
-    if y is not None:
-        y = y.to(x.device)
+    y = None if request.y is None else request.y.to(x.device)
     c, h, w = model.image_shape
     joint = model.distribution.joint_channels
-    channel_steps = [range(c)] if joint else [range(ch, ch + 1) for ch in range(c)]
-    whole_pixel = len(channel_steps) == 1  # one draw per pixel, every channel
     unknown = ~known
     # per sub-pixel: does any / every image need it drawn? (plain lists: no tensor ops per step)
     any_needed, all_needed = unknown.any(0).tolist(), unknown.all(0).tolist()  # [C][H][W]
@@ -125,23 +110,27 @@ def _fill(
     # costs several times more, and this loop runs once per sub-pixel)
     pixels, pixels_norm = x.permute(2, 3, 0, 1), x_norm.permute(2, 3, 0, 1)
     batch = len(x)
+    # a stepper goes in raster order, pixel by pixel: the order's steps grouped by pixel
+    by_pixel = itertools.groupby(generation_order(model), key=lambda s: (s.row, s.col))
     try:
-        for i, j in tqdm(
-            [(i, j) for i in range(h) for j in range(w)],
-            disable=not progress,
+        for (i, j), steps in tqdm(
+            by_pixel,
+            total=h * w,
+            disable=not request.progress,
             desc="sampling (cached)",
             unit="pixel",
         ):
             last_call = None  # the highest channel index the stepper has seen at this pixel
             pixel, pixel_norm = pixels[i][j], pixels_norm[i][j]  # (B, C) views
-            for channels in channel_steps:
+            for _, _, channels in steps:
                 if not any(any_needed[ch][i][j] for ch in channels):
                     continue
                 params = stepper.step(x_norm, i, j).reshape(batch, -1, 1, 1)  # (B, P, 1, 1)
                 last_call = channels[-1]
-                part = slice(channels.start, channels.stop)
-                draw = model.distribution.sample(params, generator, temperature)
+                part = slice(channels[0], channels[-1] + 1)
+                draw = model.distribution.sample(params, request.generator, request.temperature)
                 draw = draw.view(batch, -1)  # (B, C)
+                whole_pixel = len(channels) == c  # one draw for every channel
                 if not whole_pixel:
                     draw = draw[:, part]  # (B, 1)
                 if not all(all_needed[ch][i][j] for ch in channels):

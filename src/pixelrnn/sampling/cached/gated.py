@@ -13,11 +13,13 @@ the current row's horizontal inputs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
-from pixelrnn.native import native_available
+from pixelrnn.native import flop_formula, native_available
 from pixelrnn.nn import gated_activation
 from pixelrnn.sampling.cached.base import (
     CurrentRowTaps,
@@ -141,3 +143,34 @@ class GatedPixelCNNStepper(IncrementalStepper):
             self.residual_b,
             *self.output_weights,
         )
+
+
+@flop_formula("gated_pixelcnn_step")
+def _gated_pixelcnn_step(
+    x_shape: Any,
+    _i: Any,
+    _j: Any,
+    _first_row: Any,
+    first_w: Any,
+    _first_above: Any,
+    _rows: Any,
+    conv_w: Any,
+    _above: Any,
+    residual_w: Any,
+    _residual_b: Any,
+    hidden_w: Any,
+    _hidden_b: Any,
+    out_w: Any,
+    *_: Any,
+    **__: Any,
+) -> int:
+    """First layer's horizontal taps; per later layer its taps and the 1×1 residual; the two
+    output layers (shapes only)."""
+    layers, taps, doubled = conv_w
+    per_image = (
+        first_w[0] * first_w[1]
+        + layers * (taps * doubled + residual_w[1] * residual_w[2])
+        + hidden_w[0] * hidden_w[1]
+        + out_w[0] * out_w[1]
+    )
+    return 2 * x_shape[0] * per_image

@@ -14,10 +14,12 @@ current row so far; for the input layer, the image is read from the engine's ``x
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from pixelrnn.models.pixelcnn import PixelCNN
-from pixelrnn.native import native_available
+from pixelrnn.native import flop_formula, native_available
 from pixelrnn.nn import context_terms
 from pixelrnn.sampling.cached.base import (
     IncrementalStepper,
@@ -163,3 +165,37 @@ class PixelCNNStepper(IncrementalStepper):
             self.expand_b,
             *self.output_weights,
         )
+
+
+@flop_formula("pixelcnn_step")
+def _pixelcnn_step(
+    x_shape: Any,
+    _i: Any,
+    _j: Any,
+    _in_row: Any,
+    in_w: Any,
+    _in_above: Any,
+    reduce_w: Any,
+    _reduce_b: Any,
+    _rows: Any,
+    conv_w: Any,
+    _above: Any,
+    expand_w: Any,
+    _expand_b: Any,
+    hidden_w: Any,
+    _hidden_b: Any,
+    out_w: Any,
+    *_: Any,
+    **__: Any,
+) -> int:
+    """Input layer's current-row taps; per block the 1×1 reduction, the current-row taps and
+    the 1×1 expansion; the two output layers (shapes only)."""
+    blocks, features, reduced = reduce_w
+    _, taps, convolved = conv_w
+    per_image = (
+        in_w[0] * in_w[1]
+        + blocks * (features * reduced + taps * convolved + expand_w[1] * expand_w[2])
+        + hidden_w[0] * hidden_w[1]
+        + out_w[0] * out_w[1]
+    )
+    return 2 * x_shape[0] * per_image

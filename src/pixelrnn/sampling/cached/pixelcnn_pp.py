@@ -22,12 +22,13 @@ sub-pixel distribution) return the same parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
-from pixelrnn.native import native_available
+from pixelrnn.native import flop_formula, native_available
 from pixelrnn.nn import GatedResNet, ShiftedConv2d, ShiftedConvTranspose2d, concat_elu
 from pixelrnn.sampling.cached.base import IncrementalStepper, image_rows, linear
 
@@ -397,3 +398,42 @@ class CompiledProgram:
 
 def _outputs(ops: list[Op]) -> list[Map]:
     return [op.out for op in ops]
+
+
+@flop_formula("pixelcnnpp_step", raw=True)
+def _pixelcnnpp_step(
+    x: torch.Tensor,
+    _ul_above: torch.Tensor,
+    _maps: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    program: torch.Tensor,
+    left_w: torch.Tensor,
+    _left_b: torch.Tensor,
+    head_w: torch.Tensor,
+    _head_b: torch.Tensor,
+    _init_ul: int,
+    _final_map: int,
+    _i: int,
+    j: int,
+    top: int,
+    *_: Any,
+    **__: Any,
+) -> int:
+    """The ops of the program that run at this position (resolution ≤ ``top``): each gated
+    ResNet's two convolutions (and its auxiliary 1×1), each stride-2 convolution, one tap of
+    each transposed convolution; the first map's left window (``j > 0``) and the head. Column
+    order as ``CompiledProgram`` in ``sampling/cached/pixelcnn_pp.py``."""
+    P = CompiledProgram
+    per_image = head_w.numel() + (left_w.numel() if j > 0 else 0)
+    for row in program.tolist():
+        if row[P.LEVEL] > top:
+            continue
+        kernel = weights[row[P.W]].numel()
+        if row[P.KIND] == P.RESIDUAL:  # two convolutions (and the auxiliary 1×1)
+            per_image += kernel + weights[row[P.W_OUT]].numel()
+            per_image += weights[row[P.AUX_W]].numel() if row[P.AUX_W] >= 0 else 0
+        elif row[P.KIND] == P.DOWNSAMPLE:  # a 2×2 window
+            per_image += kernel
+        else:  # a transposed convolution: one of its 2×2 taps
+            per_image += kernel // 4
+    return 2 * x.shape[0] * per_image

@@ -7,6 +7,10 @@ cached sampling steps (``csrc/cached_steps.cpp``: a PixelCNN, Gated PixelCNN or 
 in one call instead of 100-150 tiny operations) and the logistic-mixture draw at a pixel
 (``csrc/logistic_mixture_sample.cpp``). The measurements are in ``docs/benchmarks.md``.
 
+This package is the ground floor: it imports nothing else of ``pixelrnn``. Each operator's
+Python twin lives with the layer or sampler that calls it, and so does the operator's FLOP
+formula (:func:`flop_formula`), registered here once the operators are loaded.
+
 They are compiled the first time they are needed, by ``torch.utils.cpp_extension.load`` (a C++
 compiler and ``ninja``; about 30 s, then cached in ``TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions``). Where that fails, a warning says why and the equivalent Python
@@ -23,13 +27,17 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import flop_registry, register_flop_formula
 
 NATIVE_ENV_VAR = "PIXELRNN_NATIVE"
 SOURCES = sorted((Path(__file__).resolve().parent / "csrc").glob("*.cpp"))
 _state: dict[str, bool] = {}
+# operator name → (formula, whether it takes the raw arguments rather than their shapes)
+_flop_formulas: dict[str, tuple[Callable[..., int], bool]] = {}
 
 
 def native_setting() -> str:
@@ -95,10 +103,39 @@ def _find_ninja() -> None:
 def _load(required: bool) -> bool:
     loaded = _build(required)
     if loaded:
-        from pixelrnn import native_flops
-
-        native_flops.register()  # so FlopCounterMode sees the compiled operators' work
+        _register_flop_formulas()  # so FlopCounterMode sees the compiled operators' work
     return loaded
+
+
+def flop_formula(
+    op_name: str, *, raw: bool = False
+) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorator: ``formula`` counts the floating-point operations of the compiled operator
+    ``torch.ops.pixelrnn.<op_name>`` for ``torch.utils.flop_counter.FlopCounterMode``, which
+    sees a custom operator's work only through such a formula.
+
+    Convention of PyTorch's own formulas: 2 operations per multiply-add, element-wise work
+    (gates, non-linearities, draws) not counted, so a measurement sees the same work whether a
+    step ran compiled or as the equivalent PyTorch operations (tested in
+    ``tests/test_native.py``). The formula gets the arguments' shapes, or the arguments
+    themselves with ``raw=True``.
+    """
+
+    def record(formula: Callable[..., int]) -> Callable[..., int]:
+        _flop_formulas[op_name] = (formula, raw)
+        if _state.get("loaded"):
+            _register_flop_formulas()
+        return formula
+
+    return record
+
+
+def _register_flop_formulas() -> None:
+    """Register every recorded formula whose operator has none yet (once per process)."""
+    for name, (formula, raw) in _flop_formulas.items():
+        op = getattr(torch.ops.pixelrnn, name)
+        if op not in flop_registry:
+            register_flop_formula(op, get_raw=raw)(formula)
 
 
 def _build(required: bool) -> bool:

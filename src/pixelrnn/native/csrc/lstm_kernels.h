@@ -90,7 +90,7 @@ struct LoadStore {
 // The rows (direction d, channel k) of a band of a buffer, each a run of n contiguous numbers,
 // found by pointer arithmetic. The fused loops address everything this way: built from tensor
 // views, a column costs some forty select/narrow/view operations, which took longer than its
-// cell update at these sizes (profile in docs/benchmarks.md, session 8).
+// cell update at these sizes (profile in docs/benchmarks.md).
 template <typename scalar_t>
 struct Rows {
   scalar_t* base;

@@ -1,0 +1,345 @@
+"""The subcommands: each a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from pixelrnn.allocator import active_allocator
+from pixelrnn.cli.flags import given_flags
+from pixelrnn.data import (
+    LABELLED_COUNTERPARTS,
+    available_datasets,
+    dataset_image_spec,
+    dataset_num_classes,
+    load_dataset,
+)
+from pixelrnn.device import resolve_device
+from pixelrnn.files import read_json
+from pixelrnn.images import box_mask, read_image, read_mask, save_image_grid
+from pixelrnn.models import (
+    MODELS,
+    PRESETS,
+    AutoregressiveModel,
+    conditional_models,
+    create_model,
+    find_pretrained_dir,
+    get_preset,
+    load_pretrained,
+)
+from pixelrnn.models.pretrained import available_pretrained, pretrained_card
+from pixelrnn.sampling import (
+    completion_grid_images,
+    occlusion_mask,
+    sample_grid,
+)
+from pixelrnn.training import TrainConfig, Trainer, evaluate_nll, make_generator
+from pixelrnn.training.distributed import teardown_distributed
+from pixelrnn.units import bits_per_dim
+
+
+def launch_processes(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``pixelrnn train`` under ``torchrun`` with ``nproc`` processes on this machine
+    (``--nproc`` removed from ``argv``); returns torchrun's exit status."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", "pixelrnn", *rest]
+    print("launching: " + " ".join(command[1:]), flush=True)
+    return subprocess.run(command, check=False).returncode
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(args.nproc, args.argv)
+    train_overrides = given_flags(args, args.train_fields)
+    model_overrides = given_flags(args, args.model_fields)
+    if args.resume:
+        if model_overrides or args.preset or args.model or args.conditional != "none":
+            raise ValueError("--resume continues the stored model; drop the model flags")
+        trainer = Trainer.resume(args.resume, train_overrides, args.data_dir)
+        if trainer.dist.is_main:
+            print(f"resuming {args.resume} at epoch {trainer.epoch}, step {trainer.global_step}")
+    else:
+        preset = get_preset(args.preset) if args.preset else None
+        if preset is None and args.model is None:
+            raise ValueError("give --preset NAME or --model NAME (see `pixelrnn presets`)")
+        default_dataset = preset.dataset if preset else "binarized-mnist"
+        conditional = args.conditional == "class"
+        if (
+            conditional
+            and "dataset" not in train_overrides
+            and default_dataset in LABELLED_COUNTERPARTS
+        ):
+            labelled, binarize = LABELLED_COUNTERPARTS[default_dataset]
+            if os.environ.get("RANK", "0") == "0":  # once in a torchrun job
+                print(
+                    f"{default_dataset} has no class labels: training on {labelled} "
+                    f"(binarize={binarize}) instead; --dataset chooses another"
+                )
+            train_overrides.update(dataset=labelled, binarize=binarize)
+        train_overrides.setdefault("dataset", default_dataset)
+        if preset is not None and train_overrides["dataset"] == preset.dataset:
+            train_overrides.setdefault("binarize", preset.binarize)
+        for name, value in (preset.training if preset else {}).items():
+            train_overrides.setdefault(name, value)  # the preset's defaults; flags win
+        config = TrainConfig.from_dict(train_overrides)
+        if conditional:
+            name = preset.model if preset else args.model
+            if name not in conditional_models():
+                raise ValueError(
+                    f"{name} has no class conditioning; --conditional class works with "
+                    f"{conditional_models()}"
+                )
+            model_overrides.setdefault("num_classes", dataset_num_classes(config.dataset))
+        if preset is None:
+            spec = dataset_image_spec(config.dataset, config.binarize)
+            if spec is not None:
+                model_overrides.setdefault("image_shape", spec[0])
+                model_overrides.setdefault("num_levels", spec[1])
+        torch.manual_seed(config.seed)
+        model = create_model(args.model, preset=args.preset, **model_overrides)
+        run_dir = Path(args.run_dir or Path("runs") / (args.preset or args.model))
+        if (run_dir / "last").exists() or (run_dir / "last.old").exists():
+            raise ValueError(
+                f"{run_dir} already holds a run: continue it with `pixelrnn train --resume "
+                f"{run_dir}` or choose another --run-dir"
+            )
+        trainer = Trainer(model, config, run_dir, args.data_dir)
+        n = sum(p.numel() for p in model.parameters())
+        if trainer.dist.is_main:
+            print(
+                f"training {model.model_name} ({n:,} parameters) on {config.dataset} → {run_dir} "
+                f"[device {trainer.device}, allocator {active_allocator()}]"
+            )
+    try:
+        reason = trainer.fit()
+    finally:
+        teardown_distributed()
+    if trainer.dist.is_main:
+        print(f"stopped: {reason}; run directory: {trainer.run_dir}")
+    return 0
+
+
+def _run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, str | None]:
+    """Dataset and binarization: the flags, else what the run (or the pretrained model of that
+    name) was trained on."""
+    folder = Path(run_dir) if Path(run_dir).exists() else find_pretrained_dir(run_dir)
+    stored = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    training = stored.get("training", {})
+    dataset = args.dataset or training.get("dataset")
+    if dataset is None:
+        raise ValueError(f"{run_dir} does not say which dataset it was trained on; pass --dataset")
+    binarize = args.binarize if args.binarize is not None else training.get("binarize")
+    return dataset, binarize
+
+
+def _load_model(args: argparse.Namespace) -> AutoregressiveModel:
+    folder = Path(args.run_dir)
+    if getattr(args, "weights", None) == "last":
+        folder = folder / "last"
+    device = resolve_device(args.device)
+    return load_pretrained(find_pretrained_dir(folder), map_location=device)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    dataset, binarize = _run_data_settings(args.run_dir, args)
+    data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+    result = evaluate_nll(
+        model,
+        data,
+        args.batch_size,
+        generator=make_generator(args.seed, "eval", args.split),
+        max_images=args.max_images,
+        progress=True,
+    )
+    text = json.dumps(result.to_dict(), indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    x, ncols = sample_grid(
+        model, args.num, generator, args.label, args.temperature, True, args.method
+    )
+    save_image_grid(x, model.num_levels, args.output, ncols=ncols)
+    what = "samples" if ncols is None else f"samples, one row per class ({ncols} per class)"
+    if args.label is not None:
+        what = f"samples of class {args.label}"
+    print(f"wrote {len(x)} {what} to {args.output}")
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    device = next(model.parameters()).device
+    if args.image:
+        if args.num is not None:
+            raise ValueError(
+                "-n picks images from a split; with --image the files are the images "
+                "(--num-completions sets the completions of each)"
+            )
+        x = torch.stack([_read(path, model, args) for path in args.image])
+        y = _own_labels(model, args.label, len(x))
+    else:
+        dataset, binarize = _run_data_settings(args.run_dir, args)
+        data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+        n = min(8 if args.num is None else args.num, len(data) - args.offset)
+        if n < 1:
+            raise ValueError(f"--offset {args.offset} is past the {len(data)} images of the split")
+        index = slice(args.offset, args.offset + n)
+        x = data.batch(index, make_generator(args.seed, "data"))
+        y = None if model.num_classes is None else data.labels_at(index)
+    known = _known_mask(args, tuple(x.shape))
+    x, known = x.to(device), known.to(device)
+    y = None if y is None else y.to(device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    grid, hidden = completion_grid_images(
+        model, x, known, args.num_completions, generator, y, args.method
+    )
+    save_image_grid(grid, model.num_levels, args.output, ncols=len(x), hidden=hidden)
+    print(
+        f"wrote originals, occluded inputs and {args.num_completions} completion rows "
+        f"of {len(x)} images to {args.output}"
+    )
+    return 0
+
+
+def _read(path: str | Path, model: AutoregressiveModel, args: argparse.Namespace) -> torch.Tensor:
+    """A user's image file as the model's levels ``(C, H, W)``."""
+    return read_image(
+        path, model.image_shape, model.num_levels, threshold=args.threshold, resize=args.resize
+    )
+
+
+def _own_labels(model: AutoregressiveModel, label: int | None, n: int) -> torch.Tensor | None:
+    """``--label`` for the user's images: required by a conditional model, refused otherwise."""
+    if model.num_classes is None:
+        if label is not None:
+            raise ValueError(
+                f"--label needs a class-conditional model; this {model.model_name} is not"
+            )
+        return None
+    if label is None:
+        raise ValueError(
+            f"this {model.model_name} is class-conditional ({model.num_classes} classes): "
+            "pass --label for your images"
+        )
+    return torch.full((n,), label, dtype=torch.long)
+
+
+def _known_mask(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.Tensor:
+    """The pixels to keep, from ``--mask``, ``--box`` or ``--occlude`` (at most one of them;
+    ``bottom-half`` when none is given). Shape: ``(B, C, H, W)`` → bool, the same."""
+    given = [name for name in ("mask", "box", "occlude") if getattr(args, name) is not None]
+    if len(given) > 1:
+        raise ValueError(f"choose one of --mask, --box and --occlude, not {' and '.join(given)}")
+    if args.mask is not None:
+        return read_mask(args.mask, shape[1:]).expand(shape).clone()
+    if args.box is not None:
+        return box_mask(args.box, shape[1:]).expand(shape).clone()
+    return occlusion_mask(shape, args.occlude or "bottom-half")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _image_files(paths: Sequence[str]) -> list[Path]:
+    """The files named, and the image files of the folders named (sorted by name)."""
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """NLL of every image file under the model, in nats per image and bits per dimension."""
+    model = _load_model(args)
+    device = next(model.parameters()).device
+    files = _image_files(args.images)
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(files), args.batch_size):
+            part = files[start : start + args.batch_size]
+            x = torch.stack([_read(path, model, args) for path in part]).to(device)
+            y = _own_labels(model, args.label, len(x))
+            nats = -model.eval().log_prob(x, y=None if y is None else y.to(device)).double()
+            for path, value in zip(part, nats.tolist(), strict=True):
+                rows.append(
+                    {
+                        "file": str(path),
+                        "nats_per_image": value,
+                        "bits_per_dim": float(bits_per_dim(torch.tensor(value), model.num_dims)),
+                    }
+                )
+    if args.format == "json":
+        text = json.dumps(rows, indent=2) + "\n"
+    else:
+        text = "file,nats_per_image,bits_per_dim\n" + "".join(
+            f"{r['file']},{r['nats_per_image']:.6f},{r['bits_per_dim']:.6f}\n" for r in rows
+        )
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"scored {len(rows)} images; wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for name, cls in sorted(MODELS.items()):
+        summary = (inspect.getdoc(cls) or "").splitlines()[0]
+        print(f"{name:20s} {summary}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, p in sorted(PRESETS.items()):
+        print(f"{name:24s} {p.model:12s} {p.dataset:16s} {p.description}")
+    return 0
+
+
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    print(f"{'name':28s} {'dataset':16s} {'test NLL':>13s} {'bits/dim':>8s} {'paper':>7s}")
+    for name in available_pretrained():
+        card = pretrained_card(name)
+        paper = "-" if card.paper_nats_per_image is None else f"{card.paper_nats_per_image:.2f}"
+        nll = f"{card.nats_per_image:.2f} nats"
+        print(f"{name:28s} {card.dataset:16s} {nll:>13s} {card.bits_per_dim:8.4f} {paper:>7s}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    for name in available_datasets():
+        print(name)
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""The figures a run draws: sample grids and a completion grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pixelrnn.data import ImageDataset
+from pixelrnn.images import save_image_grid
+from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.sampling import completion_grid_images, occlusion_mask, sample_grid
+
+
+def draw_samples(
+    model: AutoregressiveModel, num: int, generator: torch.Generator, path: Path
+) -> None:
+    """A grid of ``num`` samples; one row per class for a conditional model."""
+    images, ncols = sample_grid(model, num, generator)
+    save_image_grid(images, model.num_levels, path, ncols=ncols)
+
+
+def draw_completions(
+    model: AutoregressiveModel,
+    source: ImageDataset,
+    num_completions: int,
+    data_generator: torch.Generator,
+    generator: torch.Generator,
+    path: Path,
+) -> None:
+    """Up to 8 images evenly spaced through ``source`` (a split may be sorted by class), their
+    bottom halves hidden, and ``num_completions`` completions of each, one column per image.
+
+    ``data_generator`` draws the images (dynamic binarization), ``generator`` the completions.
+    """
+    device = next(model.parameters()).device
+    n = min(8, len(source))
+    index = torch.linspace(0, len(source) - 1, n).long()
+    x = source.batch(index, data_generator).to(device)
+    known = occlusion_mask(tuple(x.shape), "bottom-half").to(device)
+    y = None if model.num_classes is None else source.labels_at(index).to(device)
+    grid, hidden = completion_grid_images(model, x, known, num_completions, generator, y)
+    save_image_grid(grid, model.num_levels, path, ncols=n, hidden=hidden)
