@@ -1,5 +1,5 @@
 """Benchmark-only model sizes, by name: models built at the size of a conventional
-implementation or of an issue's measurement, for same-size comparisons.
+implementation or of a published measurement, for same-size comparisons.
 
 ``build(name)`` makes a preset or one of these.
 """
@@ -21,7 +21,7 @@ SAME_SIZE = {
         output_channels=512,
         num_classes=10,
     ),
-    # issue 5's small PixelCNN++ (official defaults otherwise: dropout 0.5, weight norm)
+    # a small PixelCNN++ (official defaults otherwise: dropout 0.5, weight norm)
     "pixelcnnpp-1x32-mix5": dict(
         model="pixelcnnpp",
         image_shape=(1, 28, 28),

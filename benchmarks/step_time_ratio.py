@@ -1,6 +1,6 @@
 """Training step time of models relative to a baseline, measured interleaved.
 
-Issue 3 asks for the Diagonal BiLSTM's step time within 3x the PixelCNN's at equal width. On
+How much slower the PixelRNNs train than the PixelCNN at equal width. On
 a shared machine whose speed drifts by 20-50 % over minutes, two throughputs measured one
 after the other can disagree by more than the effect being measured. This script builds all
 models in one process and alternates short timing windows between them (baseline, model,

@@ -12,7 +12,7 @@ each model trains. ``--reference`` adds the conventional implementation in
 Besides presets, ``--preset`` takes the names in ``configs.SAME_SIZE``: the library's Gated PixelCNN
 built at the size of the conventional one in ``reference_gated_pixelcnn.py``
 (``gated-5x64-class``), and that conventional one (``reference-gated-5x64-class``); and the
-small PixelCNN++ of issue 5 (``pixelcnnpp-1x32-mix5``: 1 layer per resolution, 32 filters,
+small PixelCNN++ ``pixelcnnpp-1x32-mix5`` (1 layer per resolution, 32 filters,
 5 logistics, 1x28x28).
 
     python benchmarks/train_throughput.py --preset pixelcnn-mnist --reference \

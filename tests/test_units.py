@@ -15,7 +15,7 @@ from tests.helpers import tiny_model
 
 def test_bits_per_dim_formula() -> None:
     assert pixelrnn.bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0, abs=1e-15)
-    assert pixelrnn.bits_per_dim(6388.06, 3072) == pytest.approx(3.0, abs=1e-4)  # paper-facts §1.1
+    assert pixelrnn.bits_per_dim(6388.06, 3072) == pytest.approx(3.0, abs=1e-4)  # PixelRNN §5.1
     assert pixelrnn.bits_per_dim(79.20, 784) == pytest.approx(0.1457, abs=1e-4)
     t = pixelrnn.bits_per_dim(torch.tensor([0.0, 2 * math.log(2)]), 2)
     assert t.tolist() == pytest.approx([0.0, 1.0])

@@ -1,4 +1,4 @@
-"""Likelihood units (paper-facts §1.1). The one place where nats become bits per dimension."""
+"""Likelihood units (PixelRNN §5.1). The one place where nats become bits per dimension."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@
 ``"dynamic"`` (a fresh Bernoulli draw with p = pixel/255 every time a batch is made, from the
 caller's seeded generator). NOTE: dynamic binarization acts as data augmentation; its NLLs are
 optimistic and not comparable with the paper's numbers on Larochelle's fixed binarization
-(paper-facts §1.3). Use ``binarized-mnist`` for paper comparisons.
+(PixelRNN §5.5; Salakhutdinov & Murray 2008). Use ``binarized-mnist`` for paper comparisons.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Canonical files of every downloadable dataset: where they live under the data root, their
-checksums and where to fetch them (paper-facts §1.3–1.4; shared/data/README.md).
+checksums and where to fetch them (docs/data.md).
 
 The folder layout is the one ``PIXELRNN_DATA`` points to, e.g. ``mnist/train-images-idx3-ubyte.gz``.
 """

@@ -1,4 +1,5 @@
-"""Discretized logistic mixture over a whole pixel (PixelCNN++ §2.1–2.2, paper-facts §4.1–4.4).
+"""Discretized logistic mixture over a whole pixel (PixelCNN++ §2.1–2.2 and the
+official openai/pixel-cnn code).
 
 Values ``k ∈ [0, K)`` are scaled to ``x = 2k/(K−1) − 1 ∈ [−1, 1]``; bins are ``2/(K−1)`` wide.
 A pixel's channels share one mixture indicator; the means of G and B depend linearly on the

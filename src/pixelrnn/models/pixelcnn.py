@@ -15,7 +15,7 @@ which the receptive-field test documents.
 
 NOTE: the paper's "15 layers" for CIFAR-10 is read here as 15 residual blocks, each with one
 3×3 masked convolution; the paper does not say whether the input and output layers count.
-NOTE: every 1×1 convolution inside the network uses mask B (paper-facts §2.2): for one colour
+NOTE: every 1×1 convolution inside the network uses mask B (PixelRNN §3.4): for one colour
 group that mask is all ones, for three groups it keeps the R→G→B structure.
 """
 

@@ -1,7 +1,7 @@
 """Larochelle's fixed binarization of MNIST (``binarized_mnist_{train,valid,test}.amat``).
 
 Text format: one image per line, 784 values ``0`` or ``1`` separated by single spaces, ended by
-a newline (paper-facts §1.3). Plain or gzip-compressed.
+a newline (Larochelle's binarized MNIST). Plain or gzip-compressed.
 """
 
 from __future__ import annotations

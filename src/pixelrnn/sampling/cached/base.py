@@ -1,6 +1,7 @@
 """The contract of an incremental network: distribution parameters at one position, from caches.
 
-Fast generation (Ramachandran et al. 2017, paper-facts §5): instead of re-running the whole
+Fast generation (Ramachandran et al. 2017, "Fast Generation for Convolutional
+Autoregressive Models"): instead of re-running the whole
 network for every new sub-pixel, a *stepper* keeps every layer's activations at the positions
 already generated and computes, per step, only what the new position makes computable.
 

@@ -1,4 +1,5 @@
-"""Incremental PixelCNN++ (Ramachandran et al. 2017, paper-facts §5): the down stream once per
+"""Incremental PixelCNN++ (Ramachandran et al. 2017, "Fast
+Generation for Convolutional Autoregressive Models"): the down stream once per
 row, the down-right stream once per pixel, each resolution only when it has a new position.
 
 At generation step ``(i, j)`` (full resolution):
