@@ -1,35 +1,64 @@
-"""The Diagonal BiLSTM PixelRNN runs its network on batch-last maps (``_network_batch_last``):
-it must compute exactly what the NCHW network computes, in every configuration that changes
-the path (residual and skip connections, full context, colour groups, conditioning)."""
+"""The PixelRNNs run their network on batch-last maps: it must compute exactly what the
+network of the paper's figure computes on ``(B, C, H, W)`` maps (:func:`nchw_network`), in
+every configuration that changes the path (residual and skip connections, full context,
+colour groups, conditioning)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from pixelrnn.models.pixelrnn import PixelRNN
 from pixelrnn.nn import MaskedConv2d
 from tests.helpers import random_images, tiny_model
 
 
-@pytest.mark.parametrize(
-    ("channels", "overrides"),
-    [
-        (1, {}),
-        (3, {}),
-        (1, {"residual": False}),
-        (3, {"skip": False}),
-        (1, {"full_context": True}),
-        (3, {"context_channels": 2}),
-    ],
-)
-def test_batch_last_network_equals_the_nchw_network(channels: int, overrides: dict) -> None:
-    model = tiny_model(channels, 256, size=5, model="diagonal_bilstm", **overrides).double()
+def nchw_network(
+    model: PixelRNN, x: torch.Tensor, context: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The PixelRNN network (PixelRNN Fig. 5 and §3.3) on ``(B, C, H, W)`` maps throughout:
+    the input convolution, the residual recurrent blocks with their skip connections summed,
+    and the two output layers."""
+    h = model.input_conv(x)
+    skip_sum = None
+    for k, block in enumerate(model.blocks):
+        extra = {"image": x} if k == 0 and model.config.full_context else {}
+        h = block(h, context, **extra)
+        if model.skips:
+            s = model.skips[k](h)
+            skip_sum = s if skip_sum is None else skip_sum + s
+    features = skip_sum if skip_sum is not None else h
+    return model.output(F.relu(model.output_hidden(F.relu(features))))
+
+
+# (channels, config overrides) that change the network's path; full context is the Diagonal
+# BiLSTM's alone
+PATHS = [
+    (1, {}),
+    (3, {}),
+    (1, {"residual": False}),
+    (3, {"skip": False}),
+    (3, {"context_channels": 2}),
+]
+CASES = [("diagonal_bilstm", 1, {"full_context": True})] + [
+    (name, channels, overrides)
+    for name in ("diagonal_bilstm", "row_lstm")
+    for channels, overrides in PATHS
+]
+
+
+@pytest.mark.parametrize(("name", "channels", "overrides"), CASES)
+def test_batch_last_network_equals_the_nchw_network(
+    name: str, channels: int, overrides: dict
+) -> None:
+    model = tiny_model(channels, 256, size=5, model=name, **overrides).double()
     x = model.normalize(random_images(model, 3)).double()
     context = None
     if "context_channels" in overrides:
         context = torch.randn(3, overrides["context_channels"], 5, 5, dtype=torch.float64)
-    fast = model._network_batch_last(x, context)
-    slow = model._network_nchw(x, context)
+    fast = model.network(x, context)
+    slow = nchw_network(model, x, context)
     assert fast.shape == slow.shape == (3, model.num_params_out, 5, 5)
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
     params = list(model.parameters())

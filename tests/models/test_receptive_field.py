@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import pixelrnn.nn.diagonal_lstm as diagonal_lstm
+import pixelrnn.nn.diagonal_scan as diagonal_scan
 from tests.helpers import assert_causal, dependency_matrix, strictly_earlier, tiny_model
 
 
@@ -57,7 +57,7 @@ def test_diagonal_bilstm_full_context_at_pixel_level_with_colour() -> None:
 def test_without_the_down_shift_the_tests_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """The deliberately broken variant: the right-to-left output is added unshifted, so a pixel
     sees the pixels to its right in its own row. Both checks must catch it."""
-    monkeypatch.setattr(diagonal_lstm, "RIGHT_TO_LEFT_ROW_SHIFT", 0)
+    monkeypatch.setattr(diagonal_scan, "RIGHT_TO_LEFT_ROW_SHIFT", 0)
     model = tiny_model(1, 2, size=8, model="diagonal_bilstm", num_layers=1)
     matrix = dependency_matrix(model)
     assert not torch.equal(matrix, diagonal_bilstm_field(8, 8, 7))

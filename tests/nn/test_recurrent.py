@@ -1,4 +1,5 @@
-"""Skew/unskew and the recurrent layers against straightforward per-pixel references."""
+"""Skew/unskew, and the recurrent layers' fast paths (the Python and the compiled scans)
+against their references in the paper's form (:mod:`pixelrnn.nn.recurrent_reference`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from pixelrnn.nn import DiagonalBiLSTM, RowLSTM, skew, unskew
+from pixelrnn.nn.recurrent_reference import diagonal_bilstm_reference, row_lstm_reference
 
 
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (3, 5), (5, 3), (4, 4), (7, 2)])
@@ -24,7 +26,7 @@ def test_the_scans_skewed_buffer_layout_is_the_skew() -> None:
     """The Diagonal BiLSTM's buffers are skewed through a strided view (``_pixels``): writing
     a map into it places pixel ``(r, j)`` where :func:`skew` puts it (column ``r + j``, after
     the padding column and row), and reading it back gives the map."""
-    from pixelrnn.nn.diagonal_lstm import _pixels
+    from pixelrnn.nn.diagonal_scan import _pixels
 
     b, k, rows, width = 3, 2, 4, 5
     x = torch.randn(2, k, rows, width, b)
@@ -36,64 +38,6 @@ def test_the_scans_skewed_buffer_layout_is_the_skew() -> None:
     assert torch.equal(_pixels(buffer, width), x)
 
 
-def row_lstm_reference(layer: RowLSTM, x: torch.Tensor) -> torch.Tensor:
-    """Pixel by pixel, with the convolutions written out as sums over taps. Built without
-    in-place writes, so autograd can differentiate it."""
-    b, _, rows, cols = x.shape
-    h = layer.hidden_channels
-    w_is = (layer.input_to_state.weight * layer.input_to_state.mask)[:, :, 0]  # (4h, C, 3)
-    b_is = layer.input_to_state.bias
-    w_ss = layer.state_to_state.weight  # (4h, h, 3)
-    state: dict[tuple[int, int], torch.Tensor] = {}
-    cell: dict[tuple[int, int], torch.Tensor] = {}
-    for i in range(rows):
-        for j in range(cols):
-            pre = b_is.expand(b, -1)  # (B, 4h)
-            for k, dj in enumerate((-1, 0, 1)):
-                if 0 <= j + dj < cols:
-                    pre = pre + x[:, :, i, j + dj] @ w_is[:, :, k].T
-                    prev_h = state[i - 1, j + dj] if i > 0 else layer.h0[:, 0].expand(b, -1)
-                    pre = pre + prev_h @ w_ss[:, :, k].T
-            prev_c = cell[i - 1, j] if i > 0 else layer.c0[:, 0].expand(b, -1)
-            o, f, ig = pre[:, : 3 * h].sigmoid().chunk(3, dim=1)
-            c = f * prev_c + ig * pre[:, 3 * h :].tanh()
-            state[i, j], cell[i, j] = o * c.tanh(), c
-    return torch.stack(
-        [torch.stack([state[i, j] for j in range(cols)], -1) for i in range(rows)], -2
-    )  # (B, h, H, W)
-
-
-def diagonal_reference(layer: DiagonalBiLSTM, x: torch.Tensor) -> torch.Tensor:
-    """Both directions pixel by pixel in image coordinates (no skewing): the state at (i, j)
-    reads the state above, (i-1, j), and the state to the left, (i, j-1). Built without
-    in-place writes, so autograd can differentiate it."""
-    b, _, rows, cols = x.shape
-    h = layer.hidden_channels
-    w_is = (layer.input_to_state.weight * layer.input_to_state.mask)[:, :, 0, 0]  # (8h, C)
-    b_is = layer.input_to_state.bias
-    w_ss = layer.state_to_state.weight  # (8h, h, 2): taps [above, left] per direction group
-    zero = torch.zeros(b, h, dtype=x.dtype)
-    results = []
-    for d, image in enumerate((x, x.flip(-1))):
-        gates = slice(4 * h * d, 4 * h * (d + 1))
-        state: dict[tuple[int, int], torch.Tensor] = {}
-        cell: dict[tuple[int, int], torch.Tensor] = {}
-        for i in range(rows):
-            for j in range(cols):
-                pre = b_is[gates] + image[:, :, i, j] @ w_is[gates].T  # (B, 4h)
-                pre = pre + state.get((i - 1, j), zero) @ w_ss[gates, :, 0].T
-                pre = pre + state.get((i, j - 1), zero) @ w_ss[gates, :, 1].T
-                o, f, ig = pre[:, : 3 * h].sigmoid().chunk(3, dim=1)
-                c = f * cell.get((i, j - 1), zero) + ig * pre[:, 3 * h :].tanh()
-                state[i, j], cell[i, j] = o * c.tanh(), c
-        grid = torch.stack(
-            [torch.stack([state[i, j] for j in range(cols)], -1) for i in range(rows)], -2
-        )
-        results.append(grid)  # (B, h, H, W)
-    left, right = results[0], results[1].flip(-1)
-    return left + torch.cat([torch.zeros_like(right[:, :, :1]), right[:, :, :-1]], dim=2)
-
-
 def _row_lstm(channels: int, hidden: int, groups: int, dtype: torch.dtype) -> RowLSTM:
     """A Row LSTM with a non-zero learned initial state and cell (zero at initialisation)."""
     layer = RowLSTM(channels, hidden, groups).to(dtype)
@@ -103,12 +47,12 @@ def _row_lstm(channels: int, hidden: int, groups: int, dtype: torch.dtype) -> Ro
 
 
 # each recurrent layer: a factory (in channels, hidden units, colour groups, dtype) and its
-# per-pixel reference
+# reference in the paper's form
 LAYERS = {
     "diagonal": lambda c, h, g, dtype: DiagonalBiLSTM(c, h, g).to(dtype),
     "row": _row_lstm,
 }
-REFERENCES = {"diagonal": diagonal_reference, "row": row_lstm_reference}
+REFERENCES = {"diagonal": diagonal_bilstm_reference, "row": row_lstm_reference}
 SIZES = [(1, 4, 5), (3, 5, 3), (1, 1, 4), (1, 3, 1)]  # channels, rows, columns
 
 
@@ -123,7 +67,7 @@ def scan_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("kind", LAYERS)
 @pytest.mark.parametrize(("channels", "rows", "cols"), SIZES)
 @torch.no_grad()
-def test_the_recurrent_layers_equal_their_per_pixel_references(
+def test_the_recurrent_layers_equal_their_references(
     kind: str, channels: int, rows: int, cols: int, scan_loops: str
 ) -> None:
     torch.manual_seed(0)
@@ -139,7 +83,7 @@ def test_the_recurrent_layers_gradients_equal_the_references(
     kind: str, channels: int, rows: int, cols: int, scan_loops: str
 ) -> None:
     """The scans' hand-written backward passes (and the layers' whole-map products) against
-    autograd through the per-pixel loops, for the input and every parameter (the Row LSTM's
+    autograd through the references, for the input and every parameter (the Row LSTM's
     initial state and cell included)."""
     torch.manual_seed(1)
     layer = LAYERS[kind](channels, 4, channels, torch.float64)
@@ -148,6 +92,35 @@ def test_the_recurrent_layers_gradients_equal_the_references(
     inputs = [x, *layer.parameters()]
     fast = torch.autograd.grad((layer(x) * weights).sum(), inputs)
     slow = torch.autograd.grad((REFERENCES[kind](layer, x) * weights).sum(), inputs)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_conditioning_maps_and_the_image_input_equal_the_references(
+    kind: str, scan_loops: str
+) -> None:
+    """The extra inputs the models use: a conditioning map (Multi-Scale PixelRNN §3.4) for both
+    layers, and the raw image the Diagonal BiLSTM's right-to-left direction reads with
+    ``full_context``; values and every gradient."""
+    torch.manual_seed(6)
+    extra = {"context_channels": 3}
+    if kind == "diagonal":
+        layer = DiagonalBiLSTM(4, 5, 1, image_channels=2, **extra).double()
+    else:
+        layer = RowLSTM(4, 5, 1, **extra).double()
+        torch.nn.init.normal_(layer.h0)
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    inputs = {"context": torch.randn(2, 3, 5, 6, dtype=torch.float64)}
+    if kind == "diagonal":
+        inputs["image"] = torch.randn(2, 2, 5, 6, dtype=torch.float64)
+    weights = torch.randn(2, 5, 5, 6, dtype=torch.float64)
+    fast_out = layer(x, **inputs)
+    slow_out = REFERENCES[kind](layer, x, **inputs)
+    torch.testing.assert_close(fast_out, slow_out, rtol=1e-12, atol=1e-12)
+    params = [x, *layer.parameters()]
+    fast = torch.autograd.grad((fast_out * weights).sum(), params)
+    slow = torch.autograd.grad((slow_out * weights).sum(), params)
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -165,7 +138,7 @@ def test_row_scan_gradcheck(scan_loops: str) -> None:
 
 
 def test_diagonal_scan_gradcheck(scan_loops: str) -> None:
-    from pixelrnn.nn.diagonal_lstm import DiagonalScan
+    from pixelrnn.nn.diagonal_scan import DiagonalScan
 
     torch.manual_seed(0)
     h, c, rows, width = 2, 3, 3, 4
@@ -250,14 +223,14 @@ def test_the_scan_reads_no_unset_buffer_entry(
     """The scans leave their buffers unset except where they read (only some padding is
     zeroed): with every buffer filled with NaN instead, the output and every gradient are
     unchanged."""
-    from pixelrnn.nn import diagonal_lstm, row_scan
+    from pixelrnn.nn import diagonal_scan, row_scan
 
     torch.manual_seed(4)
     layer = LAYERS[kind](6, 4, 3, dtype)
     x = torch.randn(3, 6, 5, 7, dtype=dtype)
     weights = torch.randn(3, 4, 5, 7, dtype=dtype)
     clean = _layer_values_and_gradients(layer, x, weights)
-    for module in (diagonal_lstm, row_scan):
+    for module in (diagonal_scan, row_scan):
         monkeypatch.setattr(
             module, "_new_buffer", lambda like, *shape: like.new_full(shape, float("nan"))
         )

@@ -122,31 +122,13 @@ class PixelRNN(AutoregressiveModel):
 
     def network(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``context``: the conditioning map ``(B, c, H, W)`` of a model with
-        ``context_channels``, added to every recurrent layer's input-to-state map."""
-        if hasattr(self.layer_class, "forward_batch_last"):
-            return self._network_batch_last(x, context)
-        return self._network_nchw(x, context)
+        ``context_channels``, added to every recurrent layer's input-to-state map.
 
-    def _network_nchw(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`network` on ``(B, C, H, W)`` maps throughout."""
-        h = self.input_conv(x)
-        skip_sum = None
-        for k, block in enumerate(self.blocks):
-            extra = {"image": x} if k == 0 and self.config.full_context else {}
-            h = block(h, context, **extra)
-            if self.skips:
-                s = self.skips[k](h)
-                skip_sum = s if skip_sum is None else skip_sum + s
-        features = skip_sum if skip_sum is not None else h
-        return self.output(F.relu(self.output_hidden(F.relu(features))))
-
-    def _network_batch_last(
-        self, x: torch.Tensor, context: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """:meth:`network` with everything after the input convolution on batch-last maps
-        ``(C, H, W, B)``, the recurrent layer's own layout: every other layer is 1×1, i.e. one
-        matrix product over the whole batch, and no layer changes the layout (docs/benchmarks.md
-        has the measurement). The same computation as :meth:`_network_nchw` (tested)."""
+        Everything after the input convolution runs on batch-last maps ``(C, H, W, B)``, the
+        recurrent layers' own layout: every other layer is 1×1, i.e. one matrix product over
+        the whole batch, and no layer changes the layout (docs/benchmarks.md has the
+        measurement). Tested equal to the same network on ``(B, C, H, W)`` maps
+        (``tests/models/test_pixelrnn_layouts.py``)."""
 
         def batch_last(t: torch.Tensor) -> torch.Tensor:
             return t.permute(1, 2, 3, 0).contiguous()

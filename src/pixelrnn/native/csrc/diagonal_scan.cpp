@@ -1,6 +1,6 @@
 // Column loops of the Diagonal BiLSTM scan (PixelRNN §3.2), forward and backward.
 //
-// The same computation as the Python loops in pixelrnn/nn/diagonal_lstm.py (_forward_columns,
+// The same computation as the Python loops in pixelrnn/nn/diagonal_scan.py (_forward_columns,
 // _backward_columns), which stay as the reference and the fallback; tests check both agree.
 // Written by hand because no library offers a 2-D diagonal LSTM scan, and a column is only a
 // few small operations: from Python each costs microseconds of interpreter and dispatch
@@ -9,7 +9,7 @@
 // read from and written to the skewed buffers in place plus one fused, vectorized cell loop;
 // other dtypes and devices run the ATen operations of the Python loop (docs/benchmarks.md has
 // the measurements). Buffers are skewed, (direction, channel, column + 1, row [+ 1], batch);
-// see _pixels in diagonal_lstm.py.
+// see _pixels in diagonal_scan.py.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
