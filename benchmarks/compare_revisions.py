@@ -3,8 +3,8 @@
 A restructuring must leave the speed as it was. Timings on a shared machine drift by more than
 the differences worth seeing, so the two code trees are measured in turns: round ``r`` runs
 every measurement on one tree, then on the other (the order alternating between rounds), each
-in a fresh process with ``PYTHONPATH`` pointing at that tree's ``src/``. The base revision is
-checked out into a temporary git worktree; the other tree is this checkout as it is on disk.
+in a fresh process with ``PYTHONPATH`` pointing at that tree's ``src/``. Both revisions are
+checked out into temporary git worktrees, so editing this checkout meanwhile changes nothing.
 
 Measured per preset (random weights, seeded):
 
@@ -13,7 +13,7 @@ Measured per preset (random weights, seeded):
   after 3 warm-up steps;
 * ``sample``: seconds for the cached sampler to draw ``--num-samples`` images.
 
-    python benchmarks/compare_revisions.py --base HEAD~1 --rounds 3 \
+    python benchmarks/compare_revisions.py --base HEAD~1 --work HEAD --rounds 3 \
         --output benchmarks/results/compare_revisions.json
 
 Each tree builds its compiled kernels into its own ``TORCH_EXTENSIONS_DIR`` (the two trees'
@@ -96,6 +96,7 @@ def measure(tree: Path, preset: str, kind: str, args: argparse.Namespace) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="HEAD~1", help="git revision to compare against")
+    parser.add_argument("--work", default="HEAD", help="git revision to compare")
     parser.add_argument("--presets", nargs="+", default=["pixelcnn-mnist", "diagonal-bilstm-mnist"])
     parser.add_argument("--kinds", nargs="+", default=["train", "sample"])
     parser.add_argument("--rounds", type=int, default=3)
@@ -107,15 +108,15 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(base), args.base],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
+        trees = {name: Path(tmp) / name for name in ("base", "work")}
+        for name, tree in trees.items():
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), getattr(args, name)],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+            )
         try:
-            trees = {"base": base, "work": REPO}
             times: dict[str, dict[str, list[float]]] = {}
             for r in range(args.rounds):
                 order = ["base", "work"] if r % 2 == 0 else ["work", "base"]
@@ -126,11 +127,15 @@ def main() -> None:
                             times.setdefault(f"{preset} {kind}", {}).setdefault(name, []).append(t)
                             print(f"round {r} {name:4s} {preset} {kind}: {t:.4f} s", flush=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=REPO)
+            for tree in trees.values():
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO)
 
-    base_rev = subprocess.run(
-        ["git", "rev-parse", args.base], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
+    revisions = {
+        name: subprocess.run(
+            ["git", "rev-parse", getattr(args, name)], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        for name in ("base", "work")
+    }
     summary = {
         key: {
             "base_median_s": statistics.median(v["base"]),
@@ -148,7 +153,7 @@ def main() -> None:
         )
     record = {
         "machine": machine_info(),
-        "base": base_rev,
+        "revisions": revisions,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "results": summary,
     }

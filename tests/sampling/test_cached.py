@@ -173,7 +173,7 @@ def test_compiled_steps_match_the_python_steps(
     batch: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The compiled cached steps (``native/csrc/{pixelcnn,gated,pixelcnnpp}_step.cpp``: for the PixelCNN and the Gated
+    """The compiled cached steps (``native/csrc/*_step.cpp``: for the PixelCNN and the Gated
     PixelCNN the input layer, every layer and the output layers at one pixel in one call; for
     PixelCNN++ the whole down-right stream, its first map and the head) against the steppers'
     Python code: the same parameters at every draw (float32, 1e-5 relative), the same images in

@@ -3,7 +3,7 @@
 Places where PyTorch's per-operation overhead dominated and no library has the operation: the
 Diagonal BiLSTM's column loops (PixelRNN §3.2; one C++ call per pass instead of a dozen
 Python-level operations per column), the Row LSTM's row loops (§3.1, ``csrc/row_scan.cpp``),
-cached sampling steps (``native/csrc/{pixelcnn,gated,pixelcnnpp}_step.cpp``: a PixelCNN, Gated PixelCNN or PixelCNN++ pixel
+cached sampling steps (``native/csrc/*_step.cpp``: a PixelCNN, Gated PixelCNN or PixelCNN++ pixel
 in one call instead of 100-150 tiny operations) and the logistic-mixture draw at a pixel
 (``csrc/logistic_mixture_sample.cpp``). The measurements are in ``docs/benchmarks.md``.
 

@@ -62,7 +62,7 @@ class GatedPixelCNNStepper(IncrementalStepper):
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
         self.row = -1
-        # the compiled step (``native/csrc/{pixelcnn,gated,pixelcnnpp}_step.cpp``, float32/float64 on the CPU) reads the
+        # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads the
         # layers after the first stacked, their current-row buffers as views of one
         self.fused = (
             x.is_cpu

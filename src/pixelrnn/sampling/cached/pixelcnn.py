@@ -53,7 +53,7 @@ class PixelCNNStepper(IncrementalStepper):
         self.context = [None if t is None else t.permute(0, 2, 3, 1) for t in terms]
         self._add_context(0)
         self.row = 0
-        # the compiled step (``native/csrc/{pixelcnn,gated,pixelcnnpp}_step.cpp``, float32/float64 on the CPU) reads
+        # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads
         # every block's weights stacked, and the blocks' current-row buffers as views of one
         self.fused = (
             x.is_cpu

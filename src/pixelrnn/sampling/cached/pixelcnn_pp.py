@@ -252,7 +252,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         )
         self.ul_above = x.new_zeros(x.shape[0], f, width)  # row i's down-shifted 1×3 term
         self.row = -1
-        # the down-right stream's step compiled (``native/csrc/{pixelcnn,gated,pixelcnnpp}_step.cpp``, float32/float64 on
+        # the down-right stream's step compiled (``native/csrc/*_step.cpp``, float32/float64 on
         # the CPU): its ops as a program over lists of maps and weights
         self.ops_down_right = self._down_right_ops()
         self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available()
@@ -343,7 +343,7 @@ class CompiledProgram:
     """The down-right stream as the compiled step reads it: the maps and weights as lists, and
     one int64 row per op, in execution order: kind (0 gated ResNet, 1 downsample, 2 upsample),
     resolution, then indices into the lists (−1: none) — the order of ``enum Column`` in
-    ``native/csrc/{pixelcnn,gated,pixelcnnpp}_step.cpp``: input, output, first-convolution map, two auxiliary maps, weight
+    ``native/csrc/*_step.cpp``: input, output, first-convolution map, two auxiliary maps, weight
     and bias (an upsample's ``(kh, kw, C_in, C_out)`` taps), auxiliary weight and bias, second
     weight and bias, class bias, kernel width."""
 
