@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from pixelrnn.data import ImageDataset, load_dataset
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.training.config import TrainConfig
-from pixelrnn.training.evaluate import check_labelled
+from pixelrnn.training.evaluate import check_fits
 from pixelrnn.training.seeding import make_generator
 
 
@@ -36,13 +36,7 @@ def load_training_data(
         train = train.head(config.max_train_images)
     valid = load_split(config, config.valid_split, data_dir) if config.valid_split else None
     for ds in filter(None, (train, valid)):
-        if ds.image_shape != model.image_shape or ds.num_levels != model.num_levels:
-            raise ValueError(
-                f"dataset {config.dataset}/{ds.split} has {ds.num_levels}-level images of shape "
-                f"{ds.image_shape}, the model expects {model.num_levels} levels and shape "
-                f"{model.image_shape}; pick a matching preset or set --binarize"
-            )
-        check_labelled(ds, model)
+        check_fits(ds, model)
     return train, valid
 
 

@@ -50,6 +50,18 @@ def check_labelled(dataset: ImageDataset, model: AutoregressiveModel) -> None:
         )
 
 
+def check_fits(dataset: ImageDataset, model: AutoregressiveModel) -> None:
+    """Raise a clear error unless ``model`` scores ``dataset``'s images: the same levels and
+    shape, and labels where the model is class-conditional."""
+    if dataset.num_levels != model.num_levels or dataset.image_shape != model.image_shape:
+        raise ValueError(
+            f"{dataset.name}/{dataset.split} has {dataset.num_levels}-level images of shape "
+            f"{dataset.image_shape}; the model expects {model.num_levels} levels and shape "
+            f"{model.image_shape} (pick a matching preset, or set --binarize for grey data)"
+        )
+    check_labelled(dataset, model)
+
+
 @torch.no_grad()
 def evaluate_nll(
     model: AutoregressiveModel,
@@ -74,13 +86,7 @@ def evaluate_nll(
         context: in a multi-process job, each rank scores every ``world_size``-th batch and the
             float64 sums of nats are added across ranks, so every rank returns the exact total.
     """
-    if dataset.num_levels != model.num_levels or dataset.image_shape != model.image_shape:
-        raise ValueError(
-            f"{dataset.name}/{dataset.split} has {dataset.num_levels}-level images of shape "
-            f"{dataset.image_shape}; the model expects {model.num_levels} levels and shape "
-            f"{model.image_shape}"
-        )
-    check_labelled(dataset, model)
+    check_fits(dataset, model)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     if n == 0:
         raise ValueError(f"{dataset.name}/{dataset.split} has no images to evaluate")

@@ -105,16 +105,7 @@ class RecordedStepRunner(StepRunner):
     """Records the step of the first full batch in a CUDA graph and replays it for every batch
     of that shape (the range check first: a recording reads no values)."""
 
-    def __init__(
-        self,
-        model: AutoregressiveModel,
-        network: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        config: TrainConfig,
-        dist: DistributedContext,
-    ) -> None:
-        super().__init__(model, network, optimizer, config, dist)
-        self.graphed: GraphedTrainStep | None = None  # recorded at the first full batch
+    graphed: GraphedTrainStep | None = None  # recorded at the first full batch
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
         self.model.check_images(x)
