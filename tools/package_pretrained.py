@@ -60,6 +60,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--preset", help="the preset it was trained from (default: --name)")
+    parser.add_argument(
+        "--test-split",
+        help="how to name the test split in the card when it is not the whole of it "
+        "(e.g. 'test[:1000]'; default: the run's)",
+    )
     parser.add_argument("--paper", type=float, default=None, help="the paper's nats per image")
     parser.add_argument("--command", required=True, help="the command(s) that trained it")
     parser.add_argument("--budget", required=True, help="training time and where")
@@ -79,10 +85,10 @@ def main() -> None:
     model = load_pretrained(target)
     card = {
         "name": args.name,
-        "preset": args.name,
+        "preset": args.preset or args.name,
         "dataset": training["dataset"],
         "binarize": training.get("binarize"),
-        "test_split": results["split"],
+        "test_split": args.test_split or results["split"],
         "num_test_images": results["num_images"],
         "nats_per_image": results["nats_per_image"],
         "bits_per_dim": results["bits_per_dim"],

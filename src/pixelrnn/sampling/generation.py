@@ -52,7 +52,9 @@ def sample(
     model.check_labels(y, n)
     x = torch.zeros((n, *model.image_shape), dtype=torch.long, device=device)
     known = torch.zeros_like(x, dtype=torch.bool)
-    request = GenerationRequest(generator, temperature, progress, y, method)
+    request = GenerationRequest(
+        generator=generator, temperature=temperature, progress=progress, y=y, method=method
+    )
     return generate(model, x, known, request)
 
 
@@ -87,7 +89,9 @@ def complete(
     x_known = torch.where(known, x, torch.zeros_like(x))
     model.check_images(x_known, "x")
     model.check_labels(y, x.shape[0])
-    request = GenerationRequest(generator, temperature, progress, y, method)
+    request = GenerationRequest(
+        generator=generator, temperature=temperature, progress=progress, y=y, method=method
+    )
     return generate(model, x_known.long(), known, request)
 
 
