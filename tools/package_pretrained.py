@@ -98,7 +98,8 @@ def main() -> None:
         "paper_nats_per_image": args.paper,
         "command": args.command,
         "budget": f"{args.budget}: {state['global_step']:,} steps of {training['batch_size']}, "
-        f"{images_seen:,} training images ({state['epoch']} full epochs)",
+        f"{images_seen:,} training images ({state['epoch']} full epoch"
+        f"{'' if state['epoch'] == 1 else 's'})",
         "hardware": f"{cpu_name()}, torch {torch.__version__}",
         "pixelrnn_version": pixelrnn.__version__,
         "sha256": sha256_of(target / WEIGHTS_NAME),
