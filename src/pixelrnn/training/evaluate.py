@@ -36,6 +36,15 @@ class EvalResult:
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
+    def metrics(self) -> dict[str, float | int | str]:
+        """The fields of a ``metrics.jsonl`` record: split, NLL in both units, images."""
+        return {
+            "split": self.split,
+            "nats_per_image": self.nats_per_image,
+            "bits_per_dim": self.bits_per_dim,
+            "num_images": self.num_images,
+        }
+
 
 def check_labelled(dataset: ImageDataset, model: AutoregressiveModel) -> None:
     """Raise unless a conditional model's classes match the dataset's labels."""

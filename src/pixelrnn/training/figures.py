@@ -10,6 +10,8 @@ from pixelrnn.data import ImageDataset
 from pixelrnn.images import save_image_grid
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling import completion_grid_images, occlusion_mask, sample_grid
+from pixelrnn.training.config import TrainConfig
+from pixelrnn.training.seeding import make_generator
 
 
 def draw_samples(
@@ -41,3 +43,23 @@ def draw_completions(
     y = None if model.num_classes is None else source.labels_at(index).to(device)
     grid, hidden = completion_grid_images(model, x, known, num_completions, generator, y)
     save_image_grid(grid, model.num_levels, path, ncols=n, hidden=hidden)
+
+
+def draw_final_figures(
+    model: AutoregressiveModel, config: TrainConfig, source: ImageDataset | None, run_dir: Path
+) -> None:
+    """The figures of a finished run: ``samples.png`` (``config.num_samples``) and
+    ``completions.png`` (``config.num_completions`` rows, of images of ``source``)."""
+    device = next(model.parameters()).device
+    if config.num_samples:
+        generator = make_generator(config.seed, "samples", "final", device=device)
+        draw_samples(model, config.num_samples, generator, run_dir / "samples.png")
+    if config.num_completions and source is not None:
+        draw_completions(
+            model,
+            source,
+            config.num_completions,
+            make_generator(config.seed, "completion-data"),
+            make_generator(config.seed, "completions", device=device),
+            run_dir / "completions.png",
+        )

@@ -39,7 +39,7 @@ from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
 from pixelrnn.training.ema import ema_with_warmup
 from pixelrnn.training.evaluate import EvalResult, evaluate_nll
-from pixelrnn.training.figures import draw_completions, draw_samples
+from pixelrnn.training.figures import draw_final_figures, draw_samples
 from pixelrnn.training.run_dir import RunDirectory
 from pixelrnn.training.seeding import derive_seed, make_generator
 from pixelrnn.training.step_runner import make_step_runner
@@ -310,7 +310,7 @@ class Trainer:
         if self.valid_data is None:
             return
         result = self._evaluate(self.valid_data, self.evaluation_model)
-        self.log("valid", **_metrics(result))
+        self.log("valid", **result.metrics())
         if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
             self.best_valid_nats = result.nats_per_image
             if not self.dist.is_main:
@@ -347,11 +347,6 @@ class Trainer:
             context=self.dist,
         )
 
-    def best_model(self) -> AutoregressiveModel:
-        """The best checkpoint's weights in a new model (the last ones without validation;
-        the averaged weights with EMA)."""
-        return self.files.best_model(self.device)
-
     def finish(self) -> EvalResult | None:
         """Score the test split with the best weights and draw the final samples and completions.
 
@@ -360,12 +355,12 @@ class Trainer:
         """
         c = self.config
         self.dist.barrier()  # rank 0 has written best/ and last/
-        model = self.best_model()
+        model = self.files.best_model(self.device)  # best by validation, else the last
         result = None
         test_data = load_split(c, c.test_split, self.data_dir) if c.test_split else None
         if test_data is not None:
             result = self._evaluate(test_data, model)
-            self.log("test", **_metrics(result))
+            self.log("test", **result.metrics())
             if self.dist.is_main:
                 self.files.write_results(result.to_dict())
                 tqdm.write(
@@ -374,19 +369,7 @@ class Trainer:
                 )
         if not self.dist.is_main:
             return result
-        if c.num_samples:
-            generator = make_generator(c.seed, "samples", "final", device=self.device)
-            draw_samples(model, c.num_samples, generator, self.run_dir / "samples.png")
-        source = test_data or self.valid_data
-        if c.num_completions and source is not None:
-            draw_completions(
-                model,
-                source,
-                c.num_completions,
-                make_generator(c.seed, "completion-data"),
-                make_generator(c.seed, "completions", device=self.device),
-                self.run_dir / "completions.png",
-            )
+        draw_final_figures(model, c, test_data or self.valid_data, self.run_dir)
         self.draw_loss_curve()
         return result
 
@@ -412,15 +395,6 @@ class Trainer:
         trainer = cls(load_pretrained(files.last), config, run_dir, data_dir)
         trainer._restore_trainer_state()
         return trainer
-
-
-def _metrics(result: EvalResult) -> dict[str, Any]:
-    return {
-        "split": result.split,
-        "nats_per_image": result.nats_per_image,
-        "bits_per_dim": result.bits_per_dim,
-        "num_images": result.num_images,
-    }
 
 
 __all__ = ["Trainer"]
