@@ -193,12 +193,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     model = _load_model(args)
     device = next(model.parameters()).device
+    num_completions = args.num_completions
     if args.image:
-        if args.num is not None:
-            raise ValueError(
-                "-n picks images from a split; with --image the files are the images "
-                "(--num-completions sets the completions of each)"
-            )
+        # the files are the images: -n counts the completions of each
+        num_completions = args.num if args.num is not None else num_completions
         x = torch.stack([_read(path, model, args) for path in args.image])
         y = _own_labels(model, args.label, len(x))
     else:
@@ -215,11 +213,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
     y = None if y is None else y.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     grid, hidden = completion_grid_images(
-        model, x, known, args.num_completions, generator, y, args.method
+        model, x, known, num_completions, generator, y, args.method
     )
     save_image_grid(grid, model.num_levels, args.output, ncols=len(x), hidden=hidden)
     print(
-        f"wrote originals, occluded inputs and {args.num_completions} completion rows "
+        f"wrote originals, occluded inputs and {num_completions} completion rows "
         f"of {len(x)} images to {args.output}"
     )
     return 0

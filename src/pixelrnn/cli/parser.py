@@ -163,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", help="mask image of the image's size: white = erase, black = keep")
     p.add_argument("--box", help="erase the box x0,y0,x1,y1 (columns x0..x1-1, rows y0..y1-1)")
     _add_method_arg(p)
-    p.add_argument("-n", "--num", type=int, help="number of the split's images (default: 8)")
+    p.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        help="number of the split's images (default: 8); with --image, completions of each",
+    )
     p.add_argument("--offset", type=int, default=0, help="index of the first image in the split")
     p.add_argument("--num-completions", type=int, default=3, help="completion rows per image")
     p.add_argument("-o", "--output", default="completions.png", help="output PNG")
