@@ -26,12 +26,14 @@ import pixelrnn
 from pixelrnn.data import load_dataset
 from pixelrnn.files import read_json, write_json
 from pixelrnn.models import CONFIG_NAME, WEIGHTS_NAME, find_pretrained_dir, load_pretrained
-from pixelrnn.models.pretrained import CARD_NAME, PRETRAINED_DIR, sha256_of
+from pixelrnn.models.pretrained import (
+    CARD_NAME,
+    CHECK_BATCH,
+    CHECK_IMAGES,
+    PRETRAINED_DIR,
+    sha256_of,
+)
 from pixelrnn.training import evaluate_nll, make_generator
-
-# how the card's first-500 figure is computed (the test recomputes it the same way)
-CHECK_IMAGES = 500
-CHECK_BATCH = 250
 
 
 def first_images_nll(

@@ -11,13 +11,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 import pixelrnn
 from pixelrnn.data import load_dataset
 from pixelrnn.models import WEIGHTS_NAME
 from pixelrnn.models import pretrained as pretrained_module
-from pixelrnn.models.pretrained import available_pretrained, pretrained_card, sha256_of
+from pixelrnn.models.pretrained import (
+    CHECK_BATCH,
+    CHECK_IMAGES,
+    available_pretrained,
+    pretrained_card,
+    sha256_of,
+)
 from pixelrnn.training import evaluate_nll, make_generator
 
 SHIPPED = available_pretrained()
@@ -40,11 +45,14 @@ def test_a_shipped_model_scores_as_its_card_says(name: str, data_dir: Path) -> N
         card.nats_per_image / (model.num_dims * math.log(2)), rel=1e-7
     )
     data = load_dataset(card.dataset, "test", data_dir, binarize=card.binarize)  # type: ignore[arg-type]
-    torch.set_num_threads(1)
     result = evaluate_nll(
-        model, data, 250, generator=make_generator(0, "eval", "test"), max_images=500
+        model,
+        data,
+        CHECK_BATCH,
+        generator=make_generator(0, "eval", "test"),
+        max_images=CHECK_IMAGES,
     )
-    assert result.num_images == 500
+    assert result.num_images == CHECK_IMAGES
     expected = card.first_500_nats_per_image
     assert result.nats_per_image == pytest.approx(expected, rel=TOLERANCE_REL, abs=TOLERANCE_NATS)
 

@@ -279,7 +279,7 @@ def _image_files(paths: Sequence[str]) -> list[Path]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """NLL of every image file under the model, in nats per image and bits per dimension."""
-    model = _load_model(args)
+    model = _load_model(args).eval()
     device = next(model.parameters()).device
     files = _image_files(args.images)
     rows = []
@@ -288,7 +288,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             part = files[start : start + args.batch_size]
             x = torch.stack([_read(path, model, args) for path in part]).to(device)
             y = _own_labels(model, args.label, len(x))
-            nats = -model.eval().log_prob(x, y=None if y is None else y.to(device)).double()
+            nats = -model.log_prob(x, y=None if y is None else y.to(device)).double()
             for path, value in zip(part, nats.tolist(), strict=True):
                 rows.append(
                     {

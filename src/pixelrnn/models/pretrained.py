@@ -19,6 +19,10 @@ from pixelrnn.files import read_json
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 CARD_NAME = "card.json"
+# how a card's check figure is computed, by tools/package_pretrained.py and recomputed by the
+# tests: the NLL of the test split's first CHECK_IMAGES images, CHECK_BATCH at a time
+CHECK_IMAGES = 500
+CHECK_BATCH = 250
 
 
 @dataclass(frozen=True)
