@@ -15,6 +15,7 @@ picks how it runs from the training settings:
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -111,7 +112,8 @@ class RecordedStepRunner(StepRunner):
         self.model.check_images(x)
         self.model.check_labels(y, len(x))
         if self.graphed is None and len(x) == self.config.batch_size:
-            step = lambda xs, ys: self.compute(xs, ys, scale)  # noqa: E731  (recorded once)
+            # the scale of a full batch is recorded into the graph with the step
+            step = functools.partial(self.compute, scale=scale)
             self.graphed = GraphedTrainStep(step, self.model, self.optimizer, x, y)
         if self.graphed is not None and self.graphed.matches(x, y):
             return self.graphed(x, y)
