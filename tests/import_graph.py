@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "pixelrnn.distributions": 2,
     "pixelrnn.models": 3,
     "pixelrnn.sampling": 4,
+    "pixelrnn.compression": 5,
     "pixelrnn.training": 5,
     "pixelrnn.cli": 6,
     "pixelrnn.__main__": 7,

@@ -10,8 +10,10 @@ Public API::
     pixelrnn.sample(m, 16); pixelrnn.complete(m, x, known)
     pixelrnn.save_pretrained(m, "run"); pixelrnn.load_pretrained("run")
     pixelrnn.bits_per_dim(nats_per_image, num_dims)
+    data = pixelrnn.compress(m, x); pixelrnn.decompress(m, data)   # lossless, exact
 """
 
+from pixelrnn.compression import compress, decompress
 from pixelrnn.models import (
     AutoregressiveModel,
     available_models,
@@ -32,7 +34,9 @@ __all__ = [
     "available_presets",
     "bits_per_dim",
     "complete",
+    "compress",
     "create_model",
+    "decompress",
     "load_pretrained",
     "sample",
     "save_pretrained",

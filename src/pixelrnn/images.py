@@ -97,6 +97,58 @@ def read_image(
     return torch.round(values.double() * (num_levels - 1) / 255).long()
 
 
+LOSSLESS_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")
+
+
+def read_image_exact(
+    path: str | Path, image_shape: tuple[int, int, int], num_levels: int
+) -> torch.Tensor:
+    """An image file as a model's levels **without loss**, for lossless compression: refused,
+    naming the first offending pixel, wherever :func:`read_image` would change it — a
+    transparent pixel, a colour pixel for a grey model, a value between two levels (a grey
+    pixel for a binary model), another size, a 16-bit or float file.
+
+    Returns:
+        int64 ``(C, H, W)`` in ``[0, K)``; :func:`to_uint8` of it gives the file's pixels back.
+    """
+    channels, height, width = image_shape
+    img = _open(path, "image")
+    if img.mode not in LOSSLESS_MODES:
+        raise ValueError(
+            f"{path}: {img.mode} images (16-bit, float, CMYK ...) cannot be stored without loss "
+            "in an 8-bit model; convert it to 8-bit grey or RGB first"
+        )
+    if img.size != (width, height):
+        raise ValueError(
+            f"{path}: the image is {img.size[0]}x{img.size[1]} (width x height), the model "
+            f"takes {width}x{height}"
+        )
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.int64)  # (H, W, 4)
+    _refuse_where(path, rgba[..., 3] != 255, "is transparent; only opaque images are stored")
+    rgb = rgba[..., :3]
+    if channels == 1:
+        _refuse_where(path, (rgb != rgb[..., :1]).any(-1), "has colour, and the model is grey")
+        rgb = rgb[..., :1]
+    levels = np.rint(rgb * (num_levels - 1) / 255.0).astype(np.int64)
+    back = np.rint(levels * (255.0 / (num_levels - 1))).astype(np.int64)
+    _refuse_where(
+        path,
+        (back != rgb).any(-1),
+        f"has a value between the model's {num_levels} levels (binary models take 0 and 255)",
+    )
+    return torch.from_numpy(levels).permute(2, 0, 1).contiguous()
+
+
+def _refuse_where(path: str | Path, bad: np.ndarray, what: str) -> None:
+    """Raise naming the first pixel where ``bad`` ``(H, W)`` holds and how many do."""
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{path}: pixel (x={col}, y={row}) {what} ({int(bad.sum())} such pixels); "
+            "compression stores images exactly as the model sees them"
+        )
+
+
 def read_mask(path: str | Path, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """A mask file as the ``known`` mask of a completion: white (255) marks the pixels to
     erase and complete, black (0) the pixels to keep. Any other value is refused, as is another
@@ -192,6 +244,20 @@ def image_grid(
 def save_png(img: Image.Image, path: str | Path) -> None:
     """Write a picture atomically."""
     atomic_write(path, lambda p: img.save(p, format="PNG"))
+
+
+def save_image(x: torch.Tensor, num_levels: int, path: str | Path) -> None:
+    """Write one image, at its own size, as an 8-bit grey or RGB PNG (atomically);
+    :func:`read_image_exact` reads the same levels back.
+
+    Shape:
+        x integer ``(C, H, W)``, C = 1 or 3.
+    """
+    if x.shape[0] not in (1, 3):
+        raise ValueError(f"can write 1- or 3-channel images, got {x.shape[0]} channels")
+    pixels = to_uint8(x[None], num_levels)[0]  # (H, W, C)
+    grey = x.shape[0] == 1
+    save_png(Image.fromarray(pixels[..., 0] if grey else pixels, "L" if grey else "RGB"), path)
 
 
 def save_image_grid(

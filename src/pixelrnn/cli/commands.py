@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, str | None]:
+def run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, str | None]:
     """Dataset and binarization: the flags, else what the run (or the pretrained model of that
     name) was trained on."""
     folder = Path(run_dir) if Path(run_dir).exists() else find_pretrained_dir(run_dir)
@@ -148,7 +148,7 @@ def _run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, st
     return dataset, binarize
 
 
-def _load_model(args: argparse.Namespace) -> AutoregressiveModel:
+def load_model(args: argparse.Namespace) -> AutoregressiveModel:
     folder = Path(args.run_dir)
     if getattr(args, "weights", None) == "last":
         folder = folder / "last"
@@ -157,8 +157,8 @@ def _load_model(args: argparse.Namespace) -> AutoregressiveModel:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model = _load_model(args)
-    dataset, binarize = _run_data_settings(args.run_dir, args)
+    model = load_model(args)
+    dataset, binarize = run_data_settings(args.run_dir, args)
     data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
     result = evaluate_nll(
         model,
@@ -176,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    model = _load_model(args)
+    model = load_model(args)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(args.seed)
     x, ncols = sample_grid(
@@ -191,16 +191,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    model = _load_model(args)
+    model = load_model(args)
     device = next(model.parameters()).device
     num_completions = args.num_completions
     if args.image:
         # the files are the images: -n counts the completions of each
         num_completions = args.num if args.num is not None else num_completions
         x = torch.stack([_read(path, model, args) for path in args.image])
-        y = _own_labels(model, args.label, len(x))
+        y = own_labels(model, args.label, len(x))
     else:
-        dataset, binarize = _run_data_settings(args.run_dir, args)
+        dataset, binarize = run_data_settings(args.run_dir, args)
         data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
         n = min(8 if args.num is None else args.num, len(data) - args.offset)
         if n < 1:
@@ -230,7 +230,7 @@ def _read(path: str | Path, model: AutoregressiveModel, args: argparse.Namespace
     )
 
 
-def _own_labels(model: AutoregressiveModel, label: int | None, n: int) -> torch.Tensor | None:
+def own_labels(model: AutoregressiveModel, label: int | None, n: int) -> torch.Tensor | None:
     """``--label`` for the user's images: required by a conditional model, refused otherwise."""
     if model.num_classes is None:
         if label is not None:
@@ -262,7 +262,7 @@ def _known_mask(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.Tenso
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def _image_files(paths: Sequence[str]) -> list[Path]:
+def image_files(paths: Sequence[str]) -> list[Path]:
     """The files named, and the image files of the folders named (sorted by name)."""
     files: list[Path] = []
     for name in paths:
@@ -279,15 +279,15 @@ def _image_files(paths: Sequence[str]) -> list[Path]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """NLL of every image file under the model, in nats per image and bits per dimension."""
-    model = _load_model(args).eval()
+    model = load_model(args).eval()
     device = next(model.parameters()).device
-    files = _image_files(args.images)
+    files = image_files(args.images)
     rows = []
     with torch.no_grad():
         for start in range(0, len(files), args.batch_size):
             part = files[start : start + args.batch_size]
             x = torch.stack([_read(path, model, args) for path in part]).to(device)
-            y = _own_labels(model, args.label, len(x))
+            y = own_labels(model, args.label, len(x))
             nats = -model.log_prob(x, y=None if y is None else y.to(device)).double()
             for path, value in zip(part, nats.tolist(), strict=True):
                 rows.append(

@@ -17,6 +17,7 @@ from pixelrnn.cli.commands import (
     cmd_score,
     cmd_train,
 )
+from pixelrnn.cli.compression import add_compression_parsers
 from pixelrnn.cli.flags import add_config_flags, model_config_classes
 from pixelrnn.data import (
     DataFormatError,
@@ -32,7 +33,7 @@ from pixelrnn.sampling import (
 from pixelrnn.training import TrainConfig
 from pixelrnn.version import __version__
 
-HEAVY_COMMANDS = ("train", "evaluate", "sample", "complete", "score")
+HEAVY_COMMANDS = ("train", "evaluate", "sample", "complete", "score", "compress", "decompress")
 
 
 # --- flags generated from config dataclasses -------------------------------------------------
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("-o", "--output", help="write the table here instead of to stdout")
     p.set_defaults(func=cmd_score)
+    add_compression_parsers(sub)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("presets", help="list named presets").set_defaults(func=cmd_presets)

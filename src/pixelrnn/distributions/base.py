@@ -57,6 +57,24 @@ class OutputDistribution(abc.ABC):
             params ``(B, P, H, W)`` → ``(B, C, H, W)`` int64 in ``[0, num_levels)``.
         """
 
+    @abc.abstractmethod
+    def level_probabilities(
+        self, params: torch.Tensor, channel: int, earlier: torch.Tensor
+    ) -> torch.Tensor:
+        """The probability of every level of one pixel's sub-pixel ``channel``, in float64:
+        what an entropy coder needs, one sub-pixel at a time.
+
+        Args:
+            params: the pixel's parameters ``(B, P)`` (one generation step's).
+            channel: the sub-pixel's channel.
+            earlier: the pixel's values of channels ``0 .. channel − 1``, int64
+                ``(B, channel)``; a joint distribution conditions on them, one whose steps are
+                sub-pixels has them in ``params`` already and ignores them.
+
+        Returns:
+            ``(B, K)`` float64, each row summing to 1.
+        """
+
     def _check_x(self, x: torch.Tensor) -> None:
         if x.dtype.is_floating_point or x.dtype == torch.bool:
             raise TypeError(f"x must be an integer tensor, got dtype {x.dtype}")

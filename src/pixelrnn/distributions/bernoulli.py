@@ -41,3 +41,9 @@ class Bernoulli(OutputDistribution):
         prob_one = torch.sigmoid(params.float() / temperature)
         u = torch.rand(prob_one.shape, generator=generator, device=prob_one.device)
         return (u < prob_one).long()
+
+    def level_probabilities(
+        self, params: torch.Tensor, channel: int, earlier: torch.Tensor
+    ) -> torch.Tensor:
+        prob_one = torch.sigmoid(params[:, channel].double())  # (B,)
+        return torch.stack([1.0 - prob_one, prob_one], dim=1)

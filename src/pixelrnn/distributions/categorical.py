@@ -46,3 +46,9 @@ class Categorical(OutputDistribution):
         probs = F.softmax(logits, dim=2).permute(0, 1, 3, 4, 2).reshape(-1, k)
         draws = torch.multinomial(probs, 1, generator=generator)
         return draws.reshape(b, c, h, w)
+
+    def level_probabilities(
+        self, params: torch.Tensor, channel: int, earlier: torch.Tensor
+    ) -> torch.Tensor:
+        k = self.num_levels
+        return F.softmax(params[:, channel * k : (channel + 1) * k].double(), dim=1)

@@ -189,3 +189,51 @@ class DiscretizedLogisticMixture(OutputDistribution):
             out[:, c] = level.long()
             scaled[:, c] = self.scale(out[:, c])
         return out
+
+    def level_probabilities(
+        self, params: torch.Tensor, channel: int, earlier: torch.Tensor
+    ) -> torch.Tensor:
+        """The bin masses of sub-pixel ``channel`` given the pixel's earlier channels: each
+        component's exact logistic bin masses (differences of the CDF, the outer bins to ±∞),
+        mixed with the components' posterior weights given the earlier channels,
+        ``w_i ∝ π_i · Π_{c' < channel} P_i(x_c')``, so that the product over R, G, B is the
+        joint of the module docstring. (The mid-bin fallback of :meth:`log_prob` is not used:
+        these masses sum to one exactly, as a coder needs.)"""
+        m, k = self.num_components, self.num_levels
+        channels = 3 if params.shape[1] == self.num_params(3) else 1
+        self._check_params(params[:, :, None, None], channels)
+        p = params.double()
+        rest = p[:, m:].reshape(len(p), channels, -1)  # (B, C, 3M) or (B, 1, 2M)
+        means, log_scales = rest[:, :, :m], rest[:, :, m : 2 * m].clamp(min=LOG_SCALE_MIN)
+        values = earlier.double() * (2.0 / (k - 1)) - 1.0  # (B, channel)
+        if channels == 3:  # the coupled means (the module docstring), as (B, 3, M)
+            coeffs = torch.tanh(rest[:, :, 2 * m :])
+            filled = F.pad(values, (0, 3 - values.shape[1]))
+            r, g = filled[:, 0:1], filled[:, 1:2]
+            means = torch.stack(
+                [
+                    means[:, 0],
+                    means[:, 1] + coeffs[:, 0] * r,
+                    means[:, 2] + coeffs[:, 1] * r + coeffs[:, 2] * g,
+                ],
+                dim=1,
+            )
+        # every level's bin: its upper edge's CDF minus its lower edge's
+        edges = torch.linspace(-1.0, 1.0, k, dtype=torch.float64, device=p.device)[:-1]
+        edges = edges + 1.0 / (k - 1)  # (K − 1,) inner edges
+
+        def bin_masses(c: int) -> torch.Tensor:  # (B, M, K)
+            cdf = torch.sigmoid(
+                (edges - means[:, c, :, None]) * torch.exp(-log_scales[:, c, :, None])
+            )
+            cdf = F.pad(F.pad(cdf, (1, 0), value=0.0), (0, 1), value=1.0)  # (B, M, K + 1)
+            return cdf[:, :, 1:] - cdf[:, :, :-1]
+
+        log_weights = F.log_softmax(p[:, :m], dim=1)  # (B, M)
+        for c in range(channel):
+            observed = bin_masses(c).gather(2, earlier[:, c, None, None].expand(-1, m, 1))
+            # a mass below double precision still counts (the coder gives every level a
+            # non-zero frequency): floor it instead of taking log(0)
+            log_weights = log_weights + torch.log(observed[:, :, 0].clamp(min=1e-300))
+        weights = F.softmax(log_weights, dim=1)  # (B, M)
+        return (weights[:, :, None] * bin_masses(channel)).sum(dim=1)

@@ -8,6 +8,7 @@ from pixelrnn.models.persistence import (
     WEIGHTS_NAME,
     find_pretrained_dir,
     load_pretrained,
+    model_fingerprint,
     save_pretrained,
 )
 from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
@@ -46,5 +47,6 @@ __all__ = [
     "find_pretrained_dir",
     "get_preset",
     "load_pretrained",
+    "model_fingerprint",
     "save_pretrained",
 ]

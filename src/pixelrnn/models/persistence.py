@@ -8,6 +8,8 @@ unwrapped module. Only JSON and safetensors are read, so loading a file never ru
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,23 @@ def model_config_dict(model: AutoregressiveModel) -> dict[str, Any]:
         "config": model.config.to_dict(),
         "pixelrnn_version": __version__,
     }
+
+
+def model_fingerprint(model: AutoregressiveModel) -> bytes:
+    """A SHA-256 of what the model computes: its registry name and config (not the package
+    version) and every tensor of its state — name, dtype, shape and bytes, in name order.
+    Two models with the same fingerprint give the same outputs on the same machine.
+
+    Returns:
+        32 bytes.
+    """
+    digest = hashlib.sha256()
+    config = {k: v for k, v in model_config_dict(model).items() if k != "pixelrnn_version"}
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    for name, tensor in sorted(state_dict_for_saving(model).items()):
+        digest.update(f"\n{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.digest()
 
 
 def save_pretrained(

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling.order import generation_order
-from pixelrnn.sampling.request import GenerationRequest
+from pixelrnn.sampling.request import GenerationRequest, step_draw
 
 
 @torch.no_grad()
@@ -44,10 +44,9 @@ def generate_naive(
             if not need.any():
                 continue
             params = model(x, y)[:, :, i : i + 1, j : j + 1]  # (B, P, 1, 1)
-            draw = model.distribution.sample(params, request.generator, request.temperature)
-            draw = draw[:, :, 0, 0]  # (B, C)
+            draw = step_draw(model, params, channels, request)  # (B, len(channels))
             current = x[:, channels, i, j]
-            x[:, channels, i, j] = torch.where(need, draw[:, channels], current)
+            x[:, channels, i, j] = torch.where(need, draw, current)
     finally:
         model.train(was_training)
     return x

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from pixelrnn.distributions.base import check_temperature
+from pixelrnn.models.base import AutoregressiveModel
+
+# Picks one step's values instead of drawing them: ``(params (B, P), channels) → (B, n)`` int64
+# for the ``n`` channels of the step, called once per step in generation order.
+StepValues = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
 
 SAMPLING_METHODS = ("cached", "naive")
 
@@ -22,6 +28,9 @@ class GenerationRequest:
         y: class labels ``(B,)`` for a conditional model, else None.
         method: ``"cached"`` (per-layer caches, one position per step) or ``"naive"`` (the whole
             network per step: the reference).
+        step_values: instead of drawing, the function that picks every step's values from its
+            distribution parameters (entropy coding: the encoder returns the image's values,
+            the decoder decodes them); ``generator`` and ``temperature`` are then unused.
     """
 
     generator: torch.Generator | None = None
@@ -29,8 +38,27 @@ class GenerationRequest:
     progress: bool = False
     y: torch.Tensor | None = None
     method: str = "cached"
+    step_values: StepValues | None = None
 
     def __post_init__(self) -> None:
         if self.method not in SAMPLING_METHODS:
             raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {self.method!r}")
         check_temperature(self.temperature)  # before any step runs, not at the first draw
+
+
+def step_draw(
+    model: AutoregressiveModel,
+    params: torch.Tensor,
+    channels: tuple[int, ...],
+    request: GenerationRequest,
+) -> torch.Tensor:
+    """The values of one generation step: drawn from the model, or picked by
+    ``request.step_values``.
+
+    Shape:
+        params ``(B, P, 1, 1)`` (the step's pixel) → int64 ``(B, len(channels))``.
+    """
+    if request.step_values is not None:
+        return request.step_values(params[:, :, 0, 0], channels)
+    draw = model.distribution.sample(params, request.generator, request.temperature)
+    return draw.reshape(len(params), -1)[:, channels[0] : channels[-1] + 1]

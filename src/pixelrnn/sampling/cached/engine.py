@@ -23,7 +23,7 @@ from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
 from pixelrnn.sampling.cached.pixelrnn import DiagonalBiLSTMStepper, RowLSTMStepper
 from pixelrnn.sampling.order import generation_order
-from pixelrnn.sampling.request import GenerationRequest
+from pixelrnn.sampling.request import GenerationRequest, step_draw
 
 # the models with a cached path, by registry name
 STEPPERS: dict[str, Callable[..., IncrementalStepper]] = {
@@ -128,11 +128,8 @@ def _fill(
                 params = stepper.step(x_norm, i, j).reshape(batch, -1, 1, 1)  # (B, P, 1, 1)
                 last_call = channels[-1]
                 part = slice(channels[0], channels[-1] + 1)
-                draw = model.distribution.sample(params, request.generator, request.temperature)
-                draw = draw.view(batch, -1)  # (B, C)
+                draw = step_draw(model, params, channels, request)  # (B, len(channels))
                 whole_pixel = len(channels) == c  # one draw for every channel
-                if not whole_pixel:
-                    draw = draw[:, part]  # (B, 1)
                 if not all(all_needed[ch][i][j] for ch in channels):
                     draw = torch.where(unknown[:, part, i, j], draw, x[:, part, i, j])
                 if whole_pixel:
