@@ -218,22 +218,26 @@ class DiscretizedLogisticMixture(OutputDistribution):
                 ],
                 dim=1,
             )
-        # every level's bin: its upper edge's CDF minus its lower edge's
-        edges = torch.linspace(-1.0, 1.0, k, dtype=torch.float64, device=p.device)[:-1]
-        edges = edges + 1.0 / (k - 1)  # (K − 1,) inner edges
+        # the bins' edges, the outer ones at ±∞: level v's mass is cdf(edge v+1) − cdf(edge v)
+        inner = torch.linspace(-1.0, 1.0, k, dtype=torch.float64, device=p.device)[:-1]
+        inf = torch.tensor([math.inf], dtype=torch.float64, device=p.device)
+        edges = torch.cat([-inf, inner + 1.0 / (k - 1), inf])  # (K + 1,)
+        inv_scales = torch.exp(-log_scales)  # (B, C, M)
 
-        def bin_masses(c: int) -> torch.Tensor:  # (B, M, K)
-            cdf = torch.sigmoid(
-                (edges - means[:, c, :, None]) * torch.exp(-log_scales[:, c, :, None])
-            )
-            cdf = F.pad(F.pad(cdf, (1, 0), value=0.0), (0, 1), value=1.0)  # (B, M, K + 1)
-            return cdf[:, :, 1:] - cdf[:, :, :-1]
+        def cdf(c: int, at: torch.Tensor) -> torch.Tensor:  # at (B or 1, 1 or M, N)
+            # σ((at − μ) / s) as one fused multiply-add over the (B, M, N) block
+            shift = -means[:, c, :, None] * inv_scales[:, c, :, None]
+            return torch.sigmoid(torch.addcmul(shift, at, inv_scales[:, c, :, None]))
 
         log_weights = F.log_softmax(p[:, :m], dim=1)  # (B, M)
         for c in range(channel):
-            observed = bin_masses(c).gather(2, earlier[:, c, None, None].expand(-1, m, 1))
+            level = earlier[:, c, None, None]  # (B, 1, 1)
+            mass = cdf(c, edges[level + 1]) - cdf(c, edges[level])  # (B, M, 1)
             # a mass below double precision still counts (the coder gives every level a
             # non-zero frequency): floor it instead of taking log(0)
-            log_weights = log_weights + torch.log(observed[:, :, 0].clamp(min=1e-300))
+            log_weights = log_weights + torch.log(mass[:, :, 0].clamp(min=1e-300))
         weights = F.softmax(log_weights, dim=1)  # (B, M)
-        return (weights[:, :, None] * bin_masses(channel)).sum(dim=1)
+        # the mixture's CDF at every edge (one batched product over the components), then
+        # each level's mass as the difference of its two edges
+        mixed = torch.bmm(weights[:, None], cdf(channel, edges))[:, 0]  # (B, K + 1)
+        return mixed[:, 1:] - mixed[:, :-1]
