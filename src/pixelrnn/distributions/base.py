@@ -67,9 +67,10 @@ class OutputDistribution(abc.ABC):
         Args:
             params: the pixel's parameters ``(B, P)`` (one generation step's).
             channel: the sub-pixel's channel.
-            earlier: the pixel's values of channels ``0 .. channel − 1``, int64
-                ``(B, channel)``; a joint distribution conditions on them, one whose steps are
-                sub-pixels has them in ``params`` already and ignores them.
+            earlier: the pixel's values of the channels before ``channel`` that the same
+                step codes, int64 ``(B, n)``: all ``channel`` of them for a distribution joint
+                over a pixel (it conditions on them); none for one whose steps are single
+                sub-pixels (``params`` already conditions on them).
 
         Returns:
             ``(B, K)`` float64, each row summing to 1.
