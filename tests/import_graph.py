@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "pixelrnn.models": 3,
     "pixelrnn.sampling": 4,
     "pixelrnn.compression": 5,
+    "pixelrnn.demo": 5,
     "pixelrnn.training": 5,
     "pixelrnn.cli": 6,
     "pixelrnn.__main__": 7,

@@ -20,8 +20,10 @@ needs no plotting library for one line chart.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +35,35 @@ from pixelrnn.files import atomic_write
 HIDDEN_GREY = 128
 
 
-def _open(path: str | Path, what: str) -> Image.Image:
+@dataclass(frozen=True)
+class ImageBytes:
+    """An image file's bytes that are not on disk (an upload), named ``name`` in messages."""
+
+    data: bytes
+    name: str = "the upload"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ImageSource = str | Path | ImageBytes  # a file's path, or its bytes
+
+
+def _open(path: ImageSource, what: str) -> Image.Image:
     """A file as a loaded Pillow image, or a clear error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such {what} file")
+    if isinstance(path, ImageBytes):
+        source: Path | io.BytesIO = io.BytesIO(path.data)
+    else:
+        source = path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such {what} file")
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             return img.copy()
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: not an image Pillow can read ({e})") from None
+        why = "" if isinstance(path, ImageBytes) else f" ({e})"  # e names a BytesIO object
+        raise ValueError(f"{path}: not an image Pillow can read{why}") from None
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -58,7 +78,7 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
 
 
 def read_image(
-    path: str | Path,
+    path: ImageSource,
     image_shape: tuple[int, int, int],
     num_levels: int,
     *,
@@ -101,7 +121,7 @@ LOSSLESS_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")
 
 
 def read_image_exact(
-    path: str | Path, image_shape: tuple[int, int, int], num_levels: int
+    path: ImageSource, image_shape: tuple[int, int, int], num_levels: int
 ) -> torch.Tensor:
     """An image file as a model's levels **without loss**, for lossless compression: refused,
     naming the first offending pixel, wherever :func:`read_image` would change it — a
@@ -139,7 +159,7 @@ def read_image_exact(
     return torch.from_numpy(levels).permute(2, 0, 1).contiguous()
 
 
-def _refuse_where(path: str | Path, bad: np.ndarray, what: str) -> None:
+def _refuse_where(path: ImageSource, bad: np.ndarray, what: str) -> None:
     """Raise naming the first pixel where ``bad`` ``(H, W)`` holds and how many do."""
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
@@ -149,7 +169,7 @@ def _refuse_where(path: str | Path, bad: np.ndarray, what: str) -> None:
         )
 
 
-def read_mask(path: str | Path, image_shape: tuple[int, int, int]) -> torch.Tensor:
+def read_mask(path: ImageSource, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """A mask file as the ``known`` mask of a completion: white (255) marks the pixels to
     erase and complete, black (0) the pixels to keep. Any other value is refused, as is another
     size.

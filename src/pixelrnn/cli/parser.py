@@ -18,6 +18,7 @@ from pixelrnn.cli.commands import (
     cmd_train,
 )
 from pixelrnn.cli.compression import add_compression_parsers
+from pixelrnn.cli.demo import add_demo_parser
 from pixelrnn.cli.flags import add_config_flags, model_config_classes
 from pixelrnn.data import (
     DataFormatError,
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the table here instead of to stdout")
     p.set_defaults(func=cmd_score)
     add_compression_parsers(sub)
+    add_demo_parser(sub)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("presets", help="list named presets").set_defaults(func=cmd_presets)

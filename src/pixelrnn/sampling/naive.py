@@ -36,17 +36,19 @@ def generate_naive(
     x = x.clone()
     y = None if request.y is None else request.y.to(x.device)
     steps = generation_order(model)
+    last_channel, last_col = model.image_shape[0] - 1, model.image_shape[2] - 1
     try:
         for i, j, channels in tqdm(
             steps, disable=not request.progress, desc="sampling", unit="step"
         ):
             need = ~known[:, channels, i, j]  # (B, len(channels))
-            if not need.any():
-                continue
-            params = model(x, y)[:, :, i : i + 1, j : j + 1]  # (B, P, 1, 1)
-            draw = step_draw(model, params, channels, request)  # (B, len(channels))
-            current = x[:, channels, i, j]
-            x[:, channels, i, j] = torch.where(need, draw, current)
+            if need.any():
+                params = model(x, y)[:, :, i : i + 1, j : j + 1]  # (B, P, 1, 1)
+                draw = step_draw(model, params, channels, request)  # (B, len(channels))
+                current = x[:, channels, i, j]
+                x[:, channels, i, j] = torch.where(need, draw, current)
+            if request.on_row is not None and j == last_col and channels[-1] == last_channel:
+                request.on_row(i, x)
     finally:
         model.train(was_training)
     return x

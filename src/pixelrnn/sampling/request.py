@@ -13,6 +13,8 @@ from pixelrnn.models.base import AutoregressiveModel
 # Picks one step's values instead of drawing them: ``(params (B, P), channels) → (B, n)`` int64
 # for the ``n`` channels of the step, called once per step in generation order.
 StepValues = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
+# Told that an image row is final: ``(row, images so far (B, C, H, W))``.
+RowDone = Callable[[int, torch.Tensor], None]
 
 SAMPLING_METHODS = ("cached", "naive")
 
@@ -31,6 +33,9 @@ class GenerationRequest:
         step_values: instead of drawing, the function that picks every step's values from its
             distribution parameters (entropy coding: the encoder returns the image's values,
             the decoder decodes them); ``generator`` and ``temperature`` are then unused.
+        on_row: called when a row of the images is final, with its index and the images so far
+            (a page that shows rows as they finish); the cached loop of a Multi-Scale model
+            reports its small image's rows first, with the small images.
     """
 
     generator: torch.Generator | None = None
@@ -39,6 +44,7 @@ class GenerationRequest:
     y: torch.Tensor | None = None
     method: str = "cached"
     step_values: StepValues | None = None
+    on_row: RowDone | None = None
 
     def __post_init__(self) -> None:
         if self.method not in SAMPLING_METHODS:

@@ -143,6 +143,8 @@ def _fill(
             # pixel's channels, so a call that sampled the last channel already left them final.
             if last_call is None or (not joint and last_call < c - 1):
                 stepper.step(x_norm, i, j)
+            if j == w - 1 and request.on_row is not None:
+                request.on_row(i, x)
     finally:
         model.train(was_training)
     return x
