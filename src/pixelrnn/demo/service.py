@@ -66,17 +66,18 @@ class DemoModels:
     ) -> None:
         self.device, self.data_dir = device, data_dir
         choices: dict[str, ModelChoice] = {}
-        for source in sources:
-            folder = find_pretrained_dir(source)  # refuses what does not exist, by name
-            name = source if not Path(source).exists() else Path(source).resolve().name
-            choices[name] = ModelChoice(name, source, f"local: {folder}")
-        for name in available_pretrained():
-            card = pretrained_card(name)
-            about = (
-                f"pretrained on {card.dataset}: test NLL {card.nats_per_image:.2f} nats, "
-                f"{card.bits_per_dim:.3f} bits/dim"
-            )
-            choices.setdefault(name, ModelChoice(name, name, about))
+        for source in [*sources, *available_pretrained()]:
+            if not Path(source).exists() and source in available_pretrained():
+                card = pretrained_card(source)
+                about = (
+                    f"pretrained on {card.dataset}: test NLL {card.nats_per_image:.2f} nats, "
+                    f"{card.bits_per_dim:.3f} bits/dim"
+                )
+                choices.setdefault(source, ModelChoice(source, source, about))
+            else:
+                folder = find_pretrained_dir(source)  # refuses what does not exist, by name
+                name = Path(source).resolve().name
+                choices.setdefault(name, ModelChoice(name, source, f"local: {folder}"))
         self.choices = choices
         self._models: dict[str, AutoregressiveModel] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in choices}
