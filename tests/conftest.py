@@ -16,22 +16,36 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PIXELRNN_NATIVE", "1")
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the network: any internet-family connection fails at once. (Unix
-    sockets stay: DataLoader workers pass tensors through them.)"""
-    connect = socket.socket.connect
+    """Tests never touch the network: any connection to another machine fails at once. (Unix
+    sockets stay: DataLoader workers pass tensors through them; so does loopback, where the
+    demo's server and the browser driver listen.)"""
+    connect, create_connection = socket.socket.connect, socket.create_connection
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network access is disabled in tests")
+    def refuse(address: object) -> None:
+        raise OSError(f"network access is disabled in tests (tried {address})")
+
+    def is_local(sock_family: int, address: object) -> bool:
+        if sock_family == socket.AF_UNIX:
+            return True
+        return isinstance(address, tuple) and address[0] in LOOPBACK
 
     def local_only(sock: socket.socket, address: object) -> None:
-        if sock.family == socket.AF_UNIX:
-            return connect(sock, address)
-        refuse()
+        if not is_local(sock.family, address):
+            refuse(address)
+        return connect(sock, address)
+
+    def local_connection(address: tuple, *args: object, **kwargs: object) -> socket.socket:
+        if address[0] not in LOOPBACK:
+            refuse(address)
+        return create_connection(address, *args, **kwargs)
 
     monkeypatch.setattr(socket.socket, "connect", local_only)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "create_connection", local_connection)
 
 
 @pytest.fixture(scope="session")

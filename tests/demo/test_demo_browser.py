@@ -119,7 +119,6 @@ def test_sample_complete_and_score_in_the_browser(server, browser, data_dir, tmp
     _wait(driver, lambda d: grid.get_attribute("data-done") == "1", "the finished grid")
     pixels = _data_url_pixels(grid.get_attribute("src"))
     assert pixels.shape[0] > 4 * 28 and {0, 255} <= set(np.unique(pixels).tolist())
-    _screenshot(driver, "demo-sample.png")
 
     # complete: upload a digit, erase its lower part with the brush, three completions
     digit = load_dataset("binarized-mnist", "test", data_dir).batch(slice(7, 8))[0, 0].numpy()
@@ -150,7 +149,6 @@ def test_sample_complete_and_score_in_the_browser(server, browser, data_dir, tmp
         known = erased == 0
         assert np.array_equal(completion[known], (digit * 255)[known])  # known pixels kept
         assert set(np.unique(completion).tolist()) <= {0, 255}
-    _screenshot(driver, "demo-complete.png")
 
     # score: nats, bits/dim and the heat map
     driver.find_element("id", "score-button").click()
@@ -158,7 +156,7 @@ def test_sample_complete_and_score_in_the_browser(server, browser, data_dir, tmp
     nats = float(_text(driver, "score-nats").split()[0])
     assert 0 < nats < 784 * 10
     assert driver.find_element("id", "heatmap").get_attribute("src").startswith("data:image/png")
-    _screenshot(driver, "demo-score.png")
+    _screenshot(driver, "demo-page.png")
 
 
 def test_bad_uploads_and_requests_get_a_message_and_the_server_goes_on(
@@ -184,7 +182,7 @@ def test_bad_uploads_and_requests_get_a_message_and_the_server_goes_on(
     count.send_keys("1000")
     driver.find_element("id", "sample-button").click()
     _wait(driver, lambda d: "1..64" in _text(d, "sample-status"), "the request cap")
-    _screenshot(driver, "demo-error.png")
+    _screenshot(driver, "demo-errors.png")
 
     # still serving: a small sample completes
     count.clear()

@@ -155,6 +155,17 @@ def read_upload(model: AutoregressiveModel, data: bytes) -> torch.Tensor:
             f"the upload is {len(data):,} bytes; the demo takes files up to "
             f"{MAX_UPLOAD_BYTES:,} bytes"
         )
+    _, height, width = model.image_shape
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            size = img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise DemoError("the upload is not an image file Pillow can read") from None
+    if size != (width, height):
+        raise DemoError(
+            f"the upload is {size[0]}x{size[1]} pixels (width x height); this model takes "
+            f"{width}x{height} images"
+        )
     try:
         return read_image(ImageBytes(data, "the upload"), model.image_shape, model.num_levels)
     except ValueError as e:
