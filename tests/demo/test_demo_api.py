@@ -17,6 +17,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 import pixelrnn
+from pixelrnn.cli.demo import local_runs
 from pixelrnn.demo import DemoModels, create_app
 from pixelrnn.demo import app as app_module
 from pixelrnn.demo.service import MAX_UPLOAD_BYTES
@@ -194,3 +195,11 @@ def test_one_request_at_a_time_per_model(client: TestClient, monkeypatch) -> Non
     for t in threads:
         t.join()
     assert most[0] == 1
+
+
+def test_local_runs_are_found(folders, tmp_path) -> None:
+    (tmp_path / "not-a-run").mkdir()
+    run = tmp_path / "run-a"
+    pixelrnn.save_pretrained(tiny_model(1, 2, size=SIZE), run / "best")
+    assert local_runs(tmp_path) == [str(run)]
+    assert local_runs(tmp_path / "missing") == []

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import uvicorn
 
 from pixelrnn.demo import DemoModels, create_app
 from pixelrnn.device import resolve_device
+from pixelrnn.models import WEIGHTS_NAME
 from pixelrnn.models.pretrained import available_pretrained
 
 # the first model of the picker when none is named: its sampler needs no compiled kernel
 DEFAULT_MODEL = "diagonal-bilstm-mnist"
 
 
+def local_runs(root: Path) -> list[str]:
+    """The run directories and saved models directly under ``root`` (sorted by name)."""
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if any((folder / sub / WEIGHTS_NAME).is_file() for sub in ("", "best", "last")):
+            found.append(str(folder))
+    return found
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     sources = list(args.models) + ([args.pretrained] if args.pretrained else [])
+    sources += [run for run in local_runs(Path(args.runs)) if run not in sources]
     models = DemoModels(sources, resolve_device(args.device), args.data_dir)
     default = args.pretrained or (next(iter(models.choices)) if args.models else DEFAULT_MODEL)
     if default not in models.choices:
@@ -39,6 +53,9 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pretrained", choices=available_pretrained(), help="the pretrained model to open with"
+    )
+    p.add_argument(
+        "--runs", default="runs", help="offer every run directory in this folder (default: runs)"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: loopback)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
