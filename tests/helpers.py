@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 import pixelrnn
+from pixelrnn.files import read_json
+from pixelrnn.models.persistence import CHECKSUMS_NAME, write_checksums
 from pixelrnn.nn import channel_groups
 from pixelrnn.sampling import generation_rank
 
@@ -196,3 +200,10 @@ def strictly_earlier(h: int, w: int) -> torch.Tensor:
     """bool ``(H·W, H·W)``: ``[p, q]`` True when pixel ``q`` precedes pixel ``p``."""
     idx = torch.arange(h * w)
     return idx[None, :] < idx[:, None]
+
+
+def reseal(folder: str | Path) -> None:
+    """Record the current bytes of a checkpoint folder's files in its ``checksums.json``: a test
+    that edits a file on purpose (a file written wrongly, not damaged on disk) reseals it."""
+    folder = Path(folder)
+    write_checksums(folder, sorted(read_json(folder / CHECKSUMS_NAME)))

@@ -31,6 +31,7 @@ def test_cifar_test_split_falls_back_to_the_partial_file_with_a_warning(data_dir
     with pytest.warns(UserWarning, match="not comparable"):
         test = load_dataset("cifar10", "test", data_dir, download=False)
     assert len(test) == 1000
+    assert test.split == "test[:1000]"  # every result on it names the partial split
 
 
 def test_binarization(data_dir: Path) -> None:

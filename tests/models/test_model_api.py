@@ -9,7 +9,7 @@ import torch
 
 import pixelrnn
 from pixelrnn.models import PRESETS
-from tests.helpers import random_images, tiny_model
+from tests.helpers import random_images, reseal, tiny_model
 
 
 def test_registry_and_presets() -> None:
@@ -63,7 +63,9 @@ def test_create_model_errors() -> None:
         pixelrnn.create_model("pixelsnail")
     with pytest.raises(ValueError, match="unknown preset"):
         pixelrnn.create_model(preset="nope")
-    with pytest.raises(ValueError, match=r"unknown PixelCNNConfig field\(s\) \['hiden_channels'\]"):
+    with pytest.raises(
+        ValueError, match=r"PixelCNNConfig: unknown field\(s\) \['hiden_channels'\]"
+    ):
         pixelrnn.create_model("pixelcnn", hiden_channels=3)
     with pytest.raises(ValueError, match="must be odd"):
         pixelrnn.create_model("pixelcnn", kernel_size=4)
@@ -162,17 +164,22 @@ def test_load_rejects_bad_folders(tmp_path, binary_model) -> None:
         pixelrnn.load_pretrained(tmp_path / "empty")
     pixelrnn.save_pretrained(binary_model, tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(ValueError, match=r"checkpoint corrupted: .*model\.safetensors differs"):
+        pixelrnn.load_pretrained(tmp_path / "m")
+    reseal(tmp_path / "m")  # written wrongly rather than damaged on disk
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         pixelrnn.load_pretrained(tmp_path / "m")
     pixelrnn.save_pretrained(binary_model, tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["config"]["hidden_channels"] = 12
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    reseal(tmp_path / "m")
     with pytest.raises(ValueError, match="does not fit"):
         pixelrnn.load_pretrained(tmp_path / "m")
     cfg["model"] = "evil"
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="not registered"):
+    reseal(tmp_path / "m")
+    with pytest.raises(ValueError, match="field 'model': expected one of"):
         pixelrnn.load_pretrained(tmp_path / "m")
 
 

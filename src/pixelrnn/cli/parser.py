@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from pixelrnn.allocator import reexec_with_tcmalloc
@@ -211,10 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ValueError,
         TypeError,
-        FileNotFoundError,
         DataFormatError,
         DatasetNotFoundError,
         RuntimeError,
+        OSError,
     ) as e:
-        print(f"pixelrnn: error: {e}", file=sys.stderr)
+        print(f"pixelrnn: error: {_message(e)}", file=sys.stderr)
         return 2
+
+
+def _message(error: BaseException) -> str:
+    """One line for the user; a full disk or a read-only folder says that what was saved
+    before is intact (every file is replaced only once its new version is complete)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES):
+        where = f" while writing {error.filename}" if error.filename else ""
+        return (
+            f"{error.strerror}{where}; nothing saved before was changed (free space or choose "
+            "a writable folder, then run the command again)"
+        )
+    return str(error)

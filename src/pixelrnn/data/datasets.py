@@ -168,6 +168,8 @@ def _cifar10(root: Path, split: str, download: bool) -> ImageDataset:
     parts = [read_cifar10_binary(p) for p in paths]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    if split == "test" and paths == [partial]:
+        split = f"test[:{len(images)}]"  # every result on it says it is a partial test split
     return ImageDataset(
         "cifar10", split, torch.from_numpy(images), torch.from_numpy(labels), 256, None, 10
     )

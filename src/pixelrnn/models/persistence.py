@@ -19,12 +19,59 @@ from safetensors.torch import load_file, save_file
 
 from pixelrnn.files import atomic_write, read_json, resolve_checkpoint_dir, write_json
 from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.models.memory import check_fits_memory
 from pixelrnn.models.pretrained import available_pretrained, pretrained_dir
 from pixelrnn.models.registry import MODELS
 from pixelrnn.version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CHECKSUMS_NAME = "checksums.json"
+
+
+class CheckpointCorruptedError(ValueError):
+    """A file whose bytes differ from the SHA-256 recorded when it was written."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str | Path, names: list[str]) -> None:
+    """``checksums.json``: the SHA-256 of the files ``names`` of a checkpoint folder, written
+    after them (inside the folder being built, before it is swapped in)."""
+    folder = Path(folder)
+    write_json(folder / CHECKSUMS_NAME, {name: sha256_file(folder / name) for name in names})
+
+
+def verify_checksums(folder: str | Path, names: list[str]) -> None:
+    """Check the files ``names`` of ``folder`` against its ``checksums.json`` (a folder without
+    one, written by an older version or by hand, is not checked).
+
+    Raises:
+        CheckpointCorruptedError: a file differs from its recorded digest or is not recorded.
+    """
+    folder = Path(folder)
+    if not (folder / CHECKSUMS_NAME).is_file():
+        return
+    recorded = read_json(folder / CHECKSUMS_NAME)
+    if not isinstance(recorded, dict):
+        raise CheckpointCorruptedError(f"{folder / CHECKSUMS_NAME}: not an object of digests")
+    for name in names:
+        if name not in recorded:
+            raise CheckpointCorruptedError(
+                f"checkpoint corrupted: {folder / name} has no digest in {CHECKSUMS_NAME}"
+            )
+        if sha256_file(folder / name) != recorded[name]:
+            raise CheckpointCorruptedError(
+                f"checkpoint corrupted: {folder / name} differs from the SHA-256 recorded "
+                "when it was saved"
+            )
 
 
 def state_dict_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -72,8 +119,19 @@ def save_pretrained(
     model = getattr(model, "module", model)
     path = Path(path)
     weights = state_dict_for_saving(model)
+    refuse_non_finite(weights, f"the weights to save in {path}")
     atomic_write(path / WEIGHTS_NAME, lambda p: save_file(weights, str(p)))
     write_json(path / CONFIG_NAME, {**model_config_dict(model), **(extra_config or {})})
+    write_checksums(path, [CONFIG_NAME, WEIGHTS_NAME])
+
+
+def refuse_non_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Raise if a floating tensor holds NaN or infinity, naming the first one."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{what}: {name} holds NaN or infinite values (weights of a diverged run?)"
+            )
 
 
 def find_pretrained_dir(path: str | Path) -> Path:
@@ -107,21 +165,22 @@ def load_pretrained(
     Only JSON and safetensors are read; nothing is unpickled.
     """
     folder = find_pretrained_dir(path)
-    cfg = read_json(folder / CONFIG_NAME)
+    config_file, weights_file = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    verify_checksums(folder, [CONFIG_NAME, WEIGHTS_NAME])
+    cfg = read_json(config_file)
     name = cfg.get("model") if isinstance(cfg, dict) else None
     if name not in MODELS:
         raise ValueError(
-            f"{folder / CONFIG_NAME}: model {name!r} is not registered; "
-            f"known models: {sorted(MODELS)}"
+            f"{config_file}: field 'model': expected one of {sorted(MODELS)}, found {name!r}"
         )
     cls = MODELS[name]
-    model = cls(cls.config_class.from_dict(cfg.get("config", {})))
+    config = cls.config_class.from_dict(cfg.get("config", {}), f"{config_file}: config")
+    check_fits_memory(cls, config, str(config_file))
     try:
-        weights = load_file(str(folder / WEIGHTS_NAME), device=str(map_location))
+        weights = load_file(str(weights_file), device=str(map_location))
     except (SafetensorError, OSError) as e:
-        raise ValueError(
-            f"{folder / WEIGHTS_NAME}: not a readable safetensors file ({e})"
-        ) from None
+        raise ValueError(f"{weights_file}: not a readable safetensors file ({e})") from None
+    model = cls(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -130,8 +189,31 @@ def load_pretrained(
     )
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"{folder / WEIGHTS_NAME} does not fit a {name} with this config: "
+            f"{weights_file} does not fit a {name} with this config: "
             f"missing {missing}, unexpected {unexpected}, wrong shape {mismatched}"
         )
+    model = model.to(_saved_dtype(weights, expected, weights_file))
+    refuse_non_finite(weights, str(weights_file))
     model.load_state_dict(weights)
     return model.to(map_location)
+
+
+def _saved_dtype(
+    weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: Path
+) -> torch.dtype:
+    """The floating dtype the weights were saved in (the model is built in it): one dtype for
+    every floating tensor, float32 or float64, and integer tensors where the model has them."""
+    floating = {w.dtype for k, w in weights.items() if expected[k].is_floating_point()}
+    wrong = sorted(
+        f"{k} ({w.dtype})"
+        for k, w in weights.items()
+        if w.is_floating_point() != expected[k].is_floating_point()
+        or (not w.is_floating_point() and w.dtype != expected[k].dtype)
+    )
+    if wrong or len(floating) > 1 or not floating <= {torch.float32, torch.float64}:
+        found = ", ".join(wrong[:3]) if wrong else ", ".join(sorted(map(str, floating)))
+        raise ValueError(
+            f"{source}: weights must be float32 or float64 throughout (the dtypes they were "
+            f"saved in), found {found}"
+        )
+    return floating.pop() if floating else torch.float32

@@ -21,32 +21,42 @@ moment leaves the old or the new checkpoint.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pixelrnn.files import (
-    atomic_write,
+    FolderLock,
     read_json,
+    remove_temporaries,
     replace_dir,
     resolve_checkpoint_dir,
+    restore_interrupted_swap,
     write_json,
 )
 from pixelrnn.images import save_loss_curve
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.persistence import (
     CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointCorruptedError,
     load_pretrained,
     model_config_dict,
     save_pretrained,
+    verify_checksums,
+    write_checksums,
 )
 
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
+METRIC_EVENTS = ("train", "valid", "test")
+CHECKPOINTS = ("last", "best")
 
 
 class RunDirectory:
@@ -69,6 +79,19 @@ class RunDirectory:
         """The ``best/`` checkpoint (``best.old`` if a swap was interrupted)."""
         return resolve_checkpoint_dir(self.path / "best")
 
+    # --- one writer, and what killed writers left -------------------------------------------------
+    def lock(self) -> FolderLock:
+        """Take the run directory for this process (``RuntimeError`` naming the pid of another
+        live process that has it)."""
+        return FolderLock(self.path).acquire()
+
+    def recover(self) -> None:
+        """Undo what kills left (call with the lock held): a checkpoint swap interrupted between
+        its renames is completed backwards, build folders and temporary files are removed."""
+        for name in CHECKPOINTS:
+            restore_interrupted_swap(self.path / name)
+        remove_temporaries(self.path, CHECKPOINTS)
+
     # --- checkpoints -------------------------------------------------------------------------
     def write_config(self, model: AutoregressiveModel, run_config: dict[str, Any]) -> None:
         """``RUN/config.json``: what rebuilds the model, and the run's settings."""
@@ -86,7 +109,8 @@ class RunDirectory:
         def build(folder: Path) -> None:
             save_pretrained(model, folder, run_config)
             save_file(tensors, str(folder / STATE_TENSORS))
-            (folder / STATE_JSON).write_text(json.dumps(state, indent=2))
+            (folder / STATE_JSON).write_text(json.dumps(state, indent=2, allow_nan=False))
+            write_checksums(folder, [CONFIG_NAME, WEIGHTS_NAME, STATE_TENSORS, STATE_JSON])
 
         replace_dir(build, self.path / "last")
 
@@ -99,8 +123,30 @@ class RunDirectory:
         return (self.last / STATE_JSON).is_file()
 
     def read_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """The trainer state of ``last/``: the JSON part and the tensors."""
-        return read_json(self.last / STATE_JSON), load_file(str(self.last / STATE_TENSORS))
+        """The trainer state of ``last/``: the JSON part and the tensors, their files checked
+        against the checkpoint's digests first."""
+        folder = self.last
+        try:
+            verify_checksums(folder, [STATE_JSON, STATE_TENSORS])
+        except CheckpointCorruptedError as e:
+            raise CheckpointCorruptedError(f"{e}{self.intact_hint()}") from None
+        try:
+            tensors = load_file(str(folder / STATE_TENSORS))
+        except (SafetensorError, OSError) as e:
+            raise ValueError(
+                f"{folder / STATE_TENSORS}: not a readable safetensors file ({e})"
+            ) from None
+        return read_json(folder / STATE_JSON), tensors
+
+    def intact_hint(self) -> str:
+        """Where an intact copy of the weights is, for a corrupted ``last/``."""
+        try:
+            verify_checksums(self.best, [CONFIG_NAME, WEIGHTS_NAME])
+        except (CheckpointCorruptedError, OSError, ValueError):
+            return "; no intact checkpoint is left"
+        if (self.best / WEIGHTS_NAME).is_file():
+            return f"; {self.best} is intact (evaluate and sample with --weights best)"
+        return ""
 
     def stored_config(self) -> dict[str, Any]:
         """``last/config.json``: the model and the training settings of the checkpoint."""
@@ -113,25 +159,62 @@ class RunDirectory:
 
     # --- metrics and results -------------------------------------------------------------------
     def append_metric(self, record: dict[str, Any]) -> None:
-        """One line of ``metrics.jsonl``."""
+        """One line of ``metrics.jsonl``. A validation or test record already there (same
+        event, step and epoch: written before a kill, recomputed after the resume) is not
+        written twice."""
+        if record["event"] != "train":
+            key = (record["event"], record["step"], record["epoch"])
+            if any((r["event"], r["step"], r["epoch"]) == key for r in self.metrics()):
+                return
+        line = json.dumps(record, allow_nan=False) + "\n"
         with open(self.path / METRICS_NAME, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(line)
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Every line of ``metrics.jsonl`` (none before the first)."""
+        """Every record of ``metrics.jsonl`` (none before the first), checked: an object with
+        a known ``event`` and integer ``step`` and ``epoch`` ≥ 0 a line. A last line without its
+        newline (an append cut short by a kill) is ignored.
+
+        Raises:
+            ValueError: naming the file and line of the first bad record.
+        """
+        return [record for record, _ in self._records()]
+
+    def _records(self) -> list[tuple[dict[str, Any], int]]:
+        """Each record and the byte offset where its line ends."""
         path = self.path / METRICS_NAME
-        lines = path.read_text().splitlines() if path.is_file() else []
-        return [json.loads(line) for line in lines if line.strip()]
+        if not path.is_file():
+            return []
+        data = path.read_bytes()
+        records, start = [], 0
+        for number, line in enumerate(data.split(b"\n")[:-1], start=1):  # [-1]: unfinished
+            start += len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ValueError(f"{path}:{number}: not a JSON line") from None
+            problem = _metric_problem(record)
+            if problem:
+                raise ValueError(f"{path}:{number}: {problem}")
+            records.append((record, start))
+        return records
 
     def truncate_metrics(self, global_step: int) -> None:
-        """Drop metric lines written after step ``global_step`` (by a run that was then
-        killed after its last checkpoint)."""
+        """Drop the records after step ``global_step`` (written by a run that was then killed
+        after its last checkpoint) and an unfinished last line, by truncating the file in place
+        (records are in step order; no second copy of the file is needed)."""
         path = self.path / METRICS_NAME
         if not path.is_file():
             return
-        kept = [r for r in self.metrics() if r.get("step", 0) <= global_step]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
-        atomic_write(path, lambda p: p.write_text(text))
+        end = 0
+        for record, line_end in self._records():
+            if record["step"] > global_step:
+                break
+            end = line_end
+        if end < path.stat().st_size:
+            os.truncate(path, end)
 
     def write_results(self, results: dict[str, Any]) -> None:
         """``results.json``: the test NLL of the best weights."""
@@ -154,3 +237,18 @@ class RunDirectory:
         ]
         series = {f"train (mean of {window} logs)": smoothed, "valid": valid}
         save_loss_curve(series, self.path / "loss_curve.png", "bits/dim")
+
+
+def _metric_problem(record: Any) -> str | None:
+    """What is wrong with one metrics record, or None."""
+    if not isinstance(record, dict):
+        return f"expected an object, found {type(record).__name__}"
+    if record.get("event") not in METRIC_EVENTS:
+        return (
+            f"field 'event': expected one of {list(METRIC_EVENTS)}, found {record.get('event')!r}"
+        )
+    for name in ("step", "epoch"):
+        value = record.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"field {name!r}: expected an integer >= 0, found {value!r}"
+    return None

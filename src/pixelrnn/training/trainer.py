@@ -18,9 +18,11 @@ number of processes takes the same steps, up to float rounding, and resumes on a
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +34,22 @@ from tqdm.auto import tqdm
 from pixelrnn.allocator import tune_for_training
 from pixelrnn.data import ImageDataset
 from pixelrnn.device import resolve_device
+from pixelrnn.files import FolderLock
 from pixelrnn.models.base import AutoregressiveModel
-from pixelrnn.models.persistence import load_pretrained
+from pixelrnn.models.persistence import CONFIG_NAME, CheckpointCorruptedError, load_pretrained
 from pixelrnn.training.batches import epoch_loader, epoch_steps, load_split, load_training_data
 from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
 from pixelrnn.training.ema import ema_with_warmup
 from pixelrnn.training.evaluate import EvalResult, evaluate_nll
 from pixelrnn.training.figures import draw_final_figures, draw_samples
-from pixelrnn.training.run_dir import RunDirectory
+from pixelrnn.training.run_dir import STATE_JSON, RunDirectory
 from pixelrnn.training.seeding import derive_seed, make_generator
 from pixelrnn.training.step_runner import make_step_runner
 from pixelrnn.training.stopping import Stopper
 from pixelrnn.training.trainer_state import (
     RunPosition,
+    check_trainer_state,
     pack_trainer_state,
     restore_trainer_state,
 )
@@ -72,11 +76,19 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path,
         data_dir: str | Path | None = None,
+        lock: FolderLock | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.run_dir = Path(run_dir)
         self.files = RunDirectory(run_dir)
+        # one writer per run directory (rank 0 of a job); released when the run ends
+        self._lock = lock
+        if lock is None and os.environ.get("RANK", "0") == "0":
+            self._lock = self.files.lock()
+        if self._lock is not None:
+            weakref.finalize(self, self._lock.release)
+            self.files.recover()  # what kills left: an interrupted swap, temporaries
         tune_for_training()  # glibc keeps freed activation blocks (see pixelrnn.allocator)
         self.dist: DistributedContext = setup_distributed(resolve_device(config.device))
         self.device = self.dist.device
@@ -155,8 +167,20 @@ class Trainer:
         return {"training": self.config.to_dict()}
 
     # --- checkpoints -------------------------------------------------------------------------
+    def _diverged(self, what: str) -> TrainingDivergedError:
+        """The error that ends a run whose loss or weights stopped being finite."""
+        return TrainingDivergedError(
+            f"training diverged: {what}. Nothing was saved from it: {self.files.last} keeps "
+            f"the last good checkpoint. Lower the learning rate (--lr, now {self.config.lr:g}) "
+            "or clip the gradients (--clip-grad-norm), then resume with `pixelrnn train "
+            f"--resume {self.run_dir} --lr ...`"
+        )
+
     def save_checkpoint(self) -> None:
-        """Swap in a new ``last/`` checkpoint atomically (rank 0 of a multi-process job)."""
+        """Swap in a new ``last/`` checkpoint atomically (rank 0 of a multi-process job);
+        weights that are no longer finite end the run instead."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.evaluation_model.parameters()):
+            raise self._diverged(f"the weights after step {self.global_step} are not finite")
         if not self.dist.is_main:
             return
         position = RunPosition(
@@ -165,10 +189,14 @@ class Trainer:
         state, tensors = pack_trainer_state(position, self.optimizer, self.model, self.ema)
         self.files.save_last(self.evaluation_model, self.run_config(), state, tensors)
 
-    def _restore_trainer_state(self) -> None:
-        """Restore optimizer, position and RNG state from ``last/`` (the weights come with the
-        model)."""
-        state, tensors = self.files.read_state()
+    def _restore_trainer_state(
+        self, state: dict[str, Any], tensors: dict[str, torch.Tensor]
+    ) -> None:
+        """Check, then restore optimizer, position and RNG state read from ``last/`` (the
+        weights come with the model)."""
+        check_trainer_state(
+            state, tensors, self.optimizer, self.model, self.ema, str(self.files.last / STATE_JSON)
+        )
         position = restore_trainer_state(
             state, tensors, self.optimizer, self.model, self.ema, self.config.cuda_graph
         )
@@ -228,8 +256,24 @@ class Trainer:
         """Train until the configured end; returns why it stopped.
 
         ``"done"`` (all epochs), ``"max_steps"``, ``"time_budget"`` or ``"signal"``. Every
-        reason but ``"signal"`` is followed by :meth:`finish`.
+        reason but ``"signal"`` is followed by :meth:`finish`. The run directory's lock is
+        released at the end, however the run ends.
+
+        Raises:
+            TrainingDivergedError: the loss, the weights or an evaluation stopped being finite
+                (nothing of the diverged run is saved).
         """
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the run directory for other processes."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _fit(self) -> str:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             self.files.write_config(self.model, self.run_config())
@@ -274,6 +318,9 @@ class Trainer:
                     x = self._to_device(x[share])
                     y = None if y is None else self._to_device(y[share])
                     loss = self.train_step(x, y, global_batch=len(index))
+                    if not math.isfinite(loss):
+                        bar.close()
+                        raise self._diverged(f"the loss of step {self.global_step + 1} is {loss}")
                     self.step_in_epoch += 1
                     self.global_step += 1
                     window_images += len(index)
@@ -310,6 +357,8 @@ class Trainer:
         if self.valid_data is None:
             return
         result = self._evaluate(self.valid_data, self.evaluation_model)
+        if not math.isfinite(result.nats_per_image):
+            raise self._diverged(f"the validation NLL after step {self.global_step} is not finite")
         self.log("valid", **result.metrics())
         if self.best_valid_nats is None or result.nats_per_image < self.best_valid_nats:
             self.best_valid_nats = result.nats_per_image
@@ -360,6 +409,8 @@ class Trainer:
         test_data = load_split(c, c.test_split, self.data_dir) if c.test_split else None
         if test_data is not None:
             result = self._evaluate(test_data, model)
+            if not math.isfinite(result.nats_per_image):
+                raise self._diverged("the test NLL of the saved weights is not finite")
             self.log("test", **result.metrics())
             if self.dist.is_main:
                 self.files.write_results(result.to_dict())
@@ -388,13 +439,36 @@ class Trainer:
             data_dir: data root, as for the constructor.
         """
         files = RunDirectory(run_dir)
-        if not files.has_state():
-            raise FileNotFoundError(f"{run_dir}: no last/ checkpoint to resume from")
-        stored = files.stored_config()
-        config = TrainConfig.from_dict({**stored["training"], **(overrides or {})})
-        trainer = cls(load_pretrained(files.last), config, run_dir, data_dir)
-        trainer._restore_trainer_state()
+        # one writer: taken before anything is read, so two resumes cannot both go ahead
+        lock = files.lock() if os.environ.get("RANK", "0") == "0" else None
+        try:
+            if not files.has_state():
+                raise FileNotFoundError(f"{run_dir}: no last/ checkpoint to resume from")
+            # every file is read and checked before anything is written
+            config_file = files.last / CONFIG_NAME
+            stored = files.stored_config()
+            if not isinstance(stored, dict) or not isinstance(stored.get("training"), dict):
+                raise ValueError(f"{config_file}: field 'training': missing or not an object")
+            config = TrainConfig.from_dict(
+                {**stored["training"], **(overrides or {})}, f"{config_file}: training"
+            )
+            try:
+                model = load_pretrained(files.last)
+            except CheckpointCorruptedError as e:
+                raise CheckpointCorruptedError(f"{e}{files.intact_hint()}") from None
+            state, tensors = files.read_state()
+            files.metrics()
+            trainer = cls(model, config, run_dir, data_dir, lock=lock)
+            trainer._restore_trainer_state(state, tensors)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         return trainer
 
 
-__all__ = ["Trainer"]
+class TrainingDivergedError(RuntimeError):
+    """The loss, the weights or an evaluation stopped being finite."""
+
+
+__all__ = ["Trainer", "TrainingDivergedError"]

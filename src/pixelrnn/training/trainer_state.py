@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from pixelrnn.config_io import DictConfig
 from pixelrnn.models.persistence import state_dict_for_saving
 
 TRAIN_WEIGHTS = "train_weights."  # prefix of the raw weights in the tensors when EMA is on
 
 
 @dataclass(frozen=True)
-class RunPosition:
+class RunPosition(DictConfig):
     """Where a run stands: the epoch, the step in it, the steps in all, and the best
     validation NLL so far (nats per image; None before the first validation)."""
 
@@ -27,6 +28,11 @@ class RunPosition:
     step_in_epoch: int
     global_step: int
     best_valid_nats: float | None
+
+    def __post_init__(self) -> None:
+        for name in ("epoch", "step_in_epoch", "global_step"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def pack_trainer_state(
@@ -46,6 +52,89 @@ def pack_trainer_state(
         tensors.update({TRAIN_WEIGHTS + k: v for k, v in raw.items()})
         tensors["ema.n_averaged"] = ema.n_averaged.detach().cpu()
     return {**asdict(position), "optimizer": optimizer_meta}, tensors
+
+
+def check_trainer_state(
+    state: Any,
+    tensors: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    ema: AveragedModel | None,
+    source: str,
+) -> RunPosition:
+    """Check a stored trainer state against the run it must continue, before anything is
+    restored or written: the position (types, ranges), the optimizer's groups and the shape of
+    every per-parameter tensor, the random-number state, the raw weights and averaging count
+    with EMA, and that every tensor is finite.
+
+    Returns:
+        the stored position.
+
+    Raises:
+        ValueError: one line naming ``source`` and what is wrong.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: expected an object, found {type(state).__name__}")
+    fields = {k: state.get(k) for k in ("epoch", "step_in_epoch", "global_step", "best_valid_nats")}
+    missing = sorted(k for k in fields if k not in state)
+    if missing:
+        raise ValueError(f"{source}: missing field(s) {missing}")
+    position = RunPosition.from_dict(fields, source)
+    meta = state.get("optimizer")
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("state"), dict)
+        and isinstance(meta.get("param_groups"), list)
+    ):
+        raise ValueError(
+            f"{source}: field 'optimizer': expected an object with 'state' and 'param_groups'"
+        )
+    groups = optimizer.param_groups
+    stored_groups = meta["param_groups"]
+    shapes = [tuple(p.shape) for g in groups for p in g["params"]]
+    if len(stored_groups) != len(groups) or any(
+        not isinstance(sg, dict) or len(sg.get("params", ())) != len(g["params"])
+        for sg, g in zip(stored_groups, groups, strict=False)
+    ):
+        raise ValueError(
+            f"{source}: the optimizer's parameter groups do not fit this model "
+            f"({len(shapes)} parameters)"
+        )
+    for pid, slots in meta["state"].items():
+        if not (isinstance(pid, str) and pid.isdigit() and int(pid) < len(shapes)):
+            raise ValueError(f"{source}: optimizer state for an unknown parameter {pid!r}")
+        if not isinstance(slots, dict):
+            raise ValueError(f"{source}: optimizer state {pid}: expected an object")
+        for value in slots.values():
+            if not (isinstance(value, dict) and "tensor" in value):
+                continue
+            name = value["tensor"]
+            if name not in tensors:
+                raise ValueError(f"{source}: the tensor {name!r} is missing from the state tensors")
+            tensor = tensors[name]
+            if tensor.numel() > 1 and tuple(tensor.shape) != shapes[int(pid)]:
+                raise ValueError(
+                    f"{source}: {name} has shape {tuple(tensor.shape)}, the parameter "
+                    f"{shapes[int(pid)]}"
+                )
+    rng = tensors.get("rng.torch")
+    if rng is None or rng.dtype != torch.uint8 or rng.dim() != 1:
+        raise ValueError(f"{source}: the random-number state 'rng.torch' is missing or damaged")
+    if ema is not None:
+        raw = {
+            k.removeprefix(TRAIN_WEIGHTS): v
+            for k, v in tensors.items()
+            if k.startswith(TRAIN_WEIGHTS)
+        }
+        expected = model.state_dict()
+        if set(raw) != set(expected) or any(raw[k].shape != expected[k].shape for k in raw):
+            raise ValueError(f"{source}: the raw training weights do not fit this model")
+        if "ema.n_averaged" not in tensors:
+            raise ValueError(f"{source}: the averaging count 'ema.n_averaged' is missing")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{source}: {name} holds NaN or infinite values")
+    return position
 
 
 def restore_trainer_state(
