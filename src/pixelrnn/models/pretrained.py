@@ -79,7 +79,8 @@ def pretrained_card(name: str) -> ModelCard:
     """The model card of the shipped model ``name``."""
     if name not in available_pretrained():
         raise ValueError(f"no pretrained model {name!r}; available: {available_pretrained()}")
-    return ModelCard.from_dict(read_json(PRETRAINED_DIR / name / CARD_NAME))
+    path = PRETRAINED_DIR / name / CARD_NAME
+    return ModelCard.from_dict(read_json(path), str(path))
 
 
 def sha256_of(path: Path) -> str:

@@ -277,6 +277,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             self.files.write_config(self.model, self.run_config())
+            # records past the start: from an attempt killed before its first checkpoint
+            self.files.truncate_metrics(self.global_step)
         c = self.config
         if self.global_step == 0:
             self.initialize_from_data()
