@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pixelrnn.config_io import DictConfig
 from pixelrnn.files import read_json
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -26,7 +27,7 @@ CHECK_BATCH = 250
 
 
 @dataclass(frozen=True)
-class ModelCard:
+class ModelCard(DictConfig):
     """What a shipped model is and how well it does (the fields of ``card.json``).
 
     Attributes:
@@ -60,12 +61,16 @@ class ModelCard:
     sha256: str
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+    def from_dict(cls, data: Any, source: str | None = None) -> ModelCard:
+        """A card's fields, each checked (other keys are ignored: newer cards may add some)."""
         names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict):
+            raise ValueError(f"{source or 'model card'}: expected an object of fields")
         missing = sorted(names - set(data))
         if missing:
-            raise ValueError(f"model card without {missing}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+            raise ValueError(f"{source or 'model card'}: missing field(s) {missing}")
+        known = {k: v for k, v in data.items() if k in names}
+        return super().from_dict(known, source)
 
 
 def available_pretrained() -> list[str]:
