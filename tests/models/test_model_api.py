@@ -225,3 +225,11 @@ def test_paper_pixelrnn_presets() -> None:
     assert PRESETS["row-lstm-imagenet32"].config["hidden_channels"] == 384
     big = PRESETS["row-lstm-imagenet64"].config
     assert (big["num_layers"], big["hidden_channels"], big["residual"]) == (4, 512, False)
+
+
+def test_sizes_that_cannot_fit_are_refused_before_allocation() -> None:
+    """Measured on the meta device: refused at once with the estimate, nothing allocated."""
+    with pytest.raises(ValueError, match=r"needs at least [\d,.]+ GB .* this machine has"):
+        pixelrnn.create_model(preset="pixelcnn-tiny", hidden_channels=1_000_000)
+    with pytest.raises(ValueError, match=r"GB of outputs for one 1x100000x100000 image"):
+        pixelrnn.create_model(preset="pixelcnn-tiny", image_shape=(1, 100_000, 100_000))

@@ -11,6 +11,7 @@ from typing import Any
 
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
+from pixelrnn.models.memory import check_fits_memory
 from pixelrnn.models.multiscale import MultiScalePixelRNN
 from pixelrnn.models.pixelcnn import PixelCNN
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
@@ -364,4 +365,6 @@ def create_model(
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available models: {available_models()}")
     cls = MODELS[name]
-    return cls(cls.config_class.from_dict(config))
+    model_config = cls.config_class.from_dict(config)
+    check_fits_memory(cls, model_config, f"{name} config")  # before anything is allocated
+    return cls(model_config)
