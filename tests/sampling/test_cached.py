@@ -12,7 +12,9 @@ import torch
 
 import pixelrnn
 from pixelrnn.models import conditional_models
-from pixelrnn.sampling.cached import has_stepper
+from pixelrnn.native import native_available
+from pixelrnn.sampling.cached import has_stepper, make_stepper
+from pixelrnn.sampling.cached.base import COMPILED_STEP_MAX_BATCH
 from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
@@ -217,3 +219,18 @@ def test_compiled_steps_match_the_python_steps(
         monkeypatch.setenv("PIXELRNN_NATIVE", setting)
         images[setting] = recorded_generation(model, "cached", known, x)[0]
     assert torch.equal(images["0"], images["1"])
+
+
+@pytest.mark.parametrize("name", sorted(COMPILED_STEP_MAX_BATCH))
+def test_large_batches_take_the_pytorch_step_and_draw_what_the_naive_loop_draws(name) -> None:
+    """Above ``COMPILED_STEP_MAX_BATCH`` images the steps run as PyTorch operations (faster
+    there, by measurement); they draw the naive loop's images (float64, same generator)."""
+    model = tiny_model(1, 2, size=4, model=name).double().eval()
+    limit = COMPILED_STEP_MAX_BATCH[name]
+    n = limit + 1
+    x_norm = model.normalize(torch.zeros((n, *model.image_shape), dtype=torch.long))
+    assert not make_stepper(model, x_norm).fused
+    assert make_stepper(model, x_norm[:limit]).fused == native_available()
+    cached = pixelrnn.sample(model, n, generator=torch.Generator().manual_seed(5))
+    naive = pixelrnn.sample(model, n, generator=torch.Generator().manual_seed(5), method="naive")
+    assert torch.equal(cached, naive)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelrnn.models.gated_pixelcnn import GatedPixelCNN
-from pixelrnn.native import flop_formula, native_available
+from pixelrnn.native import flop_formula
 from pixelrnn.nn import gated_activation
 from pixelrnn.sampling.cached.base import (
     CurrentRowTaps,
@@ -29,6 +29,7 @@ from pixelrnn.sampling.cached.base import (
     image_rows,
     linear,
     padded_buffer,
+    use_compiled_step,
 )
 
 
@@ -64,12 +65,7 @@ class GatedPixelCNNStepper(IncrementalStepper):
         self.row = -1
         # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads the
         # layers after the first stacked, their current-row buffers as views of one
-        self.fused = (
-            x.is_cpu
-            and x.dtype in (torch.float32, torch.float64)
-            and len(self.layers) > 1
-            and native_available()
-        )
+        self.fused = len(self.layers) > 1 and use_compiled_step(x, "gated_pixelcnn")
         if self.fused:
             rest = self.horizontal[1:]
             self.conv_w = torch.stack([taps.weight for taps in rest]).detach()

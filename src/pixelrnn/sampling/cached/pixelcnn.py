@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from pixelrnn.models.pixelcnn import PixelCNN
-from pixelrnn.native import flop_formula, native_available
+from pixelrnn.native import flop_formula
 from pixelrnn.nn import context_terms
 from pixelrnn.sampling.cached.base import (
     IncrementalStepper,
@@ -27,6 +27,7 @@ from pixelrnn.sampling.cached.base import (
     bias_of,
     flat_weight,
     linear,
+    use_compiled_step,
 )
 
 
@@ -55,12 +56,7 @@ class PixelCNNStepper(IncrementalStepper):
         self.row = 0
         # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads
         # every block's weights stacked, and the blocks' current-row buffers as views of one
-        self.fused = (
-            x.is_cpu
-            and x.dtype in (torch.float32, torch.float64)
-            and bool(self.blocks)
-            and native_available()
-        )
+        self.fused = bool(self.blocks) and use_compiled_step(x, "pixelcnn")
         if self.fused:
             stacked = [torch.stack([b[k] for b in self.blocks]).detach() for k in (0, 1, 3, 4)]
             self.reduce_w, self.reduce_b, self.expand_w, self.expand_b = stacked

@@ -28,9 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
-from pixelrnn.native import flop_formula, native_available
+from pixelrnn.native import flop_formula
 from pixelrnn.nn import GatedResNet
-from pixelrnn.sampling.cached.base import IncrementalStepper, image_rows, linear
+from pixelrnn.sampling.cached.base import (
+    IncrementalStepper,
+    image_rows,
+    linear,
+    use_compiled_step,
+)
 from pixelrnn.sampling.cached.pixelcnn_pp_ops import (
     Downsample,
     Map,
@@ -112,7 +117,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         # the down-right stream's step compiled (``native/csrc/*_step.cpp``, float32/float64 on
         # the CPU): its ops as a program over lists of maps and weights
         self.ops_down_right = self._down_right_ops()
-        self.fused = x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available()
+        self.fused = use_compiled_step(x, "pixelcnnpp")
         if self.fused:
             self.program = CompiledProgram(self)
         self.last: tuple[int, int, torch.Tensor] | None = None
