@@ -23,6 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.support.ui import WebDriverWait
+
+from pixelrnn.data import load_dataset
 
 pytestmark = pytest.mark.browser
 
@@ -65,7 +70,6 @@ def server(data_dir: Path) -> Iterator[str]:
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("Debian's chromium and chromium-driver are not installed (apt install them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
@@ -78,8 +82,6 @@ def browser():
 
 
 def _wait(driver, condition, what: str) -> object:
-    from selenium.webdriver.support.ui import WebDriverWait
-
     return WebDriverWait(driver, TIMEOUT).until(lambda d: condition(d), message=what)
 
 
@@ -100,20 +102,25 @@ def _text(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
 
+def _type(driver, element_id: str, text: str) -> None:
+    """Replace an input's value as a user would: clear it, type."""
+    field = driver.find_element("id", element_id)
+    field.clear()
+    field.send_keys(text)
+
+
+def _sample(driver, n: int) -> None:
+    _type(driver, "sample-n", str(n))
+    driver.find_element("id", "sample-button").click()
+
+
 def test_sample_complete_and_score_in_the_browser(server, browser, data_dir, tmp_path) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    from pixelrnn.data import load_dataset
-
     driver = browser
     driver.get(server)
     _wait(driver, lambda d: "28×28" in _text(d, "model-info"), "the model's description")
 
     # sample: the grid streams in row by row, then is done
-    count = driver.find_element("id", "sample-n")
-    count.clear()
-    count.send_keys("16")
-    driver.find_element("id", "sample-button").click()
+    _sample(driver, 16)
     _wait(driver, lambda d: "row" in _text(d, "sample-status"), "a row event")
     grid = driver.find_element("id", "sample-grid")
     _wait(driver, lambda d: grid.get_attribute("data-done") == "1", "the finished grid")
@@ -137,9 +144,7 @@ def test_sample_complete_and_score_in_the_browser(server, browser, data_dir, tmp
     actions.move_by_offset(0, int(4 * scale)).release().perform()
     erased = np.array(driver.execute_script("return Array.from(state.erase)")).reshape(28, 28)
     assert 20 < erased.sum() < 28 * 28 / 2  # a band across the lower half, not everything
-    n = driver.find_element("id", "complete-n")
-    n.clear()
-    n.send_keys("3")
+    _type(driver, "complete-n", "3")
     driver.find_element("id", "complete-button").click()
     _wait(driver, lambda d: len(d.find_elements("css selector", "img.completion")) == 3, "3")
     masked = _data_url_pixels(driver.find_element("id", "complete-input").get_attribute("src"))
@@ -177,17 +182,12 @@ def test_bad_uploads_and_requests_get_a_message_and_the_server_goes_on(
     driver.find_element("id", "image-file").send_keys(str(wrong_size))
     _wait(driver, lambda d: "40x30" in _text(d, "complete-status"), "the size error")
 
-    count = driver.find_element("id", "sample-n")
-    count.clear()
-    count.send_keys("1000")
-    driver.find_element("id", "sample-button").click()
+    _sample(driver, 1000)
     _wait(driver, lambda d: "1..64" in _text(d, "sample-status"), "the request cap")
     _screenshot(driver, "demo-errors.png")
 
     # still serving: a small sample completes
-    count.clear()
-    count.send_keys("2")
-    driver.find_element("id", "sample-button").click()
+    _sample(driver, 2)
     _wait(driver, lambda d: "done in" in _text(d, "sample-status"), "a sample after the errors")
 
 
