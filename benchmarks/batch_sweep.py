@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from machine import machine_info, matmul_gflops
-from pixelrnn.images import save_loss_curve
+from pixelrnn.images import save_line_chart
 
 PRESETS = [
     "pixelcnn-mnist",
@@ -105,7 +105,7 @@ def main() -> None:
         report = {"machine": machine_info(), "threads": torch.get_num_threads(), "rows": rows}
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:
-        save_loss_curve(series, args.plot, "images/s against log2(batch)")
+        save_line_chart(series, args.plot, "images/s", "log2(batch size)")
 
 
 if __name__ == "__main__":

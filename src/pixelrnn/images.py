@@ -1,5 +1,5 @@
-"""Pictures: a user's own images and masks read in, image grids and the loss curve written
-out, with Pillow.
+"""Pictures: a user's own images and masks read in, image grids and line charts (a run's
+loss curve, benchmark curves) written out, with Pillow.
 
 Reading (:func:`read_image`) converts any file Pillow opens (PNG, JPEG, ...; grey, RGB,
 palette, with or without alpha) to a model's levels:
@@ -14,8 +14,8 @@ palette, with or without alpha) to a model's levels:
 * size: a file of another size is refused with both sizes named, unless ``resize`` asks for a
   Lanczos resize.
 
-The loss curve is drawn with Pillow's ImageDraw rather than matplotlib so that the package
-needs no plotting library for one line chart.
+Line charts are drawn with Pillow's ImageDraw rather than matplotlib so that the package
+needs no plotting library for a few lines.
 """
 
 from __future__ import annotations
@@ -292,32 +292,38 @@ def save_image_grid(
     save_png(image_grid(x, num_levels, ncols=ncols, scale=scale, hidden=hidden), path)
 
 
-def save_loss_curve(
-    series: dict[str, Sequence[tuple[float, float]]], path: str | Path, y_label: str
+def save_line_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    y_label: str,
+    x_label: str = "step",
 ) -> None:
-    """Draw named ``(x, y)`` series as lines on one chart and write it as PNG.
+    """Draw named ``(x, y)`` series as lines on one chart, the legend beside it, and write it
+    as PNG (the loss curve of a run, benchmark curves).
 
     Args:
         series: e.g. ``{"train": [(step, bpd), ...], "valid": [...]}``.
         path: output PNG.
-        y_label: unit of the y axis, written in the corner.
+        y_label, x_label: what the axes show, written under the chart.
     """
-    width, height, margin = 640, 400, 50
+    legend_width = 200 if len(series) > 2 else 0
+    width, height, margin = 640 + legend_width, 400, 50
+    right = width - legend_width - margin // 2  # the plot's right edge
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     points = [p for s in series.values() for p in s if math.isfinite(p[1])]
-    draw.rectangle([margin, margin // 2, width - margin // 2, height - margin], outline="black")
+    draw.rectangle([margin, margin // 2, right, height - margin], outline="black")
     if points:
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
         y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
 
         def to_px(px: float, py: float) -> tuple[float, float]:
-            u = margin + (px - x0) / (x1 - x0) * (width - 1.5 * margin)
+            u = margin + (px - x0) / (x1 - x0) * (right - margin)
             v = height - margin - (py - y0) / (y1 - y0) * (height - 1.5 * margin)
             return u, v
 
-        colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+        colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
         for k, (name, s) in enumerate(series.items()):
             pts = [to_px(*p) for p in s if math.isfinite(p[1])]
             colour = colours[k % len(colours)]
@@ -325,10 +331,11 @@ def save_loss_curve(
                 draw.line(pts, fill=colour, width=2)
             for u, v in pts if len(pts) < 50 else []:
                 draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=colour)
-            draw.text((width - 200, margin // 2 + 5 + 14 * k), name, fill=colour)
-        draw.text((5, margin // 2), f"{y1:.3f}", fill="black")
-        draw.text((5, height - margin - 10), f"{y0:.3f}", fill="black")
+            legend_x = right + 10 if legend_width else right - 200
+            draw.text((legend_x, margin // 2 + 5 + 14 * k), name, fill=colour)
+        draw.text((5, margin // 2), f"{y1:.4g}", fill="black")
+        draw.text((5, height - margin - 10), f"{y0:.4g}", fill="black")
         draw.text((margin, height - margin + 5), f"{x0:g}", fill="black")
-        draw.text((width - margin - 30, height - margin + 5), f"{x1:g}", fill="black")
-    draw.text((margin, height - 20), f"step        y: {y_label}", fill="black")
+        draw.text((right - 30, height - margin + 5), f"{x1:g}", fill="black")
+    draw.text((margin, height - 20), f"x: {x_label}        y: {y_label}", fill="black")
     save_png(img, path)

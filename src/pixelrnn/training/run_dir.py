@@ -38,7 +38,7 @@ from pixelrnn.files import (
     restore_interrupted_swap,
     write_json,
 )
-from pixelrnn.images import save_loss_curve
+from pixelrnn.images import save_line_chart
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.persistence import (
     CONFIG_NAME,
@@ -236,7 +236,7 @@ class RunDirectory:
             for k, (step, _) in enumerate(train)
         ]
         series = {f"train (mean of {window} logs)": smoothed, "valid": valid}
-        save_loss_curve(series, self.path / "loss_curve.png", "bits/dim")
+        save_line_chart(series, self.path / "loss_curve.png", "bits/dim")
 
 
 def _metric_problem(record: Any) -> str | None:
