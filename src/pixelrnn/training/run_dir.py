@@ -145,7 +145,7 @@ class RunDirectory:
         except (CheckpointCorruptedError, OSError, ValueError):
             return "; no intact checkpoint is left"
         if (self.best / WEIGHTS_NAME).is_file():
-            return f"; {self.best} is intact (evaluate and sample with --weights best)"
+            return f"; {self.best} is intact (evaluate and sample read best/ by default)"
         return ""
 
     def stored_config(self) -> dict[str, Any]:
