@@ -14,6 +14,7 @@ from pixelrnn.nn.gated import (
     VerticalStackConv,
     gated_activation,
 )
+from pixelrnn.nn.latent import LatentEncoder, LatentUpsampler
 from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups, gate_groups
 from pixelrnn.nn.row_lstm import RowLSTM
@@ -35,6 +36,8 @@ __all__ = [
     "GatedLayer",
     "GatedResNet",
     "HorizontalStackConv",
+    "LatentEncoder",
+    "LatentUpsampler",
     "MaskedConv2d",
     "RowLSTM",
     "ShiftedConv2d",

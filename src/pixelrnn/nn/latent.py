@@ -1,0 +1,128 @@
+"""Convolutional maps between images and latents, for latent-variable models whose decoder is
+an autoregressive network (PixelVAE, Gulrajani et al. 2017 §3; the Gated PixelCNN paper's
+PixelCNN auto-encoder, §2.4).
+
+* :class:`LatentEncoder` — ``q(z | x)``: stride-2 convolutions down to a ``(h, w)`` map, then
+  either a diagonal Gaussian over a vector ``z`` ``(D,)`` (a global latent) or over a latent
+  map ``(D, h, w)`` (a spatial latent);
+* :class:`LatentUpsampler` — ``m(z)``: back up to a conditioning map ``s`` with the image's
+  height and width, which the decoder reads through its spatial conditioning (an unmasked 1×1
+  convolution of ``s``, added in every layer).
+
+Neither looks at pixels in order: the decoder alone is autoregressive.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _downsampled(size: int, steps: int) -> int:
+    """A side after ``steps`` stride-2 convolutions with padding 1 and kernel 3."""
+    for _ in range(steps):
+        size = (size + 1) // 2
+    return size
+
+
+class LatentEncoder(nn.Module):
+    """``q(z | x)`` as a diagonal Gaussian.
+
+    Args:
+        image_shape: ``(C, H, W)`` of the (normalised) images.
+        latent_dim: ``D``, per position for a spatial latent.
+        spatial: a latent map ``(D, h, w)`` instead of a vector ``(D,)``.
+        hidden_channels: width of the convolutions.
+        downsamplings: number of stride-2 convolutions (``h = ⌈H / 2^n⌉``).
+
+    Shape:
+        ``(B, C, H, W)`` → mean and log-variance, each ``(B, D)`` or ``(B, D, h, w)``.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        spatial: bool = False,
+        hidden_channels: int = 32,
+        downsamplings: int = 2,
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        layers: list[nn.Module] = []
+        channels = c
+        for _ in range(downsamplings):
+            layers += [nn.Conv2d(channels, hidden_channels, 3, stride=2, padding=1), nn.ELU()]
+            channels = hidden_channels
+        self.features = nn.Sequential(*layers)
+        self.spatial, self.latent_dim = spatial, latent_dim
+        self.map_shape = (_downsampled(h, downsamplings), _downsampled(w, downsamplings))
+        if spatial:
+            self.head: nn.Module = nn.Conv2d(channels, 2 * latent_dim, 1)
+        else:
+            self.head = nn.Linear(channels * math.prod(self.map_shape), 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        if not self.spatial:
+            features = features.flatten(1)
+        mean, log_var = self.head(features).chunk(2, dim=1)
+        return mean, log_var
+
+
+class LatentUpsampler(nn.Module):
+    """``m(z)``: a latent up to a conditioning map with the image's height and width.
+
+    Args:
+        latent_dim: ``D``.
+        map_shape: ``(h, w)`` of the encoder's map (the latent map's, for a spatial latent).
+        image_size: ``(H, W)``.
+        out_channels: channels ``S`` of the conditioning map.
+        spatial: the latent is a map ``(D, h, w)``, else a vector ``(D,)``.
+        hidden_channels: width of the transposed convolutions.
+
+    Shape:
+        ``(B, D)`` or ``(B, D, h, w)`` → ``(B, S, H, W)``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        map_shape: tuple[int, int],
+        image_size: tuple[int, int],
+        out_channels: int,
+        spatial: bool = False,
+        hidden_channels: int = 32,
+    ) -> None:
+        super().__init__()
+        self.spatial, self.map_shape, self.image_size = spatial, map_shape, image_size
+        self.hidden_channels = hidden_channels
+        self.project: nn.Module = (
+            nn.Conv2d(latent_dim, hidden_channels, 1)
+            if spatial
+            else nn.Linear(latent_dim, hidden_channels * math.prod(map_shape))
+        )
+        # enough doublings for both sides (each side is at least its image side afterwards)
+        doublings = max(
+            math.ceil(math.log2(size / side))
+            for size, side in zip(image_size, map_shape, strict=True)
+        )
+        layers: list[nn.Module] = []
+        for _ in range(max(doublings, 0)):
+            layers += [
+                nn.ELU(),
+                nn.ConvTranspose2d(hidden_channels, hidden_channels, 4, stride=2, padding=1),
+            ]
+        self.upsample = nn.Sequential(*layers)
+        self.out = nn.Conv2d(hidden_channels, out_channels, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        features = self.project(z)
+        if not self.spatial:
+            features = features.view(len(z), self.hidden_channels, *self.map_shape)
+        features = self.upsample(features)
+        # a side that doubled past the image's (an odd size) is cropped back
+        features = features[:, :, : self.image_size[0], : self.image_size[1]]
+        return self.out(features)
