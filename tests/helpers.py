@@ -128,8 +128,9 @@ def assert_causal(
     x = random_images(model, 2).to(device)
     y = random_labels(model, 2)
     y = None if y is None else y.to(device)
-    base_lp = model.log_prob(x, reduction="none", y=y)
+    # the conditionals (a latent model's given its bound latent, the prior mean here)
     base_params = model(x, y)
+    base_lp = model.log_prob_from_params(base_params, x, reduction="none")
     n_out, n_params = base_lp.shape[1], base_params.shape[1]
     # which channel's conditional every parameter map belongs to (joint: all channels at once)
     param_channel = (
@@ -143,8 +144,8 @@ def assert_causal(
                 p = int(rank[c, i, j])
                 changed = x.clone()
                 changed[0, c, i, j] = (changed[0, c, i, j] + 1) % model.num_levels
-                lp = model.log_prob(changed, reduction="none", y=y)
                 params = model(changed, y)
+                lp = model.log_prob_from_params(params, changed, reduction="none")
                 # never across the batch
                 assert torch.equal(lp[1], base_lp[1]) and torch.equal(params[1], base_params[1])
                 later_changed = False

@@ -146,8 +146,12 @@ def test_save_load_roundtrip_gives_identical_outputs(name: str, tmp_path) -> Non
     assert cfg["model"] == name and cfg["config"]["image_shape"] == [3, 5, 5]
     loaded = pixelrnn.load_pretrained(tmp_path / "m")
     x = random_images(colour_model, 4)
+    loaded.eval(), colour_model.eval()
+    # the conditionals (a latent model's given the same latent: the prior mean)
+    assert torch.equal(loaded(x), colour_model(x))
     assert torch.equal(
-        loaded.log_prob(x, reduction="none"), colour_model.log_prob(x, reduction="none")
+        loaded.log_prob_from_params(loaded(x), x, reduction="none"),
+        colour_model.log_prob_from_params(colour_model(x), x, reduction="none"),
     )
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(

@@ -85,6 +85,11 @@ def compress(
     Returns:
         the ``.prnn`` file's bytes.
     """
+    if model.likelihood_kind != "exact":
+        raise ValueError(
+            f"a {model.model_name} is a latent model: coding its images at its bound needs "
+            "bits-back coding, which pixelrnn does not have yet"
+        )
     model.check_images(images, "images")
     n = len(images)
     if n < 1:

@@ -13,6 +13,7 @@ from pixelrnn.models.persistence import (
 )
 from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP, PixelCNNPPConfig
+from pixelrnn.models.pixelvae import PixelVAE, PixelVAEConfig
 from pixelrnn.models.registry import (
     MODELS,
     PRESETS,
@@ -39,6 +40,8 @@ __all__ = [
     "PixelCNNConfig",
     "PixelCNNPP",
     "PixelCNNPPConfig",
+    "PixelVAE",
+    "PixelVAEConfig",
     "Preset",
     "available_models",
     "available_presets",

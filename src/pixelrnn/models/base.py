@@ -88,6 +88,8 @@ class AutoregressiveModel(nn.Module, abc.ABC):
     model_name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     supports_context: ClassVar[bool] = False
+    # "exact": log_prob is the log-likelihood; "bound": a lower bound on it (latent models)
+    likelihood_kind: ClassVar[str] = "exact"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -237,6 +239,10 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         if y is None:
             return self.network(self.normalize(x), **extra)
         return self.network(self.normalize(x), y.to(x.device).long(), **extra)
+
+    def set_training_step(self, step: int) -> None:
+        """Told the number of the training step about to run (the trainer calls it before
+        each step); a model whose objective changes during training (a KL warm-up) uses it."""
 
     # --- likelihood ---------------------------------------------------------------------------
     def log_prob(

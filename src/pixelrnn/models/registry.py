@@ -16,6 +16,7 @@ from pixelrnn.models.multiscale import MultiScalePixelRNN
 from pixelrnn.models.pixelcnn import PixelCNN
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
 from pixelrnn.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
+from pixelrnn.models.pixelvae import PixelVAE
 
 MODELS: dict[str, type[AutoregressiveModel]] = {
     m.model_name: m
@@ -26,6 +27,7 @@ MODELS: dict[str, type[AutoregressiveModel]] = {
         GatedPixelCNN,
         PixelCNNPP,
         MultiScalePixelRNN,
+        PixelVAE,
     )
 }
 
@@ -236,6 +238,53 @@ PRESETS: dict[str, Preset] = {
         num_layers=4,
         output_channels=1024,
         residual=False,
+    ),
+    "pixelvae-tiny": _tiny(
+        "pixelvae",
+        "a small PixelVAE for tests and smoke runs (not a paper size)",
+        latent_dim=4,
+        latent_channels=8,
+        conditioning_channels=4,
+        kernel_size=3,
+        input_kernel_size=7,
+        eval_samples=4,
+    ),
+    "pixelvae-mnist": Preset(
+        "pixelvae",
+        {
+            "image_shape": (1, 28, 28),
+            "num_levels": 2,
+            "latent_dim": 16,
+            "hidden_channels": 16,
+            "num_layers": 12,
+            "kernel_size": 5,
+            "input_kernel_size": 5,
+            "eval_samples": 100,
+        },
+        "binarized-mnist",
+        "PixelVAE (Gulrajani et al. 2017), the released MNIST recipe: a 16-dimensional latent, "
+        "a 12-layer 5x5 PixelCNN decoder with 16 channels",
+    ),
+    "pixelvae-cifar10": Preset(
+        "pixelvae",
+        {
+            "image_shape": (3, 32, 32),
+            "num_levels": 256,
+            "latent_dim": 8,
+            "spatial_latent": True,
+            "latent_channels": 64,
+            "conditioning_channels": 32,
+            "decoder": "gated_pixelcnn",
+            "hidden_channels": 64,
+            "num_layers": 6,
+            "kernel_size": 5,
+            "input_kernel_size": 7,
+            "output_channels": 256,
+            "eval_samples": 100,
+        },
+        "cifar10",
+        "PixelVAE for CIFAR-10 (not a paper size): an 8x8x8 spatial latent, a 6-layer Gated "
+        "PixelCNN decoder",
     ),
     "pixelcnnpp-tiny": Preset(
         "pixelcnnpp",

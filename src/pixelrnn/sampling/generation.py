@@ -19,6 +19,7 @@ import torch
 
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.multiscale import MultiScalePixelRNN
+from pixelrnn.models.pixelvae import PixelVAE
 from pixelrnn.sampling.cached import generate_cached
 from pixelrnn.sampling.naive import generate_naive
 from pixelrnn.sampling.request import GenerationRequest
@@ -103,6 +104,8 @@ def generate(
     Shape:
         x int64 and known bool ``(B, C, H, W)`` → int64 ``(B, C, H, W)``.
     """
+    if isinstance(model, PixelVAE):
+        return _generate_given_latent(model, x, known, request)
     if request.method == "naive":
         return generate_naive(model, x, known, request)
     if isinstance(model, MultiScalePixelRNN):
@@ -126,5 +129,28 @@ def _generate_stages(
             context = model.context(model.normalize(small))
         with model.large_model.conditioned_on(context):
             return generate(model.large_model, x, known | model.small_positions(x), request)
+    finally:
+        model.train(was_training)
+
+
+def _generate_given_latent(
+    model: PixelVAE, x: torch.Tensor, known: torch.Tensor, request: GenerationRequest
+) -> torch.Tensor:
+    """A latent model: ``z`` from the prior (the first draws of the generator), its
+    conditioning map computed once, then the decoder fills the image given it. Completion uses
+    the same prior draw: the encoder is not valid on a partial image."""
+    if request.step_values is not None:
+        raise ValueError(
+            "a latent model's images are not coded by their pixels alone (bits-back coding is "
+            "not available yet)"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            z = model.prior_sample(len(x), request.generator)
+            context = model.conditioning_map(z.to(model.upsampler.out.weight.dtype))
+        with model.decoder.conditioned_on(context):
+            return generate(model.decoder, x, known, request)
     finally:
         model.train(was_training)

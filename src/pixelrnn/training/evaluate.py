@@ -24,6 +24,8 @@ class EvalResult:
         num_dims: sub-pixels per image, ``D``.
         nats_per_image: mean NLL in nats per image.
         bits_per_dim: ``nats_per_image / (D · ln 2)``.
+        likelihood: ``"exact"``, or for a latent model what the figures are: an upper bound
+            on the NLL, and which one.
     """
 
     dataset: str
@@ -32,6 +34,7 @@ class EvalResult:
     num_dims: int
     nats_per_image: float
     bits_per_dim: float
+    likelihood: str = "exact"
 
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -43,6 +46,7 @@ class EvalResult:
             "nats_per_image": self.nats_per_image,
             "bits_per_dim": self.bits_per_dim,
             "num_images": self.num_images,
+            "likelihood": self.likelihood,
         }
 
 
@@ -127,4 +131,13 @@ def evaluate_nll(
         model.num_dims,
         nats,
         float(bits_per_dim(nats, model.num_dims)),
+        likelihood_name(model),
     )
+
+
+def likelihood_name(model: AutoregressiveModel) -> str:
+    """What a model's ``log_prob`` is: ``"exact"``, or the bound a latent model reports."""
+    if model.likelihood_kind == "exact":
+        return "exact"
+    samples = getattr(model.config, "eval_samples", None)
+    return f"upper bound on the NLL (importance-weighted, K={samples})"

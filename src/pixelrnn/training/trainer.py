@@ -244,6 +244,7 @@ class Trainer:
                 processes' gradients is the gradient of the mean over the global batch.
         """
         n = len(x) if global_batch is None else global_batch
+        self.model.set_training_step(self.global_step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         total = self.run_step(x, y, self.dist.world_size / (n * self.model.num_dims))

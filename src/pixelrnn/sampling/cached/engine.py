@@ -37,10 +37,14 @@ STEPPERS: dict[str, Callable[..., IncrementalStepper]] = {
 
 def has_stepper(model: AutoregressiveModel) -> bool:
     """Whether ``model`` has a cached generation path (a model generated stage by stage, such
-    as the Multi-Scale PixelRNN, has one when every stage has)."""
+    as the Multi-Scale PixelRNN, has one when every stage has; a latent model when its decoder
+    has)."""
     stages = getattr(model, "stages", None)
     if stages is not None:
         return all(has_stepper(stage) for stage in stages)
+    decoder = getattr(model, "decoder", None)  # a latent model generates with its decoder
+    if decoder is not None:
+        return has_stepper(decoder)
     return model.model_name in STEPPERS
 
 

@@ -1,0 +1,287 @@
+"""PixelVAE (Gulrajani et al., ICLR 2017): a VAE whose decoder is a PixelCNN, and with
+``deterministic`` the Gated PixelCNN paper's PixelCNN auto-encoder (van den Oord et al. 2016,
+§2.4: an encoder maps ``x`` to ``h``, a conditional PixelCNN models ``p(x | h)``).
+
+* encoder ``q(z | x)``: :class:`~pixelrnn.nn.LatentEncoder`, a diagonal Gaussian over a vector
+  (global) or a map (spatial) latent; prior ``p(z) = N(0, I)``;
+* decoder: :class:`~pixelrnn.nn.LatentUpsampler` maps ``z`` to a conditioning map ``s`` with the
+  image's height and width, which a PixelCNN or Gated PixelCNN of ``num_layers`` layers reads
+  through its spatial conditioning (an unmasked 1×1 convolution of ``s`` in every layer).
+
+The likelihood is a bound, never exact (:mod:`pixelrnn.distributions.gaussian`): training
+maximises the ELBO (reparameterised; KL weight warmed up over ``kl_warmup_steps``, optional
+free bits per latent dimension); :meth:`PixelVAE.log_prob` returns the importance-weighted
+lower bound on ``log p(x)`` with ``eval_samples`` samples (``likelihood_kind`` says so).
+
+As an autoregressive model, :meth:`forward` gives the decoder's parameters given the latent
+bound with :meth:`PixelVAE.given_latent` (the prior mean when none is): a causal function of
+the image for a fixed ``z``, which the causality tests and the generation loops use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+
+from pixelrnn.distributions.gaussian import (
+    gaussian_log_density,
+    importance_weighted_log_likelihood,
+    kl_to_standard_normal,
+    reparameterised_sample,
+    standard_normal_log_density,
+)
+from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
+from pixelrnn.models.pixelcnn import PixelCNN, PixelCNNConfig
+from pixelrnn.nn import LatentEncoder, LatentUpsampler
+
+DECODERS: dict[str, tuple[type[AutoregressiveModel], type[ModelConfig]]] = {
+    "pixelcnn": (PixelCNN, PixelCNNConfig),
+    "gated_pixelcnn": (GatedPixelCNN, GatedPixelCNNConfig),
+}
+
+
+@dataclass(frozen=True)
+class PixelVAEConfig(ModelConfig):
+    """PixelVAE settings (the decoder's knobs carry the PixelCNNs' names).
+
+    Attributes:
+        latent_dim: ``D``, dimensions of ``z`` (per position for a spatial latent; 16 in the
+            released MNIST recipe).
+        spatial_latent: a latent map ``(D, ⌈H/2^n⌉, ⌈W/2^n⌉)`` instead of a vector.
+        latent_downsamplings: ``n`` ≥ 1, stride-2 convolutions of the encoder.
+        latent_channels: width of the encoder and the upsampler.
+        conditioning_channels: channels of the conditioning map ``s``.
+        decoder: ``"pixelcnn"`` or ``"gated_pixelcnn"``.
+        hidden_channels, num_layers, kernel_size, input_kernel_size, output_channels: the
+            decoder's (its number of autoregressive layers is ``num_layers``).
+        deterministic: the PixelCNN auto-encoder: ``z`` is the encoder's mean, no KL, and the
+            likelihood is the reconstruction ``log p(x | h)``.
+        kl_warmup_steps: steps over which the KL weight rises linearly from 0 to 1 (None: 1
+            from the start).
+        free_bits: nats per latent dimension below which the KL is not penalised (0: off).
+        eval_samples: ``K`` of the importance-weighted bound that :meth:`PixelVAE.log_prob`
+            returns.
+    """
+
+    latent_dim: int = 16
+    spatial_latent: bool = False
+    latent_downsamplings: int = 2
+    latent_channels: int = 32
+    conditioning_channels: int = 16
+    decoder: str = "pixelcnn"
+    hidden_channels: int = 16
+    num_layers: int = 12
+    kernel_size: int = 5
+    input_kernel_size: int = 5
+    output_channels: int = 32
+    deterministic: bool = False
+    kl_warmup_steps: int | None = None
+    free_bits: float = 0.0
+    eval_samples: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context_channels is not None:
+            raise ValueError("a PixelVAE makes its own conditioning map; leave context_channels")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {self.decoder!r}")
+        for name in ("latent_dim", "latent_channels", "conditioning_channels", "eval_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0, got {self.free_bits}")
+
+
+class PixelVAE(AutoregressiveModel):
+    """A VAE with an autoregressive decoder (see the module docstring).
+
+    Shapes: images ``(B, C, H, W)``; latents ``(B, D)`` or ``(B, D, h, w)``.
+    """
+
+    model_name: ClassVar[str] = "pixelvae"
+    config_class: ClassVar[type[ModelConfig]] = PixelVAEConfig
+    likelihood_kind: ClassVar[str] = "bound"
+
+    def __init__(self, config: PixelVAEConfig) -> None:
+        super().__init__(config)
+        _, h, w = config.image_shape
+        self.encoder = LatentEncoder(
+            config.image_shape,
+            config.latent_dim,
+            config.spatial_latent,
+            config.latent_channels,
+            config.latent_downsamplings,
+        )
+        self.upsampler = LatentUpsampler(
+            config.latent_dim,
+            self.encoder.map_shape,
+            (h, w),
+            config.conditioning_channels,
+            config.spatial_latent,
+            config.latent_channels,
+        )
+        decoder_class, decoder_config = DECODERS[config.decoder]
+        self.decoder = decoder_class(
+            decoder_config(
+                image_shape=config.image_shape,
+                num_levels=config.num_levels,
+                distribution=config.distribution,
+                context_channels=config.conditioning_channels,
+                hidden_channels=config.hidden_channels,
+                num_layers=config.num_layers,
+                kernel_size=config.kernel_size,
+                input_kernel_size=config.input_kernel_size,
+                output_channels=config.output_channels,
+            )
+        )
+        self.distribution = self.decoder.distribution  # one object: the decoder's
+        self.bound_latent: torch.Tensor | None = None
+        self.kl_weight = 1.0  # below 1 during the KL warm-up (set_training_step)
+        self.last_kl: torch.Tensor | None = None  # (B,) of the last training forward
+
+    def set_training_step(self, step: int) -> None:
+        """The KL weight of step ``step``: rising linearly to 1 over ``kl_warmup_steps``."""
+        warmup = self.config.kl_warmup_steps
+        self.kl_weight = 1.0 if warmup is None else min(1.0, step / warmup)
+
+    # --- latents ---------------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """``(D,)`` or ``(D, h, w)``."""
+        if self.config.spatial_latent:
+            return (self.config.latent_dim, *self.encoder.map_shape)
+        return (self.config.latent_dim,)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``q(z | x)``: mean and log-variance, each ``(B, *latent_shape)``."""
+        return self.encoder(self.normalize(x))
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z ~ p(z) = N(0, I)``. Shape: ``(n, *latent_shape)``."""
+        device = next(self.parameters()).device
+        return torch.randn((n, *self.latent_shape), generator=generator, device=device)
+
+    @contextlib.contextmanager
+    def given_latent(self, z: torch.Tensor | None) -> Iterator[None]:
+        """Run :meth:`forward` (and generation) with the latent ``z`` ``(B, *latent_shape)``."""
+        before, self.bound_latent = self.bound_latent, z
+        try:
+            yield
+        finally:
+            self.bound_latent = before
+
+    def conditioning_map(self, z: torch.Tensor) -> torch.Tensor:
+        """``s = m(z)``. Shape: ``(B, *latent_shape)`` → ``(B, S, H, W)``."""
+        return self.upsampler(z)
+
+    # --- the network ---------------------------------------------------------------------------
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError(
+            "a PixelVAE is called on images (forward), not on a normalised network input"
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's parameters ``(B, P, H, W)``. Training: ``z`` sampled from ``q(z | x)``
+        (its mean when deterministic), the KL kept in :attr:`last_kl`. Otherwise: the bound
+        latent, or the prior mean."""
+        if y is not None:
+            raise ValueError("a PixelVAE takes no class labels")
+        if self.training:
+            mean, log_var = self.encode(x)
+            z = mean if self.config.deterministic else reparameterised_sample(mean, log_var)
+            self.last_kl = None if self.config.deterministic else self._penalised_kl(mean, log_var)
+        else:
+            z = self.bound_latent
+            if z is None:
+                dtype = self.upsampler.out.weight.dtype
+                z = torch.zeros((len(x), *self.latent_shape), device=x.device, dtype=dtype)
+        with self.decoder.conditioned_on(self.conditioning_map(z)):
+            return self.decoder(x)
+
+    def _penalised_kl(self, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """The KL per image; with free bits (Kingma et al. 2016), a latent dimension whose KL
+        averaged over the batch is below ``free_bits`` nats costs that floor instead, without
+        gradient. Shape: ``(B, *latent_shape)`` → ``(B,)``."""
+        per_entry = 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var).flatten(1)  # (B, D')
+        if self.config.free_bits <= 0:
+            return per_entry.sum(1)
+        active = per_entry.mean(0) >= self.config.free_bits  # (D',)
+        floor = self.config.free_bits * float((~active).sum())
+        return (per_entry * active).sum(1) + floor
+
+    def log_prob_from_params(
+        self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"
+    ) -> torch.Tensor:
+        """In training: the ELBO of the last :meth:`forward` (reconstruction minus the weighted
+        KL), per image; otherwise the decoder's log-likelihood given the bound latent."""
+        reconstruction = super().log_prob_from_params(params, x, reduction)
+        if self.training and self.last_kl is not None and reduction == "sum":
+            return reconstruction - self.kl_weight * self.last_kl
+        return reconstruction
+
+    # --- bounds ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def bounds(
+        self,
+        x: torch.Tensor,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Lower bounds on ``log p(x)`` in nats per image: ``elbo`` (one-sample reconstruction,
+        closed-form KL), ``iw`` (importance-weighted, ``K = num_samples`` or
+        ``eval_samples``), and ``kl``. A deterministic model gives its reconstruction
+        ``log p(x | h)`` as all three (and a KL of 0)."""
+        k = num_samples or self.config.eval_samples
+        mean, log_var = self.encode(x)
+        if self.config.deterministic:
+            with self.given_latent(mean):
+                reconstruction = super().log_prob_from_params(self(x), x)
+            return {
+                "elbo": reconstruction,
+                "iw": reconstruction,
+                "kl": torch.zeros_like(reconstruction),
+            }
+        flat_mean, flat_log_var = mean.flatten(1), log_var.flatten(1)
+        kl = kl_to_standard_normal(flat_mean, flat_log_var)
+        terms = []
+        for sample in range(k):
+            z = reparameterised_sample(mean, log_var, generator=generator)
+            with self.given_latent(z):
+                log_likelihood = super().log_prob_from_params(self(x), x)
+            flat = z.flatten(1)
+            terms.append(
+                (
+                    log_likelihood,
+                    standard_normal_log_density(flat),
+                    gaussian_log_density(flat, flat_mean, flat_log_var),
+                )
+            )
+            if sample == 0:
+                elbo = log_likelihood - kl
+        stacked = [torch.stack(t) for t in zip(*terms, strict=True)]
+        return {"elbo": elbo, "iw": importance_weighted_log_likelihood(*stacked), "kl": kl}
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        reduction: Literal["sum", "none"] = "sum",
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The importance-weighted lower bound on ``log p(x)`` with ``eval_samples`` samples
+        (in training mode, the ELBO): not exact (``likelihood_kind == "bound"``).
+
+        Returns:
+            ``(B,)`` nats per image (``reduction="none"`` is not defined for a bound).
+        """
+        if reduction != "sum":
+            raise ValueError("a PixelVAE's likelihood is a bound per image: use reduction='sum'")
+        if y is not None:
+            raise ValueError("a PixelVAE takes no class labels")
+        if self.training:
+            return self.log_prob_from_params(self(x), x)
+        return self.bounds(x)["iw"]
