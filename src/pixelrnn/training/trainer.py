@@ -417,9 +417,10 @@ class Trainer:
             self.log("test", **result.metrics())
             if self.dist.is_main:
                 self.files.write_results(result.to_dict())
+                kind = "" if result.likelihood == "exact" else f" [{result.likelihood}]"
                 tqdm.write(
                     f"test NLL ({result.num_images} images): {result.nats_per_image:.2f} "
-                    f"nats/image, {result.bits_per_dim:.4f} bits/dim"
+                    f"nats/image, {result.bits_per_dim:.4f} bits/dim{kind}"
                 )
         if not self.dist.is_main:
             return result
