@@ -21,7 +21,6 @@ the image for a fixed ``z``, which the causality tests and the generation loops 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -140,7 +139,6 @@ class PixelVAE(AutoregressiveModel):
             )
         )
         self.distribution = self.decoder.distribution  # one object: the decoder's
-        self.bound_latent: torch.Tensor | None = None
         self.kl_weight = 1.0  # below 1 during the KL warm-up (set_training_step)
         self.last_kl: torch.Tensor | None = None  # (B,) of the last training forward
 
@@ -166,14 +164,10 @@ class PixelVAE(AutoregressiveModel):
         device = next(self.parameters()).device
         return torch.randn((n, *self.latent_shape), generator=generator, device=device)
 
-    @contextlib.contextmanager
-    def given_latent(self, z: torch.Tensor | None) -> Iterator[None]:
-        """Run :meth:`forward` (and generation) with the latent ``z`` ``(B, *latent_shape)``."""
-        before, self.bound_latent = self.bound_latent, z
-        try:
-            yield
-        finally:
-            self.bound_latent = before
+    def given_latent(self, z: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+        """Run :meth:`forward` with the latent ``z`` ``(B, *latent_shape)``: its conditioning
+        map, computed once, bound to the decoder."""
+        return self.decoder.conditioned_on(self.conditioning_map(z))
 
     def conditioning_map(self, z: torch.Tensor) -> torch.Tensor:
         """``s = m(z)``. Shape: ``(B, *latent_shape)`` → ``(B, S, H, W)``."""
@@ -195,12 +189,12 @@ class PixelVAE(AutoregressiveModel):
             mean, log_var = self.encode(x)
             z = mean if self.config.deterministic else reparameterised_sample(mean, log_var)
             self.last_kl = None if self.config.deterministic else self._penalised_kl(mean, log_var)
+        elif self.decoder.bound_context is not None:  # inside given_latent
+            return self.decoder(x)
         else:
-            z = self.bound_latent
-            if z is None:
-                dtype = self.upsampler.out.weight.dtype
-                z = torch.zeros((len(x), *self.latent_shape), device=x.device, dtype=dtype)
-        with self.decoder.conditioned_on(self.conditioning_map(z)):
+            dtype = self.upsampler.out.weight.dtype
+            z = torch.zeros((len(x), *self.latent_shape), device=x.device, dtype=dtype)
+        with self.given_latent(z):
             return self.decoder(x)
 
     def _penalised_kl(self, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -149,8 +149,8 @@ def _generate_given_latent(
     try:
         with torch.no_grad():
             z = model.prior_sample(len(x), request.generator)
-            context = model.conditioning_map(z.to(model.upsampler.out.weight.dtype))
-        with model.decoder.conditioned_on(context):
+            given_z = model.given_latent(z.to(model.upsampler.out.weight.dtype))
+        with given_z:
             return generate(model.decoder, x, known, request)
     finally:
         model.train(was_training)
