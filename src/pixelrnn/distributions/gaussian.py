@@ -23,19 +23,28 @@ import torch
 LOG_2PI = math.log(2 * math.pi)
 
 
+def kl_per_entry(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean, exp(log_var)) ‖ N(0, 1))`` in nats of every latent entry, closed form.
+
+    Shape:
+        ``(B, ...)`` each → the same.
+    """
+    return 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var)
+
+
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, exp(log_var)) ‖ N(0, I))`` in nats, closed form, per image.
+    """``KL(N(mean, exp(log_var)) ‖ N(0, I))`` in nats, per image.
 
     Shape:
         ``(B, D)`` each → ``(B,)``.
     """
-    return 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var).sum(dim=1)
+    return kl_per_entry(mean, log_var).sum(dim=1)
 
 
 def kl_per_dimension(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """The same KL per latent dimension, averaged over the batch (for free bits and for
     counting active units). Shape: ``(B, D)`` each → ``(D,)``."""
-    return (0.5 * (log_var.exp() + mean.square() - 1.0 - log_var)).mean(dim=0)
+    return kl_per_entry(mean, log_var).mean(dim=0)
 
 
 def gaussian_log_density(

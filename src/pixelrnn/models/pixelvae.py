@@ -29,6 +29,8 @@ import torch
 from pixelrnn.distributions.gaussian import (
     gaussian_log_density,
     importance_weighted_log_likelihood,
+    kl_per_dimension,
+    kl_per_entry,
     kl_to_standard_normal,
     reparameterised_sample,
     standard_normal_log_density,
@@ -201,12 +203,12 @@ class PixelVAE(AutoregressiveModel):
         """The KL per image; with free bits (Kingma et al. 2016), a latent dimension whose KL
         averaged over the batch is below ``free_bits`` nats costs that floor instead, without
         gradient. Shape: ``(B, *latent_shape)`` → ``(B,)``."""
-        per_entry = 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var).flatten(1)  # (B, D')
+        mean, log_var = mean.flatten(1), log_var.flatten(1)  # (B, D')
         if self.config.free_bits <= 0:
-            return per_entry.sum(1)
-        active = per_entry.mean(0) >= self.config.free_bits  # (D',)
+            return kl_to_standard_normal(mean, log_var)
+        active = kl_per_dimension(mean, log_var) >= self.config.free_bits  # (D',)
         floor = self.config.free_bits * float((~active).sum())
-        return (per_entry * active).sum(1) + floor
+        return (kl_per_entry(mean, log_var) * active).sum(1) + floor
 
     def log_prob_from_params(
         self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"
@@ -243,7 +245,7 @@ class PixelVAE(AutoregressiveModel):
         flat_mean, flat_log_var = mean.flatten(1), log_var.flatten(1)
         kl = kl_to_standard_normal(flat_mean, flat_log_var)
         terms = []
-        for sample in range(k):
+        for _ in range(k):
             z = reparameterised_sample(mean, log_var, generator=generator)
             with self.given_latent(z):
                 log_likelihood = super().log_prob_from_params(self(x), x)
@@ -255,10 +257,12 @@ class PixelVAE(AutoregressiveModel):
                     gaussian_log_density(flat, flat_mean, flat_log_var),
                 )
             )
-            if sample == 0:
-                elbo = log_likelihood - kl
-        stacked = [torch.stack(t) for t in zip(*terms, strict=True)]
-        return {"elbo": elbo, "iw": importance_weighted_log_likelihood(*stacked), "kl": kl}
+        stacked = [torch.stack(t) for t in zip(*terms, strict=True)]  # each (K, B)
+        return {
+            "elbo": stacked[0][0] - kl,  # the first sample's reconstruction
+            "iw": importance_weighted_log_likelihood(*stacked),
+            "kl": kl,
+        }
 
     def log_prob(
         self,
