@@ -14,23 +14,26 @@ from pixelrnn.distributions.gaussian import (
     active_units,
     gaussian_log_density,
     importance_weighted_log_likelihood,
-    kl_per_dimension,
-    kl_to_standard_normal,
+    kl_per_entry,
     reparameterised_sample,
     standard_normal_log_density,
 )
 
 
 def test_closed_form_kl_equals_monte_carlo() -> None:
+    """Against N(0, I), and against another diagonal Gaussian (a learned conditional prior)."""
     g = torch.Generator().manual_seed(0)
-    mean = torch.randn(3, 4, generator=g, dtype=torch.float64)
-    log_var = torch.randn(3, 4, generator=g, dtype=torch.float64) * 0.5
+    mean, prior_mean = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    log_var, prior_log_var = torch.randn(2, 3, 4, generator=g, dtype=torch.float64) * 0.5
     z = reparameterised_sample(mean, log_var, 200_000, g)  # (K, B, D)
-    monte_carlo = (gaussian_log_density(z, mean, log_var) - standard_normal_log_density(z)).mean(0)
-    assert torch.allclose(monte_carlo, kl_to_standard_normal(mean, log_var), atol=0.02)
-    assert torch.allclose(
-        kl_per_dimension(mean, log_var).sum() * 3, kl_to_standard_normal(mean, log_var).sum()
-    )
+    log_q = gaussian_log_density(z, mean, log_var)
+    to_standard = (log_q - standard_normal_log_density(z)).mean(0)
+    assert torch.allclose(to_standard, kl_per_entry(mean, log_var).sum(1), atol=0.02)
+    to_prior = (log_q - gaussian_log_density(z, prior_mean, prior_log_var)).mean(0)
+    closed_form = kl_per_entry(mean, log_var, prior_mean, prior_log_var).sum(1)
+    assert torch.allclose(to_prior, closed_form, atol=0.03)
+    zeros = torch.zeros_like(mean)
+    assert torch.allclose(kl_per_entry(mean, log_var, zeros, zeros), kl_per_entry(mean, log_var))
 
 
 def test_the_sample_is_differentiable_in_its_parameters() -> None:
@@ -95,7 +98,7 @@ def test_bounds_approach_the_exact_likelihood_from_below() -> None:
     g = torch.Generator().manual_seed(0)
     # the ELBO: Monte Carlo reconstruction term minus the closed-form KL
     z = reparameterised_sample(mean, log_var, 100_000, g)
-    elbo = model.log_likelihood(x, z).mean(0) - kl_to_standard_normal(mean, log_var)
+    elbo = model.log_likelihood(x, z).mean(0) - kl_per_entry(mean, log_var).sum(1)
     # each bound averaged over 4,000 independent estimates (standard error below 0.02 nats)
     means = {
         k: torch.stack([_bound(model, x, mean, log_var, k, g) for _ in range(4000)]).mean(0)
@@ -119,7 +122,7 @@ def test_prior_as_encoder_and_a_decoder_that_ignores_z_give_the_exact_likelihood
     )
     zeros = torch.zeros(3, 2, dtype=torch.float64)  # q(z | x) = p(z)
     g = torch.Generator().manual_seed(1)
-    assert torch.allclose(kl_to_standard_normal(zeros, zeros), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(kl_per_entry(zeros, zeros).sum(1), torch.zeros(3, dtype=torch.float64))
     for k in (1, 7):
         assert torch.allclose(_bound(model, x, zeros, zeros, k, g), exact)
 
@@ -129,4 +132,9 @@ def test_active_units_count_dimensions_that_vary_with_the_image() -> None:
     mean = torch.zeros(100, 5)
     mean[:, :2] = torch.randn(100, 2, generator=g)
     mean[:, 2] = 1e-3 * torch.randn(100, generator=g)
-    assert active_units(mean) == 2
+    sums = mean.double().sum(0), mean.double().square().sum(0)
+    assert active_units(*sums, 100) == 2
+    variance = mean.double().var(0)  # the sums give torch's unbiased variance
+    for threshold in (*variance.tolist(), 0.5, 2.0):
+        expected = int((variance > threshold * (1 + 1e-9)).sum())
+        assert active_units(*sums, 100, threshold=threshold * (1 + 1e-9)) == expected

@@ -36,11 +36,7 @@ from pixelrnn.models import (
     load_pretrained,
 )
 from pixelrnn.models.pretrained import available_pretrained, pretrained_card
-from pixelrnn.sampling import (
-    completion_grid_images,
-    occlusion_mask,
-    sample_grid,
-)
+from pixelrnn.sampling import completion_grid_images, occlusion_mask
 from pixelrnn.training import TrainConfig, Trainer, evaluate_nll, make_generator
 from pixelrnn.training.distributed import teardown_distributed
 from pixelrnn.units import bits_per_dim
@@ -167,26 +163,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         generator=make_generator(args.seed, "eval", args.split),
         max_images=args.max_images,
         progress=True,
+        importance_samples=args.importance_samples,
     )
     text = json.dumps(result.to_dict(), indent=2)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
-    return 0
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    model = load_model(args)
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    x, ncols = sample_grid(
-        model, args.num, generator, args.label, args.temperature, True, args.method
-    )
-    save_image_grid(x, model.num_levels, args.output, ncols=ncols)
-    what = "samples" if ncols is None else f"samples, one row per class ({ncols} per class)"
-    if args.label is not None:
-        what = f"samples of class {args.label}"
-    print(f"wrote {len(x)} {what} to {args.output}")
     return 0
 
 

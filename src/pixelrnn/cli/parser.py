@@ -14,13 +14,13 @@ from pixelrnn.cli.commands import (
     cmd_models,
     cmd_presets,
     cmd_pretrained,
-    cmd_sample,
     cmd_score,
     cmd_train,
 )
 from pixelrnn.cli.compression import add_compression_parsers
 from pixelrnn.cli.demo import add_demo_parser
 from pixelrnn.cli.flags import add_config_flags, model_config_classes
+from pixelrnn.cli.sampling import GRIDS, cmd_sample
 from pixelrnn.data import (
     DataFormatError,
     DatasetNotFoundError,
@@ -131,17 +131,36 @@ def build_parser() -> argparse.ArgumentParser:
     train_fields = add_config_flags(p.add_argument_group("training"), [TrainConfig])
     p.set_defaults(func=cmd_train, model_fields=model_fields, train_fields=train_fields)
 
-    p = sub.add_parser("evaluate", help="exact test NLL in nats/image and bits/dim")
+    p = sub.add_parser(
+        "evaluate",
+        help="test NLL in nats/image and bits/dim (exact; a latent model's upper bound, KL "
+        "and active units)",
+    )
     _add_run_args(p)
     _add_data_args(p)
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     p.add_argument("--max-images", type=int, help="score only the first N images")
+    p.add_argument(
+        "--importance-samples",
+        type=int,
+        metavar="K",
+        help="latent models: samples of the importance-weighted bound (default: the model's "
+        "eval_samples)",
+    )
     p.add_argument("-o", "--output", help="also write the result JSON here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sample", help="draw samples into a PNG grid")
+    p = sub.add_parser(
+        "sample", help="draw samples into a PNG grid (latent models: also their figures)"
+    )
     _add_run_args(p)
-    p.add_argument("-n", "--num", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        help="number of images (default: 64); reconstructions: images (default: 8); "
+        "interpolation: pairs of images (default: 8)",
+    )
     p.add_argument("-o", "--output", default="samples.png", help="output PNG")
     p.add_argument("--temperature", type=float, default=1.0, help="logit temperature (default: 1)")
     _add_method_arg(p)
@@ -151,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="class of every sample (conditional models); without it a conditional model "
         "draws a class grid, one row per class",
     )
+    p.add_argument(
+        "--grid",
+        choices=GRIDS,
+        help="latent models: vary-top / vary-bottom / vary-noise (what each row shares and "
+        "what changes along it; see docs/models.md), reconstructions of the split's images, "
+        "or interpolations between pairs of them",
+    )
+    _add_data_args(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(

@@ -23,28 +23,27 @@ import torch
 LOG_2PI = math.log(2 * math.pi)
 
 
-def kl_per_entry(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, exp(log_var)) ‖ N(0, 1))`` in nats of every latent entry, closed form.
+def kl_per_entry(
+    mean: torch.Tensor,
+    log_var: torch.Tensor,
+    prior_mean: torch.Tensor | None = None,
+    prior_log_var: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``KL(N(mean, exp(log_var)) ‖ N(prior_mean, exp(prior_log_var)))`` in nats of every
+    latent entry, closed form; the prior is ``N(0, 1)`` when its parameters are not given (a
+    learned conditional prior, e.g. ``p(z_bottom | z_top)`` of a latent hierarchy, gives them).
 
     Shape:
         ``(B, ...)`` each → the same.
     """
-    return 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var)
-
-
-def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, exp(log_var)) ‖ N(0, I))`` in nats, per image.
-
-    Shape:
-        ``(B, D)`` each → ``(B,)``.
-    """
-    return kl_per_entry(mean, log_var).sum(dim=1)
-
-
-def kl_per_dimension(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """The same KL per latent dimension, averaged over the batch (for free bits and for
-    counting active units). Shape: ``(B, D)`` each → ``(D,)``."""
-    return kl_per_entry(mean, log_var).mean(dim=0)
+    if prior_mean is None or prior_log_var is None:
+        return 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var)
+    return 0.5 * (
+        prior_log_var
+        - log_var
+        + (log_var.exp() + (mean - prior_mean).square()) / prior_log_var.exp()
+        - 1.0
+    )
 
 
 def gaussian_log_density(
@@ -94,7 +93,17 @@ def importance_weighted_log_likelihood(
     return torch.logsumexp(weights, dim=0) - math.log(weights.shape[0])
 
 
-def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
+def active_units(
+    mean_sum: torch.Tensor, mean_square_sum: torch.Tensor, count: int, threshold: float = 0.01
+) -> int:
     """Latent dimensions whose posterior mean varies with the image: ``Var_x(E_q[z_d]) >
-    threshold`` (Burda et al. 2016, §5.2), over a batch of means ``(B, D)``."""
-    return int((mean.var(dim=0) > threshold).sum())
+    threshold`` (Burda et al. 2016, §5.2), from the sums over ``count`` images of the means
+    and of their squares (sums add across batches and processes).
+
+    Shape:
+        ``(D,)`` each → a count; the variance is the unbiased one.
+    """
+    if count < 2:
+        raise ValueError(f"active units need the posterior means of >= 2 images, got {count}")
+    variance = (mean_square_sum - mean_sum.square() / count) / (count - 1)
+    return int((variance > threshold).sum())

@@ -4,9 +4,17 @@
 
 * encoder ``q(z | x)``: :class:`~pixelrnn.nn.LatentEncoder`, a diagonal Gaussian over a vector
   (global) or a map (spatial) latent; prior ``p(z) = N(0, I)``;
+* two-level hierarchy (``top_latent_dim``; §3.2): a global top latent ``z_top ~ N(0, I)`` above
+  the spatial one, ``p(z_bottom | z_top)`` a diagonal Gaussian whose parameters a
+  :class:`~pixelrnn.nn.LatentUpsampler` computes from ``z_top``, and a posterior
+  ``q(z_bottom | x) q(z_top | x)`` factorised over the levels. (The paper's conditional prior
+  is itself a PixelCNN over ``z_bottom``; here it is factorised given ``z_top``.) The decoder
+  reads ``z_bottom``;
 * decoder: :class:`~pixelrnn.nn.LatentUpsampler` maps ``z`` to a conditioning map ``s`` with the
   image's height and width, which a PixelCNN or Gated PixelCNN of ``num_layers`` layers reads
   through its spatial conditioning (an unmasked 1×1 convolution of ``s`` in every layer).
+
+Latents are lists with one tensor per level, bottom first: ``[z]`` or ``[z_bottom, z_top]``.
 
 The likelihood is a bound, never exact (:mod:`pixelrnn.distributions.gaussian`): training
 maximises the ELBO (reparameterised; KL weight warmed up over ``kl_warmup_steps``, optional
@@ -21,6 +29,7 @@ the image for a fixed ``z``, which the causality tests and the generation loops 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -29,9 +38,7 @@ import torch
 from pixelrnn.distributions.gaussian import (
     gaussian_log_density,
     importance_weighted_log_likelihood,
-    kl_per_dimension,
     kl_per_entry,
-    kl_to_standard_normal,
     reparameterised_sample,
     standard_normal_log_density,
 )
@@ -55,6 +62,8 @@ class PixelVAEConfig(ModelConfig):
             released MNIST recipe).
         spatial_latent: a latent map ``(D, ⌈H/2^n⌉, ⌈W/2^n⌉)`` instead of a vector.
         latent_downsamplings: ``n`` ≥ 1, stride-2 convolutions of the encoder.
+        top_latent_dim: ``D_top`` of a global latent level above a spatial one (the two-level
+            hierarchy; needs ``spatial_latent``); None: one level.
         latent_channels: width of the encoder and the upsampler.
         conditioning_channels: channels of the conditioning map ``s``.
         decoder: ``"pixelcnn"`` or ``"gated_pixelcnn"``.
@@ -72,6 +81,7 @@ class PixelVAEConfig(ModelConfig):
     latent_dim: int = 16
     spatial_latent: bool = False
     latent_downsamplings: int = 2
+    top_latent_dim: int | None = None
     latent_channels: int = 32
     conditioning_channels: int = 16
     decoder: str = "pixelcnn"
@@ -94,6 +104,14 @@ class PixelVAEConfig(ModelConfig):
         for name in ("latent_dim", "latent_channels", "conditioning_channels", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.top_latent_dim is not None:
+            if self.top_latent_dim < 1:
+                raise ValueError(f"top_latent_dim must be >= 1, got {self.top_latent_dim}")
+            if not self.spatial_latent:
+                raise ValueError(
+                    "a two-level hierarchy (top_latent_dim) puts a global latent above a "
+                    "spatial one: set spatial_latent"
+                )
         if self.free_bits < 0:
             raise ValueError(f"free_bits must be >= 0, got {self.free_bits}")
 
@@ -117,6 +135,20 @@ class PixelVAE(AutoregressiveModel):
             config.spatial_latent,
             config.latent_channels,
             config.latent_downsamplings,
+            config.top_latent_dim,
+        )
+        # p(z_bottom | z_top): mean and log-variance maps (2D, h, w) from the top latent
+        self.bottom_prior = (
+            None
+            if config.top_latent_dim is None
+            else LatentUpsampler(
+                config.top_latent_dim,
+                self.encoder.map_shape,
+                self.encoder.map_shape,
+                2 * config.latent_dim,
+                spatial=False,
+                hidden_channels=config.latent_channels,
+            )
         )
         self.upsampler = LatentUpsampler(
             config.latent_dim,
@@ -151,29 +183,87 @@ class PixelVAE(AutoregressiveModel):
 
     # --- latents ---------------------------------------------------------------------------------
     @property
-    def latent_shape(self) -> tuple[int, ...]:
-        """``(D,)`` or ``(D, h, w)``."""
+    def latent_shapes(self) -> list[tuple[int, ...]]:
+        """One shape per level, bottom first: ``(D,)`` or ``(D, h, w)``, then ``(D_top,)``."""
+        bottom = (self.config.latent_dim,)
         if self.config.spatial_latent:
-            return (self.config.latent_dim, *self.encoder.map_shape)
-        return (self.config.latent_dim,)
+            bottom = (self.config.latent_dim, *self.encoder.map_shape)
+        top = [] if self.config.top_latent_dim is None else [(self.config.top_latent_dim,)]
+        return [bottom, *top]
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``q(z | x)``: mean and log-variance, each ``(B, *latent_shape)``."""
+    def encode(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``q(z | x)``: mean and log-variance per level, each ``(B, *latent_shapes[i])``."""
         return self.encoder(self.normalize(x))
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z ~ p(z) = N(0, I)``. Shape: ``(n, *latent_shape)``."""
-        device = next(self.parameters()).device
-        return torch.randn((n, *self.latent_shape), generator=generator, device=device)
+    def prior_noise(self, n: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Standard normal noise ``ε`` per level, ``(n, *shape)`` each, in the model's dtype
+        (:meth:`latents_from_noise` turns it into prior samples)."""
+        weight = self.upsampler.out.weight
+        return [
+            torch.randn((n, *shape), generator=generator, device=weight.device, dtype=weight.dtype)
+            for shape in self.latent_shapes
+        ]
 
-    def given_latent(self, z: torch.Tensor) -> contextlib.AbstractContextManager[None]:
-        """Run :meth:`forward` with the latent ``z`` ``(B, *latent_shape)``: its conditioning
-        map, computed once, bound to the decoder."""
-        return self.decoder.conditioned_on(self.conditioning_map(z))
+    def latents_from_noise(self, noise: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Prior samples from their noise: ``z_top = ε_top`` and ``z_bottom = μ(z_top) +
+        σ(z_top) · ε_bottom`` in a hierarchy; ``z = ε`` with one level."""
+        if self.bottom_prior is None:
+            return list(noise)
+        mean, log_var = self.bottom_prior_parameters(noise[1])
+        return [mean + (0.5 * log_var).exp() * noise[0], noise[1]]
 
-    def conditioning_map(self, z: torch.Tensor) -> torch.Tensor:
-        """``s = m(z)``. Shape: ``(B, *latent_shape)`` → ``(B, S, H, W)``."""
-        return self.upsampler(z)
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """``z ~ p(z)``: one tensor per level, ``(n, *latent_shapes[i])``."""
+        return self.latents_from_noise(self.prior_noise(n, generator))
+
+    def bottom_prior_parameters(self, z_top: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of ``p(z_bottom | z_top)``. Shape: ``(B, D_top)`` → two
+        ``(B, D, h, w)``."""
+        if self.bottom_prior is None:
+            raise ValueError("this PixelVAE has one latent level")
+        mean, log_var = self.bottom_prior(z_top).chunk(2, dim=1)
+        return mean, log_var
+
+    def prior_log_density(self, z: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``log p(z)`` in nats per image (``p(z_top) p(z_bottom | z_top)`` in a hierarchy).
+        Shape: latents per level → ``(B,)``."""
+        if self.bottom_prior is None:
+            return standard_normal_log_density(z[0].flatten(1))
+        mean, log_var = self.bottom_prior_parameters(z[1])
+        bottom = gaussian_log_density(z[0].flatten(1), mean.flatten(1), log_var.flatten(1))
+        return bottom + standard_normal_log_density(z[1])
+
+    def kl_entries(
+        self, levels: Sequence[tuple[torch.Tensor, torch.Tensor]], z: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """The closed-form KL of every latent entry, all levels side by side: ``KL(q ‖ N(0, I))``
+        for the top level, and in a hierarchy ``KL(q(z_bottom | x) ‖ p(z_bottom | z_top))`` at
+        the sampled ``z_top``. Shape: ``(B, D')``, ``D'`` the latent entries of all levels."""
+        if self.bottom_prior is None:
+            mean, log_var = levels[0]
+            return kl_per_entry(mean, log_var).flatten(1)
+        prior_mean, prior_log_var = self.bottom_prior_parameters(z[1])
+        bottom = kl_per_entry(*levels[0], prior_mean, prior_log_var).flatten(1)
+        return torch.cat([bottom, kl_per_entry(*levels[1])], dim=1)
+
+    def posterior_sample(
+        self,
+        levels: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        generator: torch.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        """``z ~ q(z | x)`` per level, reparameterised (the means when deterministic)."""
+        if self.config.deterministic:
+            return [mean for mean, _ in levels]
+        return [reparameterised_sample(m, v, generator=generator) for m, v in levels]
+
+    def given_latent(self, z: Sequence[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
+        """Run :meth:`forward` with the latents ``z`` (one tensor per level): the bottom level's
+        conditioning map, computed once, bound to the decoder."""
+        return self.decoder.conditioned_on(self.conditioning_map(z[0]))
+
+    def conditioning_map(self, z_bottom: torch.Tensor) -> torch.Tensor:
+        """``s = m(z_bottom)``. Shape: ``(B, *latent_shapes[0])`` → ``(B, S, H, W)``."""
+        return self.upsampler(z_bottom)
 
     # --- the network ---------------------------------------------------------------------------
     def network(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,31 +274,37 @@ class PixelVAE(AutoregressiveModel):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's parameters ``(B, P, H, W)``. Training: ``z`` sampled from ``q(z | x)``
         (its mean when deterministic), the KL kept in :attr:`last_kl`. Otherwise: the bound
-        latent, or the prior mean."""
+        latent, or the prior's mode-like point ``z`` of zero noise."""
         if y is not None:
             raise ValueError("a PixelVAE takes no class labels")
         if self.training:
-            mean, log_var = self.encode(x)
-            z = mean if self.config.deterministic else reparameterised_sample(mean, log_var)
-            self.last_kl = None if self.config.deterministic else self._penalised_kl(mean, log_var)
+            levels = self.encode(x)
+            z = self.posterior_sample(levels)
+            self.last_kl = (
+                None
+                if self.config.deterministic
+                else self._penalised_kl(self.kl_entries(levels, z))
+            )
         elif self.decoder.bound_context is not None:  # inside given_latent
             return self.decoder(x)
         else:
-            dtype = self.upsampler.out.weight.dtype
-            z = torch.zeros((len(x), *self.latent_shape), device=x.device, dtype=dtype)
+            weight = self.upsampler.out.weight
+            zero = [
+                x.new_zeros((len(x), *shape), dtype=weight.dtype) for shape in self.latent_shapes
+            ]
+            z = self.latents_from_noise(zero)
         with self.given_latent(z):
             return self.decoder(x)
 
-    def _penalised_kl(self, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        """The KL per image; with free bits (Kingma et al. 2016), a latent dimension whose KL
-        averaged over the batch is below ``free_bits`` nats costs that floor instead, without
-        gradient. Shape: ``(B, *latent_shape)`` → ``(B,)``."""
-        mean, log_var = mean.flatten(1), log_var.flatten(1)  # (B, D')
+    def _penalised_kl(self, entries: torch.Tensor) -> torch.Tensor:
+        """The KL per image from the KL of every latent entry ``(B, D')``; with free bits
+        (Kingma et al. 2016), an entry whose KL averaged over the batch is below ``free_bits``
+        nats costs that floor instead, without gradient. Shape: → ``(B,)``."""
         if self.config.free_bits <= 0:
-            return kl_to_standard_normal(mean, log_var)
-        active = kl_per_dimension(mean, log_var) >= self.config.free_bits  # (D',)
+            return entries.sum(1)
+        active = entries.mean(0) >= self.config.free_bits  # (D',)
         floor = self.config.free_bits * float((~active).sum())
-        return (kl_per_entry(mean, log_var) * active).sum(1) + floor
+        return (entries * active).sum(1) + floor
 
     def log_prob_from_params(
         self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"
@@ -229,35 +325,34 @@ class PixelVAE(AutoregressiveModel):
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Lower bounds on ``log p(x)`` in nats per image: ``elbo`` (one-sample reconstruction,
-        closed-form KL), ``iw`` (importance-weighted, ``K = num_samples`` or
-        ``eval_samples``), and ``kl``. A deterministic model gives its reconstruction
-        ``log p(x | h)`` as all three (and a KL of 0)."""
+        closed-form KL; in a hierarchy the bottom level's KL at the first sample's ``z_top``),
+        ``iw`` (importance-weighted, ``K = num_samples`` or ``eval_samples``), and ``kl``. A
+        deterministic model gives its reconstruction ``log p(x | h)`` as all three (and a KL
+        of 0)."""
         k = num_samples or self.config.eval_samples
-        mean, log_var = self.encode(x)
+        levels = self.encode(x)
         if self.config.deterministic:
-            with self.given_latent(mean):
+            with self.given_latent(self.posterior_sample(levels)):
                 reconstruction = super().log_prob_from_params(self(x), x)
             return {
                 "elbo": reconstruction,
                 "iw": reconstruction,
                 "kl": torch.zeros_like(reconstruction),
             }
-        flat_mean, flat_log_var = mean.flatten(1), log_var.flatten(1)
-        kl = kl_to_standard_normal(flat_mean, flat_log_var)
-        terms = []
+        terms, kl = [], None
         for _ in range(k):
-            z = reparameterised_sample(mean, log_var, generator=generator)
+            z = self.posterior_sample(levels, generator)
+            if kl is None:  # at the first sample's z_top (exact with one level)
+                kl = self.kl_entries(levels, z).sum(1)
             with self.given_latent(z):
                 log_likelihood = super().log_prob_from_params(self(x), x)
-            flat = z.flatten(1)
-            terms.append(
-                (
-                    log_likelihood,
-                    standard_normal_log_density(flat),
-                    gaussian_log_density(flat, flat_mean, flat_log_var),
-                )
+            log_posterior = sum(
+                gaussian_log_density(zi.flatten(1), m.flatten(1), v.flatten(1))
+                for zi, (m, v) in zip(z, levels, strict=True)
             )
+            terms.append((log_likelihood, self.prior_log_density(z), log_posterior))
         stacked = [torch.stack(t) for t in zip(*terms, strict=True)]  # each (K, B)
+        assert kl is not None
         return {
             "elbo": stacked[0][0] - kl,  # the first sample's reconstruction
             "iw": importance_weighted_log_likelihood(*stacked),

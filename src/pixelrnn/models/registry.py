@@ -265,6 +265,25 @@ PRESETS: dict[str, Preset] = {
         "PixelVAE (Gulrajani et al. 2017), the released MNIST recipe: a 16-dimensional latent, "
         "a 12-layer 5x5 PixelCNN decoder with 16 channels",
     ),
+    "pixelvae-mnist-hierarchical": Preset(
+        "pixelvae",
+        {
+            "image_shape": (1, 28, 28),
+            "num_levels": 2,
+            "latent_dim": 2,
+            "spatial_latent": True,
+            "top_latent_dim": 16,
+            "hidden_channels": 16,
+            "num_layers": 12,
+            "kernel_size": 5,
+            "input_kernel_size": 5,
+            "eval_samples": 100,
+        },
+        "binarized-mnist",
+        "two-level PixelVAE (Gulrajani et al. 2017 §3.2; not a paper size): a 16-dimensional "
+        "global top latent, a 2x7x7 spatial bottom latent with a learned p(z_bottom | z_top), "
+        "the released recipe's 12-layer 5x5 PixelCNN decoder with 16 channels",
+    ),
     "pixelvae-cifar10": Preset(
         "pixelvae",
         {

@@ -4,10 +4,12 @@ PixelCNN auto-encoder, §2.4).
 
 * :class:`LatentEncoder` — ``q(z | x)``: stride-2 convolutions down to a ``(h, w)`` map, then
   either a diagonal Gaussian over a vector ``z`` ``(D,)`` (a global latent) or over a latent
-  map ``(D, h, w)`` (a spatial latent);
+  map ``(D, h, w)`` (a spatial latent); optionally a second, global level above a spatial one
+  (PixelVAE §3.2's two-level hierarchy), read from the same features;
 * :class:`LatentUpsampler` — ``m(z)``: back up to a conditioning map ``s`` with the image's
   height and width, which the decoder reads through its spatial conditioning (an unmasked 1×1
-  convolution of ``s``, added in every layer).
+  convolution of ``s``, added in every layer). With the latent map's size as the output size
+  it also gives the parameters of ``p(z_bottom | z_top)`` in a hierarchy.
 
 Neither looks at pixels in order: the decoder alone is autoregressive.
 """
@@ -36,9 +38,12 @@ class LatentEncoder(nn.Module):
         spatial: a latent map ``(D, h, w)`` instead of a vector ``(D,)``.
         hidden_channels: width of the convolutions.
         downsamplings: number of stride-2 convolutions (``h = ⌈H / 2^n⌉``).
+        top_latent_dim: ``D_top`` of a global level above the first (None: one level). The
+            posterior factorises over the levels, ``q(z_bottom | x) q(z_top | x)``.
 
     Shape:
-        ``(B, C, H, W)`` → mean and log-variance, each ``(B, D)`` or ``(B, D, h, w)``.
+        ``(B, C, H, W)`` → one (mean, log-variance) pair per level, bottom first: each
+        ``(B, D)`` or ``(B, D, h, w)``, then ``(B, D_top)``.
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class LatentEncoder(nn.Module):
         spatial: bool = False,
         hidden_channels: int = 32,
         downsamplings: int = 2,
+        top_latent_dim: int | None = None,
     ) -> None:
         super().__init__()
         c, h, w = image_shape
@@ -63,13 +69,21 @@ class LatentEncoder(nn.Module):
             self.head: nn.Module = nn.Conv2d(channels, 2 * latent_dim, 1)
         else:
             self.head = nn.Linear(channels * math.prod(self.map_shape), 2 * latent_dim)
+        self.top_head = (
+            None
+            if top_latent_dim is None
+            else nn.Linear(channels * math.prod(self.map_shape), 2 * top_latent_dim)
+        )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         features = self.features(x)
-        if not self.spatial:
-            features = features.flatten(1)
-        mean, log_var = self.head(features).chunk(2, dim=1)
-        return mean, log_var
+        flat = features.flatten(1)
+        bottom = self.head(features if self.spatial else flat).chunk(2, dim=1)
+        levels = [(bottom[0], bottom[1])]
+        if self.top_head is not None:
+            top = self.top_head(flat).chunk(2, dim=1)
+            levels.append((top[0], top[1]))
+        return levels
 
 
 class LatentUpsampler(nn.Module):

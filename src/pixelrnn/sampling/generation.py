@@ -136,9 +136,28 @@ def _generate_stages(
 def _generate_given_latent(
     model: PixelVAE, x: torch.Tensor, known: torch.Tensor, request: GenerationRequest
 ) -> torch.Tensor:
-    """A latent model: ``z`` from the prior (the first draws of the generator), its
-    conditioning map computed once, then the decoder fills the image given it. Completion uses
-    the same prior draw: the encoder is not valid on a partial image."""
+    """A latent model: ``z`` from the prior (the first draws of the generator), then the decoder
+    fills the image given it. Completion uses the same prior draw: the encoder is not valid on
+    a partial image."""
+    with torch.no_grad():
+        z = model.prior_sample(len(x), request.generator)
+    return generate_given_latent(model, z, x, known, request)
+
+
+def generate_given_latent(
+    model: PixelVAE,
+    z: list[torch.Tensor],
+    x: torch.Tensor,
+    known: torch.Tensor,
+    request: GenerationRequest,
+) -> torch.Tensor:
+    """Fill the unknown sub-pixels of ``x`` from ``p(x | z)``: the conditioning map of ``z``
+    (one tensor per latent level, ``(B, *shape)``) computed once, then the decoder's cached
+    (or naive) loop.
+
+    Shape:
+        x int64 and known bool ``(B, C, H, W)`` → int64 ``(B, C, H, W)``.
+    """
     if request.step_values is not None:
         raise ValueError(
             "a latent model's images are not coded by their pixels alone (bits-back coding is "
@@ -148,8 +167,7 @@ def _generate_given_latent(
     model.eval()
     try:
         with torch.no_grad():
-            z = model.prior_sample(len(x), request.generator)
-            given_z = model.given_latent(z.to(model.upsampler.out.weight.dtype))
+            given_z = model.given_latent(z)
         with given_z:
             return generate(model.decoder, x, known, request)
     finally:

@@ -1,14 +1,21 @@
-"""Test-set likelihood (conventions §7): NLL summed in float64 over the split, divided once."""
+"""Test-set likelihood (conventions §7): NLL summed in float64 over the split, divided once.
+
+A latent model (PixelVAE) reports bounds, never an exact NLL: the importance-weighted bound with
+``K`` samples as the headline, beside the ELBO, the KL in nats and the number of active latent
+units (posterior collapse shows as few active units and a KL near 0)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
 
 from pixelrnn.data import ImageDataset
+from pixelrnn.distributions.gaussian import active_units
 from pixelrnn.models.base import AutoregressiveModel
+from pixelrnn.models.pixelvae import PixelVAE
 from pixelrnn.training.distributed import DistributedContext
 from pixelrnn.units import bits_per_dim
 
@@ -26,6 +33,12 @@ class EvalResult:
         bits_per_dim: ``nats_per_image / (D · ln 2)``.
         likelihood: ``"exact"``, or for a latent model what the figures are: an upper bound
             on the NLL, and which one.
+        elbo_nats_per_image: a latent model's negative ELBO (an upper bound on the NLL, looser
+            than the importance-weighted one).
+        kl_nats_per_image: a latent model's ``KL(q(z | x) ‖ p(z))``, in nats per image.
+        active_units: latent entries whose posterior mean varies over the images (variance
+            above 0.01; Burda et al. 2016), out of ``latent_dims``.
+        latent_dims: latent entries per image.
     """
 
     dataset: str
@@ -35,19 +48,20 @@ class EvalResult:
     nats_per_image: float
     bits_per_dim: float
     likelihood: str = "exact"
+    elbo_nats_per_image: float | None = None
+    kl_nats_per_image: float | None = None
+    active_units: int | None = None
+    latent_dims: int | None = None
 
     def to_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
+        """The fields that apply (a model without latents has no KL)."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
     def metrics(self) -> dict[str, float | int | str]:
-        """The fields of a ``metrics.jsonl`` record: split, NLL in both units, images."""
-        return {
-            "split": self.split,
-            "nats_per_image": self.nats_per_image,
-            "bits_per_dim": self.bits_per_dim,
-            "num_images": self.num_images,
-            "likelihood": self.likelihood,
-        }
+        """The fields of a ``metrics.jsonl`` record: split, NLL in both units, images, and a
+        latent model's ELBO, KL and active units."""
+        skip = ("dataset", "num_dims")
+        return {name: value for name, value in self.to_dict().items() if name not in skip}
 
 
 def check_labelled(dataset: ImageDataset, model: AutoregressiveModel) -> None:
@@ -84,8 +98,10 @@ def evaluate_nll(
     max_images: int | None = None,
     progress: bool = False,
     context: DistributedContext | None = None,
+    importance_samples: int | None = None,
 ) -> EvalResult:
-    """Exact NLL of ``dataset`` under ``model`` in nats per image and bits per dimension.
+    """NLL of ``dataset`` under ``model`` in nats per image and bits per dimension: exact, or
+    for a latent model the importance-weighted upper bound (with its ELBO, KL and active units).
 
     A class-conditional model is scored given each image's label: ``-log p(x | y)``.
 
@@ -98,15 +114,23 @@ def evaluate_nll(
         progress: show a progress bar.
         context: in a multi-process job, each rank scores every ``world_size``-th batch and the
             float64 sums of nats are added across ranks, so every rank returns the exact total.
+        importance_samples: ``K`` of a latent model's bound (default: its ``eval_samples``).
+            The latent samples come from a generator of their own, seeded by each batch's
+            first index, so a figure depends neither on the global random state nor on the
+            number of processes.
     """
     check_fits(dataset, model)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     if n == 0:
         raise ValueError(f"{dataset.name}/{dataset.split} has no images to evaluate")
+    if importance_samples is not None and importance_samples < 1:
+        raise ValueError(f"importance_samples must be >= 1, got {importance_samples}")
     device = next(model.parameters()).device
+    latent = isinstance(model, PixelVAE)
+    k = (importance_samples or model.config.eval_samples) if latent else None
     was_training = model.training
     model.eval()
-    total = torch.zeros((), dtype=torch.float64)
+    totals: torch.Tensor | None = None  # float64 sums, see _batch_sums
     mine = range(0, n, batch_size)  # this rank's batches
     if context is not None and context.is_distributed:
         mine = mine[context.rank :: context.world_size]
@@ -118,26 +142,65 @@ def evaluate_nll(
             if start not in mine:
                 continue
             y = None if model.num_classes is None else dataset.labels_at(index).to(device)
-            total += -model.log_prob(x, y=y).double().sum().cpu()
+            sums = _batch_sums(model, x, y, k, start)
+            totals = sums if totals is None else totals + sums
     finally:
         model.train(was_training)
+    if totals is None:  # a rank with no batch adds zeros
+        totals = torch.zeros(
+            1 + (3 + 2 * _latent_dims(model) if latent else 0), dtype=torch.float64
+        )
     if context is not None:
-        total = context.all_reduce_sum(total.to(context.collective_device)).cpu()
-    nats = float(total) / n
-    return EvalResult(
+        totals = context.all_reduce_sum(totals.to(context.collective_device)).cpu()
+    nats = float(totals[0]) / n
+    exact = EvalResult(
         dataset.name,
         dataset.split,
         n,
         model.num_dims,
         nats,
         float(bits_per_dim(nats, model.num_dims)),
-        likelihood_name(model),
+        likelihood_name(model, k),
+    )
+    if not latent:
+        return exact
+    dims = _latent_dims(model)
+    mean_sum, mean_square_sum = totals[3 : 3 + dims], totals[3 + dims :]
+    return replace(
+        exact,
+        elbo_nats_per_image=float(totals[1]) / n,
+        kl_nats_per_image=float(totals[2]) / n,
+        active_units=active_units(mean_sum, mean_square_sum, n),
+        latent_dims=dims,
     )
 
 
-def likelihood_name(model: AutoregressiveModel) -> str:
-    """What a model's ``log_prob`` is: ``"exact"``, or the bound a latent model reports."""
+def _latent_dims(model: PixelVAE) -> int:
+    return sum(math.prod(shape) for shape in model.latent_shapes)
+
+
+def _batch_sums(
+    model: AutoregressiveModel,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    k: int | None,
+    start: int,
+) -> torch.Tensor:
+    """The float64 sums a batch adds: ``[NLL]``, or for a latent model ``[−IW bound, −ELBO,
+    KL, Σ posterior means (D'), Σ squared posterior means (D')]``."""
+    if not isinstance(model, PixelVAE):
+        return -model.log_prob(x, y=y).double().sum().cpu().reshape(1)
+    latents = torch.Generator(device=x.device).manual_seed(start)
+    bounds = model.bounds(x, k, latents)
+    means = torch.cat([mean.flatten(1) for mean, _ in model.encode(x)], dim=1).double()
+    figures = torch.stack([-bounds["iw"].sum(), -bounds["elbo"].sum(), bounds["kl"].sum()])
+    return torch.cat([figures.double(), means.sum(0), means.square().sum(0)]).cpu()
+
+
+def likelihood_name(model: AutoregressiveModel, importance_samples: int | None = None) -> str:
+    """What a model's reported figure is: ``"exact"``, or the bound a latent model reports
+    with ``importance_samples`` (default: its ``eval_samples``)."""
     if model.likelihood_kind == "exact":
         return "exact"
-    samples = getattr(model.config, "eval_samples", None)
+    samples = importance_samples or getattr(model.config, "eval_samples", None)
     return f"upper bound on the NLL (importance-weighted, K={samples})"

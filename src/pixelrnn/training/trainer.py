@@ -422,6 +422,12 @@ class Trainer:
                     f"test NLL ({result.num_images} images): {result.nats_per_image:.2f} "
                     f"nats/image, {result.bits_per_dim:.4f} bits/dim{kind}"
                 )
+                if result.kl_nats_per_image is not None:
+                    tqdm.write(
+                        f"ELBO bound {result.elbo_nats_per_image:.2f} nats/image, KL "
+                        f"{result.kl_nats_per_image:.2f} nats, active latent units "
+                        f"{result.active_units}/{result.latent_dims}"
+                    )
         if not self.dist.is_main:
             return result
         draw_final_figures(model, c, test_data or self.valid_data, self.run_dir)

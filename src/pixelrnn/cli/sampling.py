@@ -1,0 +1,82 @@
+"""``pixelrnn sample``: a sample grid, or for a latent model (PixelVAE) one of its figures —
+the hierarchy's ``vary-top`` / ``vary-bottom`` / ``vary-noise`` grids, reconstructions of a
+split's images, or interpolations between them."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from pixelrnn.cli.commands import load_model, run_data_settings
+from pixelrnn.data import load_dataset
+from pixelrnn.images import save_image_grid
+from pixelrnn.models import AutoregressiveModel
+from pixelrnn.models.pixelvae import PixelVAE
+from pixelrnn.sampling import sample_grid
+from pixelrnn.sampling.latent_grids import (
+    LATENT_GRIDS,
+    interpolations,
+    latent_grid,
+    reconstructions,
+)
+from pixelrnn.training import make_generator
+
+GRIDS = (*LATENT_GRIDS, "reconstructions", "interpolation")
+RECONSTRUCTION_ROWS = 3  # draws from p(x | z) under each image
+INTERPOLATION_STEPS = 8
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    model = load_model(args)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    if args.grid is not None:
+        return _latent_figure(model, args, generator)
+    x, ncols = sample_grid(
+        model, args.num or 64, generator, args.label, args.temperature, True, args.method
+    )
+    save_image_grid(x, model.num_levels, args.output, ncols=ncols)
+    what = "samples" if ncols is None else f"samples, one row per class ({ncols} per class)"
+    if args.label is not None:
+        what = f"samples of class {args.label}"
+    print(f"wrote {len(x)} {what} to {args.output}")
+    return 0
+
+
+def _latent_figure(
+    model: AutoregressiveModel, args: argparse.Namespace, generator: torch.Generator
+) -> int:
+    if not isinstance(model, PixelVAE):
+        raise ValueError(
+            f"--grid {args.grid} needs a latent model (PixelVAE), not a {model.model_name}"
+        )
+    if args.grid in LATENT_GRIDS:
+        n = args.num or 64
+        columns = math.ceil(math.sqrt(n))
+        rows = max(1, n // columns)
+        x = latent_grid(model, args.grid, rows, columns, generator, args.temperature)
+        save_image_grid(x, model.num_levels, args.output, ncols=columns)
+        print(f"wrote a {rows}x{columns} {args.grid} grid to {args.output}")
+        return 0
+    n = args.num or 8
+    dataset, binarize = run_data_settings(args.run_dir, args)
+    data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+    count = n if args.grid == "reconstructions" else 2 * n
+    if count > len(data):
+        raise ValueError(f"{dataset}/{args.split} has {len(data)} images, {count} are needed")
+    device = generator.device
+    x = data.batch(slice(0, count), make_generator(args.seed, "data")).to(device)
+    if args.grid == "reconstructions":
+        grid = reconstructions(model, x, RECONSTRUCTION_ROWS, generator)
+        save_image_grid(grid, model.num_levels, args.output, ncols=n)
+        print(
+            f"wrote {n} {args.split} images and {RECONSTRUCTION_ROWS} rows of their "
+            f"reconstructions to {args.output}"
+        )
+        return 0
+    grid = interpolations(model, x[:n], x[n:], INTERPOLATION_STEPS, generator)
+    save_image_grid(grid, model.num_levels, args.output, ncols=INTERPOLATION_STEPS + 2)
+    print(f"wrote {n} latent interpolations between {args.split} images to {args.output}")
+    return 0
