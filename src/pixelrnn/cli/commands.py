@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -17,11 +17,13 @@ from pixelrnn.allocator import active_allocator
 from pixelrnn.cli.flags import given_flags
 from pixelrnn.data import (
     LABELLED_COUNTERPARTS,
+    NOMINAL_DATASETS,
     available_datasets,
     dataset_image_spec,
     dataset_num_classes,
     load_dataset,
 )
+from pixelrnn.data.formats import read_code_grids
 from pixelrnn.device import resolve_device
 from pixelrnn.files import read_json
 from pixelrnn.images import box_mask, read_image, read_mask, save_image_grid
@@ -104,9 +106,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_overrides.setdefault("num_classes", dataset_num_classes(config.dataset))
         if preset is None:
             spec = dataset_image_spec(config.dataset, config.binarize)
-            if spec is not None:
-                model_overrides.setdefault("image_shape", spec[0])
-                model_overrides.setdefault("num_levels", spec[1])
+            if spec is None:  # the files say: read the training split
+                train = load_dataset(config.dataset, config.train_split, args.data_dir)
+                spec = train.image_shape, train.num_levels
+            model_overrides.setdefault("image_shape", spec[0])
+            model_overrides.setdefault("num_levels", spec[1])
+        family = MODELS[preset.model if preset else args.model]
+        if config.dataset in NOMINAL_DATASETS and family.supports_embedding:
+            # codes are names, not intensities (pixelrnn.nn.input_encoding)
+            model_overrides.setdefault("input_encoding", "embedding")
         torch.manual_seed(config.seed)
         model = create_model(args.model, preset=args.preset, **model_overrides)
         run_dir = Path(args.run_dir or Path("runs") / (args.preset or args.model))
@@ -244,37 +252,58 @@ def _known_mask(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.Tenso
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+CODE_SUFFIXES = (".npy", ".npz")  # code grids (pixelrnn.data.formats.code_grids)
+
+
 def image_files(paths: Sequence[str]) -> list[Path]:
-    """The files named, and the image files of the folders named (sorted by name)."""
+    """The files named, and the image and code files of the folders named (sorted by name)."""
     files: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            suffixes = (*IMAGE_SUFFIXES, *CODE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
             if not found:
-                raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+                raise ValueError(f"{path}: no image or code files ({', '.join(suffixes)}) in it")
             files += found
         else:
             files.append(path)
     return files
 
 
+def scored_items(
+    paths: Sequence[str], model: AutoregressiveModel, args: argparse.Namespace
+) -> list[tuple[str, Callable[[], torch.Tensor]]]:
+    """What ``score`` scores, each a name and a reader of its ``(C, H, W)`` levels: the image
+    files, and every grid of a code file (named ``file[i]``)."""
+    items: list[tuple[str, Callable[[], torch.Tensor]]] = []
+    for path in image_files(paths):
+        if path.suffix in CODE_SUFFIXES:
+            codes = torch.from_numpy(read_code_grids(path, model.num_levels).codes)
+            items += [(f"{path}[{i}]", lambda g=grid: g) for i, grid in enumerate(codes)]
+        else:
+            items.append((str(path), lambda p=path: _read(p, model, args)))
+    return items
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    """NLL of every image file under the model, in nats per image and bits per dimension."""
+    """NLL of every image file (every grid of a ``.npy`` / ``.npz`` code file) under the model,
+    in nats per image and bits per dimension."""
     model = load_model(args).eval()
     device = next(model.parameters()).device
-    files = image_files(args.images)
+    items = scored_items(args.images, model, args)
     rows = []
     with torch.no_grad():
-        for start in range(0, len(files), args.batch_size):
-            part = files[start : start + args.batch_size]
-            x = torch.stack([_read(path, model, args) for path in part]).to(device)
+        for start in range(0, len(items), args.batch_size):
+            part = items[start : start + args.batch_size]
+            x = torch.stack([read() for _, read in part]).to(device)
+            model.check_images(x, part[0][0] if len(part) == 1 else "the files' images")
             y = own_labels(model, args.label, len(x))
             nats = -model.log_prob(x, y=None if y is None else y.to(device)).double()
-            for path, value in zip(part, nats.tolist(), strict=True):
+            for (name, _), value in zip(part, nats.tolist(), strict=True):
                 rows.append(
                     {
-                        "file": str(path),
+                        "file": name,
                         "nats_per_image": value,
                         "bits_per_dim": float(bits_per_dim(torch.tensor(value), model.num_dims)),
                     }

@@ -161,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of images (default: 64); reconstructions: images (default: 8); "
         "interpolation: pairs of images (default: 8)",
     )
-    p.add_argument("-o", "--output", default="samples.png", help="output PNG")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="samples.png",
+        help="output PNG; a .npy file holds the values (N, C, H, W), e.g. codes, with a PNG "
+        "preview beside it",
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="logit temperature (default: 1)")
     _add_method_arg(p)
     p.add_argument(
@@ -208,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         "score", help="NLL of your image files (nats per image, bits/dim), as CSV or JSON"
     )
     _add_run_args(p)
-    p.add_argument("images", nargs="+", help="image files and folders of image files")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files, .npy / .npz files of code grids (every grid scored), and folders "
+        "of them",
+    )
     _add_image_args(p)
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="(default: csv)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")

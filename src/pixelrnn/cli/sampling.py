@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from pixelrnn.cli.commands import load_model, run_data_settings
 from pixelrnn.data import load_dataset
+from pixelrnn.files import atomic_write
 from pixelrnn.images import save_image_grid
 from pixelrnn.models import AutoregressiveModel
 from pixelrnn.models.pixelvae import PixelVAE
@@ -37,12 +40,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
     x, ncols = sample_grid(
         model, args.num or 64, generator, args.label, args.temperature, True, args.method
     )
-    save_image_grid(x, model.num_levels, args.output, ncols=ncols)
+    output = Path(args.output)
     what = "samples" if ncols is None else f"samples, one row per class ({ncols} per class)"
     if args.label is not None:
         what = f"samples of class {args.label}"
-    print(f"wrote {len(x)} {what} to {args.output}")
+    if output.suffix == ".npy":  # the values themselves (e.g. codes), and a picture of them
+        atomic_write(output, lambda tmp: _save_npy(tmp, x))
+        preview = output.with_suffix(".png")
+        save_image_grid(x, model.num_levels, preview, ncols=ncols)
+        print(f"wrote {len(x)} {what} to {output} ({tuple(x.shape)} int64), preview {preview}")
+        return 0
+    save_image_grid(x, model.num_levels, output, ncols=ncols)
+    print(f"wrote {len(x)} {what} to {output}")
     return 0
+
+
+def _save_npy(path: Path, x: torch.Tensor) -> None:
+    with open(path, "wb") as f:
+        np.save(f, x.cpu().numpy())
 
 
 def _latent_figure(

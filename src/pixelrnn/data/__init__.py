@@ -2,6 +2,7 @@
 
 from pixelrnn.data.datasets import (
     LABELLED_COUNTERPARTS,
+    NOMINAL_DATASETS,
     ImageDataset,
     available_datasets,
     dataset_image_spec,
@@ -14,6 +15,7 @@ from pixelrnn.data.root import DATA_ENV_VAR, resolve_data_dir
 __all__ = [
     "DATA_ENV_VAR",
     "LABELLED_COUNTERPARTS",
+    "NOMINAL_DATASETS",
     "DataFormatError",
     "DatasetNotFoundError",
     "ImageDataset",

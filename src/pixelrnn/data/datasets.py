@@ -7,6 +7,10 @@
 * ``cifar10``: 256 levels, labels; train = batches 1-4, valid = batch 5, train-full = 1-5, test.
 * ``imagenet32``, ``imagenet64``: 256 levels; train / valid from the user's ``.npz`` files.
 * ``image-folder``: 256 levels; any sub-folder of PNGs under the data dir is a split.
+* ``code-grids``: grids of ``K`` discrete codes (e.g. a VQ-VAE's); any ``<split>.npz`` or
+  ``<split>.npy`` under the data dir is a split (:mod:`pixelrnn.data.formats.code_grids`).
+  ``K``: given, else the file's ``num_levels``, else the largest code + 1 (then any model with
+  at least that many levels scores the split).
 
 ``binarize`` for the grey MNIST-type sets: ``"threshold"`` (pixel/255 > 0.5, fixed) or
 ``"dynamic"`` (a fresh Bernoulli draw with p = pixel/255 every time a batch is made, from the
@@ -32,6 +36,7 @@ from pixelrnn.data.errors import DataFormatError, DatasetNotFoundError
 from pixelrnn.data.formats import (
     read_binarized_mnist_amat,
     read_cifar10_binary,
+    read_code_grids,
     read_downsampled_imagenet_npz,
     read_idx_images,
     read_idx_labels,
@@ -50,11 +55,14 @@ class ImageDataset:
     Attributes:
         name: dataset name.
         split: split name.
-        images: uint8 ``(N, C, H, W)`` raw values (0..255 before binarization).
+        images: uint8 ``(N, C, H, W)`` raw values (0..255 before binarization), or int64
+            codes.
         labels: int64 ``(N,)`` class labels, or None.
         num_levels: discrete levels per sub-pixel of the batches this dataset yields.
         binarize: None, ``"threshold"`` (already applied to ``images``) or ``"dynamic"``.
         num_classes: number of classes when labelled.
+        levels_from_data: ``num_levels`` is the largest value + 1 (no file stated it): a model
+            with more levels scores the split too.
     """
 
     name: str
@@ -64,6 +72,7 @@ class ImageDataset:
     num_levels: int
     binarize: Binarize | None = None
     num_classes: int | None = None
+    levels_from_data: bool = False
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -196,6 +205,36 @@ def _imagenet(name: str, root: Path, split: str) -> ImageDataset:
     )
 
 
+def _code_grids(root: Path, split: str, num_levels: int | None) -> ImageDataset:
+    candidates = [root / f"{split}.npz", root / f"{split}.npy"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise DatasetNotFoundError(
+            f"dataset 'code-grids': no {candidates[0]} nor {candidates[1]} (point --data-dir "
+            "at the folder of your code files)"
+        )
+    grids = read_code_grids(path, num_levels)
+    levels = num_levels or grids.num_levels
+    from_data = levels is None
+    if levels is None:
+        levels = max(2, int(grids.codes.max()) + 1)
+    labels = None if grids.labels is None else torch.from_numpy(grids.labels)
+    classes = None if labels is None else int(labels.max()) + 1
+    return ImageDataset(
+        "code-grids",
+        split,
+        torch.from_numpy(grids.codes),
+        labels,
+        levels,
+        None,
+        classes,
+        levels_from_data=from_data,
+    )
+
+
+# datasets of nominal symbols, whose models read embeddings rather than intensities by default
+NOMINAL_DATASETS = ("code-grids",)
+
 SPLITS: dict[str, tuple[str, ...]] = {
     "binarized-mnist": ("train", "valid", "test"),
     "mnist": ("train", "valid", "train-full", "test"),
@@ -204,6 +243,7 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "imagenet32": ("train", "valid"),
     "imagenet64": ("train", "valid"),
     "image-folder": (),  # any sub-folder name
+    "code-grids": (),  # any <split>.npz / <split>.npy
 }
 
 
@@ -259,6 +299,7 @@ def load_dataset(
     download: bool = True,
     binarize: Binarize | None = None,
     channels: int = 3,
+    num_levels: int | None = None,
 ) -> ImageDataset:
     """Load one split of a named dataset.
 
@@ -269,6 +310,7 @@ def load_dataset(
         download: fetch missing files from the canonical sources (checksums verified).
         binarize: for ``mnist`` / ``fashion-mnist``: ``"threshold"`` or ``"dynamic"``.
         channels: for ``image-folder``: 1 (grey) or 3 (RGB).
+        num_levels: for ``code-grids``: the number of codes ``K`` (every code must lie below).
 
     Raises:
         ValueError: unknown dataset, split or option.
@@ -281,6 +323,8 @@ def load_dataset(
         raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {list(SPLITS[name])}")
     if binarize is not None and name not in ("mnist", "fashion-mnist"):
         raise ValueError(f"binarize applies to mnist and fashion-mnist only, not {name!r}")
+    if num_levels is not None and name != "code-grids":
+        raise ValueError(f"num_levels applies to code-grids only, not {name!r}")
     if binarize not in (None, "threshold", "dynamic"):
         raise ValueError(f"binarize must be 'threshold', 'dynamic' or None, got {binarize!r}")
     root = resolve_data_dir(data_dir)
@@ -294,5 +338,7 @@ def load_dataset(
         return _cifar10(root, split, download)
     if name in ("imagenet32", "imagenet64"):
         return _imagenet(name, root, split)
+    if name == "code-grids":
+        return _code_grids(root, split, num_levels)
     images = read_image_folder(root / split, channels)
     return ImageDataset(name, split, torch.from_numpy(images), None, 256)

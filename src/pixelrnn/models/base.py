@@ -21,6 +21,7 @@ from torch import nn
 
 from pixelrnn.config_io import DictConfig
 from pixelrnn.distributions import DISTRIBUTIONS, OutputDistribution, make_distribution
+from pixelrnn.nn.input_encoding import INPUT_ENCODINGS, InputEncoding
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,19 @@ class ModelConfig(DictConfig):
             through an unmasked 1×1 convolution (the conditional stage of the Multi-Scale
             PixelRNN, PixelRNN §3.4); None: no conditioning map. Models that take one list it
             in ``supports_context``.
+        input_encoding: how the network reads a level: ``"intensity"`` (scaled to
+            ``[-1, 1]``, for ordered pixel values) or ``"embedding"`` (a learned vector per
+            level, for nominal symbols such as VQ-VAE codes; models that take it list it in
+            ``supports_embedding``). See :mod:`pixelrnn.nn.input_encoding`.
+        embedding_dim: features per sub-pixel of the ``"embedding"`` encoding.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
     num_levels: int = 2
     distribution: str = "auto"
     context_channels: int | None = None
+    input_encoding: str = "intensity"
+    embedding_dim: int = 16
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.image_shape)
@@ -50,6 +58,11 @@ class ModelConfig(DictConfig):
             raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {shape}")
         if self.num_levels < 2:
             raise ValueError(f"num_levels must be at least 2, got {self.num_levels}")
+        if self.input_encoding not in INPUT_ENCODINGS:
+            raise ValueError(
+                f"input_encoding must be one of {', '.join(INPUT_ENCODINGS)}, "
+                f"got {self.input_encoding!r}"
+            )
         if self.context_channels is not None and self.context_channels < 1:
             raise ValueError(f"context_channels must be >= 1 or None, got {self.context_channels}")
         if self.distribution != "auto" and self.distribution.partition(":")[0] not in DISTRIBUTIONS:
@@ -88,6 +101,8 @@ class AutoregressiveModel(nn.Module, abc.ABC):
     model_name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     supports_context: ClassVar[bool] = False
+    # models whose first layer can read learned embeddings of the levels (input_encoding)
+    supports_embedding: ClassVar[bool] = False
     # "exact": log_prob is the log-likelihood; "bound": a lower bound on it (latent models)
     likelihood_kind: ClassVar[str] = "exact"
 
@@ -97,11 +112,19 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}")
         if config.context_channels is not None and not self.supports_context:
             raise ValueError(f"{self.model_name} takes no conditioning map (context_channels)")
+        if config.input_encoding != "intensity" and not self.supports_embedding:
+            raise ValueError(
+                f"{self.model_name} reads levels as intensities only "
+                f"(input_encoding={config.input_encoding!r} is not available for it)"
+            )
         self.config = config
         # the conditioning map that forward() and the generation loops use (conditioned_on)
         self.bound_context: torch.Tensor | None = None
         self.distribution: OutputDistribution = make_distribution(
             config.distribution, config.num_levels
+        )
+        self.input_encoding = InputEncoding(
+            config.image_shape[0], config.num_levels, config.input_encoding, config.embedding_dim
         )
 
     # --- properties -----------------------------------------------------------------------
@@ -130,6 +153,11 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         distributions; one for distributions over whole pixels, whose parameters at a pixel may
         see none of its channels (mask A then hides the whole current pixel, PixelCNN++ §2.2)."""
         return 1 if self.distribution.joint_channels else self.image_shape[0]
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the first layer's input: ``C``, or ``C · E`` with an embedding."""
+        return self.input_encoding.out_channels
 
     @property
     def num_params_out(self) -> int:
@@ -212,9 +240,13 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             self.bound_context = before
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Scale integer levels ``[0, K)`` to floats in ``[-1, 1]`` (PixelRNN §5.2: centring)."""
-        dtype = next(self.parameters()).dtype
-        return x.to(dtype) * (2.0 / (self.num_levels - 1)) - 1.0
+        """The network's input features of integer levels ``[0, K)``: floats in ``[-1, 1]``
+        (PixelRNN §5.2: centring), or learned embeddings (``input_encoding``).
+
+        Shape:
+            ``(B, C, H, W)`` → ``(B, input_channels, H, W)``.
+        """
+        return self.input_encoding(x, next(self.parameters()).dtype)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Distribution parameters for every position.

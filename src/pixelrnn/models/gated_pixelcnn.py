@@ -99,13 +99,14 @@ class GatedPixelCNN(AutoregressiveModel):
     model_name = "gated_pixelcnn"
     config_class = GatedPixelCNNConfig
     supports_context = True
+    supports_embedding = True
 
     def __init__(self, config: GatedPixelCNNConfig) -> None:
         super().__init__(config)
-        c, height, width = config.image_shape
+        _, height, width = config.image_shape
         p, g = config.hidden_channels, self.mask_groups
         self.layers = nn.ModuleList(
-            GatedLayer(c, p, config.input_kernel_size, g, first=True)
+            GatedLayer(self.input_channels, p, config.input_kernel_size, g, first=True)
             if k == 0
             else GatedLayer(p, p, config.kernel_size, g)
             for k in range(config.num_layers)

@@ -89,6 +89,12 @@ def model_config_dict(model: AutoregressiveModel) -> dict[str, Any]:
     }
 
 
+# config fields added after the first fingerprinted files: left out of the fingerprint at their
+# default values, so that a model's fingerprint (and the .prnn files that name it) stays the same
+LATER_FIELD_DEFAULTS: dict[str, object] = {"input_encoding": "intensity", "embedding_dim": 16}
+_NOT_A_DEFAULT = object()
+
+
 def model_fingerprint(model: AutoregressiveModel) -> bytes:
     """A SHA-256 of what the model computes: its registry name and config (not the package
     version) and every tensor of its state — name, dtype, shape and bytes, in name order.
@@ -99,6 +105,11 @@ def model_fingerprint(model: AutoregressiveModel) -> bytes:
     """
     digest = hashlib.sha256()
     config = {k: v for k, v in model_config_dict(model).items() if k != "pixelrnn_version"}
+    config["config"] = {
+        name: value
+        for name, value in config["config"].items()
+        if LATER_FIELD_DEFAULTS.get(name, _NOT_A_DEFAULT) != value
+    }
     digest.update(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(state_dict_for_saving(model).items()):
         digest.update(f"\n{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())

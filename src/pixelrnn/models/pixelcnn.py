@@ -92,12 +92,13 @@ class PixelCNN(AutoregressiveModel):
     model_name = "pixelcnn"
     config_class = PixelCNNConfig
     supports_context = True
+    supports_embedding = True
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
-        c, g = config.image_shape[0], self.mask_groups
+        g = self.mask_groups
         h2 = 2 * config.hidden_channels
-        self.input_conv = MaskedConv2d(c, h2, config.input_kernel_size, "A", g)
+        self.input_conv = MaskedConv2d(self.input_channels, h2, config.input_kernel_size, "A", g)
         self.blocks = nn.ModuleList(
             ResidualBlock(config.hidden_channels, config.kernel_size, g)
             for _ in range(config.num_layers)

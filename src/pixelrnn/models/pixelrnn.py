@@ -97,10 +97,11 @@ class PixelRNN(AutoregressiveModel):
     config_class = PixelRNNConfig
     layer_class: ClassVar[type[nn.Module]]
     supports_context = True
+    supports_embedding = True
 
     def __init__(self, config: PixelRNNConfig) -> None:
         super().__init__(config)
-        c, g = config.image_shape[0], self.mask_groups
+        c, g = self.input_channels, self.mask_groups
         h = config.hidden_channels
         if config.full_context and self.layer_class is not DiagonalBiLSTM:
             raise ValueError("full_context applies to the Diagonal BiLSTM only")

@@ -80,7 +80,10 @@ def check_labelled(dataset: ImageDataset, model: AutoregressiveModel) -> None:
 def check_fits(dataset: ImageDataset, model: AutoregressiveModel) -> None:
     """Raise a clear error unless ``model`` scores ``dataset``'s images: the same levels and
     shape, and labels where the model is class-conditional."""
-    if dataset.num_levels != model.num_levels or dataset.image_shape != model.image_shape:
+    levels_fit = dataset.num_levels == model.num_levels or (
+        dataset.levels_from_data and dataset.num_levels <= model.num_levels
+    )
+    if not levels_fit or dataset.image_shape != model.image_shape:
         raise ValueError(
             f"{dataset.name}/{dataset.split} has {dataset.num_levels}-level images of shape "
             f"{dataset.image_shape}; the model expects {model.num_levels} levels and shape "

@@ -107,8 +107,8 @@ def _fill(
     unknown = ~known
     # per sub-pixel: does any / every image need it drawn? (plain lists: no tensor ops per step)
     any_needed, all_needed = unknown.any(0).tolist(), unknown.all(0).tolist()  # [C][H][W]
-    x_norm = model.normalize(x)
-    scale = 2.0 / (model.num_levels - 1)  # normalize: level · scale − 1
+    x_norm = model.normalize(x)  # (B, C · width, H, W): width features per sub-pixel
+    encoding, width = model.input_encoding, model.input_encoding.width
     stepper = make_stepper(model, x_norm, y)
     # (H, W, B, C) views: a pixel's (B, C) entries by two selects (indexing x[:, part, i, j]
     # costs several times more, and this loop runs once per sub-pixel)
@@ -136,12 +136,13 @@ def _fill(
                 whole_pixel = len(channels) == c  # one draw for every channel
                 if not all(all_needed[ch][i][j] for ch in channels):
                     draw = torch.where(unknown[:, part, i, j], draw, x[:, part, i, j])
+                features = encoding.values(draw, channels[0], x_norm.dtype)
                 if whole_pixel:
                     pixel.copy_(draw)
-                    pixel_norm.copy_(draw).mul_(scale).sub_(1.0)
+                    pixel_norm.copy_(features)
                 else:
                     pixel[:, part].copy_(draw)
-                    pixel_norm[:, part].copy_(draw).mul_(scale).sub_(1.0)
+                    pixel_norm[:, channels[0] * width : (channels[-1] + 1) * width].copy_(features)
             # The caches must hold this pixel's activations for its final values. Features at a
             # pixel never depend on its own last channel (mask A, then mask B), nor on a joint
             # pixel's channels, so a call that sampled the last channel already left them final.

@@ -1,0 +1,119 @@
+"""Code grids (``code-grids``): reading ``.npy`` / ``.npz`` files with their checks, and a prior
+over a user's codes through the command line — train (embedded inputs by default), evaluate,
+sample to ``.npy`` with a PNG preview, score and complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixelrnn.cli import main
+from pixelrnn.data import DataFormatError, load_dataset
+from pixelrnn.data.formats import read_code_grids
+from pixelrnn.models import load_pretrained
+
+
+def write_codes(folder: Path, k: int = 12, n: int = 40, seed: int = 0) -> np.ndarray:
+    """Structured 6×6 codes (each row repeats a code) in train.npz (with K and labels),
+    valid.npz and test.npy. Returns the training codes ``(N, 6, 6)``."""
+    rng = np.random.default_rng(seed)
+    codes = np.repeat(rng.integers(0, k, size=(3 * n, 6, 1)), 6, axis=2).astype(np.int16)
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = rng.integers(0, 3, size=n)
+    np.savez(folder / "train.npz", codes=codes[:n], labels=labels, num_levels=np.int64(k))
+    np.savez(folder / "valid.npz", codes=codes[n : 2 * n], num_levels=np.int64(k))
+    np.save(folder / "test.npy", codes[2 * n :])
+    return codes[:n]
+
+
+def test_files_are_read_with_their_levels_and_labels(tmp_path: Path) -> None:
+    codes = write_codes(tmp_path)
+    grids = read_code_grids(tmp_path / "train.npz")
+    assert grids.codes.shape == (40, 1, 6, 6) and grids.codes.dtype == np.int64
+    assert grids.num_levels == 12 and grids.labels is not None and len(grids.labels) == 40
+    assert np.array_equal(grids.codes[:, 0], codes)
+    train = load_dataset("code-grids", "train", tmp_path)
+    assert train.num_levels == 12 and not train.levels_from_data and train.num_classes == 3
+    test = load_dataset("code-grids", "test", tmp_path)  # .npy: K from the largest code
+    assert test.levels_from_data and test.num_levels == int(test.images.max()) + 1
+    assert load_dataset("code-grids", "test", tmp_path, num_levels=12).num_levels == 12
+
+
+def test_bad_codes_are_refused_naming_file_grid_and_value(tmp_path: Path) -> None:
+    codes = np.zeros((3, 2, 4, 4), dtype=np.int32)
+    codes[2, 1, 3, 0] = 9
+    np.save(tmp_path / "c.npy", codes)
+    with pytest.raises(DataFormatError, match=r"c\.npy: code 9 at grid 2, position \(1, 3, 0\)"):
+        read_code_grids(tmp_path / "c.npy", num_levels=8)
+    np.save(tmp_path / "neg.npy", -codes)
+    with pytest.raises(DataFormatError, match=r"code -9 at grid 2.*must be >= 0"):
+        read_code_grids(tmp_path / "neg.npy")
+    np.save(tmp_path / "float.npy", codes.astype(np.float32))
+    with pytest.raises(DataFormatError, match="codes must be integers"):
+        read_code_grids(tmp_path / "float.npy")
+    np.savez(tmp_path / "k.npz", codes=codes, num_levels=np.int64(16))
+    with pytest.raises(DataFormatError, match="holds codes of K = 16, expected K = 8"):
+        read_code_grids(tmp_path / "k.npz", num_levels=8)
+    np.savez(tmp_path / "nokey.npz", grids=codes)
+    with pytest.raises(DataFormatError, match="no 'codes' array"):
+        read_code_grids(tmp_path / "nokey.npz")
+    (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DataFormatError, match=r"not a readable \.npy file"):
+        read_code_grids(tmp_path / "broken.npy")
+    with pytest.raises(FileNotFoundError, match=r"no .*nothing\.npz nor .*nothing\.npy"):
+        load_dataset("code-grids", "nothing", tmp_path)
+
+
+def test_a_prior_over_a_users_codes_through_the_command_line(tmp_path: Path, capsys) -> None:
+    codes_dir, run = tmp_path / "codes", tmp_path / "prior"
+    write_codes(codes_dir)
+    args = ["train", "--model", "pixelcnn", "--dataset", "code-grids", "--data-dir", str(codes_dir)]
+    args += ["--hidden-channels", "8", "--num-layers", "2", "--epochs", "2", "--batch-size", "8"]
+    args += ["--num-samples", "4", "--num-completions", "1", "--run-dir", str(run)]
+    assert main(args) == 0
+    model = load_pretrained(run / "best")
+    assert model.config.input_encoding == "embedding" and model.num_levels == 12
+    assert model.image_shape == (1, 6, 6)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(codes_dir)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dataset"] == "code-grids" and result["num_images"] == 40
+    assert 0 < result["bits_per_dim"] < np.log2(12)  # bits per code, below a uniform prior's
+    out = tmp_path / "sampled.npy"
+    assert main(["sample", str(run), "-n", "5", "-o", str(out)]) == 0
+    sampled = np.load(out)
+    assert sampled.shape == (5, 1, 6, 6) and sampled.dtype == np.int64
+    assert sampled.min() >= 0 and sampled.max() < 12 and out.with_suffix(".png").is_file()
+    capsys.readouterr()
+    assert main(["score", str(run), str(out), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in rows] == [f"{out}[{i}]" for i in range(5)]
+    with torch.no_grad():
+        expected = -model.log_prob(torch.from_numpy(sampled)).double()
+    assert np.allclose([r["nats_per_image"] for r in rows], expected.numpy())
+    assert (
+        main(
+            [
+                "complete",
+                str(run),
+                "--data-dir",
+                str(codes_dir),
+                "-n",
+                "2",
+                "-o",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
+    bad = np.full((1, 6, 6), 12)
+    np.save(tmp_path / "bad.npy", bad)
+    assert main(["score", str(run), str(tmp_path / "bad.npy")]) != 0
+    assert (
+        "code 12 at grid 0, position (0, 0, 0): codes must lie in [0, 12)"
+        in capsys.readouterr().err
+    )
