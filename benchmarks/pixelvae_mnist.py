@@ -54,7 +54,10 @@ def main() -> None:
         result = evaluate_nll(
             model, data, args.batch_size, max_images=args.max_images, importance_samples=args.k
         )
-        runs[Path(folder).name] = {
+        name = Path(folder).name
+        if name in ("best", "last"):  # a run's checkpoint: named by its run
+            name = Path(folder).parent.name
+        runs[name] = {
             "model": model.model_name,
             "layers": model.config.num_layers,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -62,7 +65,7 @@ def main() -> None:
             "evaluate_s": time.perf_counter() - start,
             "sample_16_s": sample_seconds(model),
         }
-        print(json.dumps({Path(folder).name: runs[Path(folder).name]}, indent=2), flush=True)
+        print(json.dumps({name: runs[name]}, indent=2), flush=True)
     report = {"k": args.k, "runs": runs, "machine": machine_info()}
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

@@ -105,6 +105,9 @@ class AutoregressiveModel(nn.Module, abc.ABC):
     supports_embedding: ClassVar[bool] = False
     # "exact": log_prob is the log-likelihood; "bound": a lower bound on it (latent models)
     likelihood_kind: ClassVar[str] = "exact"
+    # False for a model whose outputs are independent given its latents (a VQ-VAE's decoder):
+    # the causality tests hold every other model to the generation order
+    autoregressive: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -271,6 +274,11 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         if y is None:
             return self.network(self.normalize(x), **extra)
         return self.network(self.normalize(x), y.to(x.device).long(), **extra)
+
+    def likelihood_name(self, importance_samples: int | None = None) -> str:
+        """What :meth:`log_prob` gives: ``"exact"``, or which bound a latent model reports
+        (``importance_samples``: ``K`` of an importance-weighted one)."""
+        return "exact"
 
     def set_training_step(self, step: int) -> None:
         """Told the number of the training step about to run (the trainer calls it before

@@ -176,6 +176,10 @@ class PixelVAE(AutoregressiveModel):
         self.kl_weight = 1.0  # below 1 during the KL warm-up (set_training_step)
         self.last_kl: torch.Tensor | None = None  # (B,) of the last training forward
 
+    def likelihood_name(self, importance_samples: int | None = None) -> str:
+        k = importance_samples or self.config.eval_samples
+        return f"upper bound on the NLL (importance-weighted, K={k})"
+
     def set_training_step(self, step: int) -> None:
         """The KL weight of step ``step``: rising linearly to 1 over ``kl_warmup_steps``."""
         warmup = self.config.kl_warmup_steps

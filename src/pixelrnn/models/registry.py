@@ -17,6 +17,7 @@ from pixelrnn.models.pixelcnn import PixelCNN
 from pixelrnn.models.pixelcnn_pp import PixelCNNPP
 from pixelrnn.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 from pixelrnn.models.pixelvae import PixelVAE
+from pixelrnn.models.vqvae import VQVAE
 
 MODELS: dict[str, type[AutoregressiveModel]] = {
     m.model_name: m
@@ -28,6 +29,7 @@ MODELS: dict[str, type[AutoregressiveModel]] = {
         PixelCNNPP,
         MultiScalePixelRNN,
         PixelVAE,
+        VQVAE,
     )
 }
 
@@ -304,6 +306,54 @@ PRESETS: dict[str, Preset] = {
         "cifar10",
         "PixelVAE for CIFAR-10 (not a paper size): an 8x8x8 spatial latent, a 6-layer Gated "
         "PixelCNN decoder",
+    ),
+    "vqvae-tiny": Preset(
+        "vqvae",
+        {
+            "image_shape": (1, 8, 8),
+            "num_levels": 2,
+            "num_codes": 8,
+            "code_dim": 4,
+            "hidden_channels": 8,
+            "residual_channels": 4,
+            "num_residual_blocks": 1,
+            "downsamplings": 1,
+        },
+        "binarized-mnist",
+        "a small VQ-VAE for tests and smoke runs (not a paper size)",
+    ),
+    "vqvae-mnist": Preset(
+        "vqvae",
+        {
+            "image_shape": (1, 28, 28),
+            "num_levels": 2,
+            "num_codes": 64,
+            "code_dim": 16,
+            "hidden_channels": 64,
+            "residual_channels": 32,
+            "num_residual_blocks": 2,
+            "downsamplings": 2,
+        },
+        "binarized-mnist",
+        "VQ-VAE for binarized MNIST (not a paper size): 7x7 codes, K = 64, D = 16, a Bernoulli "
+        "decoder",
+    ),
+    "vqvae-cifar10": Preset(
+        "vqvae",
+        {
+            "image_shape": (3, 32, 32),
+            "num_levels": 256,
+            "num_codes": 512,
+            "code_dim": 64,
+            "hidden_channels": 128,
+            "residual_channels": 32,
+            "num_residual_blocks": 2,
+            "downsamplings": 2,
+            "distribution": "logistic_mixture",
+        },
+        "cifar10",
+        "VQ-VAE for CIFAR-10 (van den Oord et al. 2017 §4.1 sizes, halved width): 8x8 codes, "
+        "K = 512, D = 64, a discretized logistic mixture decoder",
     ),
     "pixelcnnpp-tiny": Preset(
         "pixelcnnpp",

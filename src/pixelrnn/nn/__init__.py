@@ -14,9 +14,17 @@ from pixelrnn.nn.gated import (
     VerticalStackConv,
     gated_activation,
 )
-from pixelrnn.nn.latent import LatentEncoder, LatentUpsampler
+from pixelrnn.nn.input_encoding import InputEncoding
+from pixelrnn.nn.latent import (
+    LatentEncoder,
+    LatentUpsampler,
+    ResidualStack,
+    doubling_stack,
+    halving_stack,
+)
 from pixelrnn.nn.lstm_cell import lstm_cell
 from pixelrnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups, gate_groups
+from pixelrnn.nn.quantize import Quantized, VectorQuantizer, codebook_usage
 from pixelrnn.nn.row_lstm import RowLSTM
 from pixelrnn.nn.shifted_conv import (
     GatedResNet,
@@ -36,22 +44,29 @@ __all__ = [
     "GatedLayer",
     "GatedResNet",
     "HorizontalStackConv",
+    "InputEncoding",
     "LatentEncoder",
     "LatentUpsampler",
     "MaskedConv2d",
+    "Quantized",
+    "ResidualStack",
     "RowLSTM",
     "ShiftedConv2d",
     "ShiftedConvTranspose2d",
     "SpatialConditioning",
+    "VectorQuantizer",
     "VerticalStackConv",
     "causal_mask",
     "channel_groups",
+    "codebook_usage",
     "concat_elu",
     "context_terms",
     "data_dependent_init",
+    "doubling_stack",
     "down_shift",
     "gate_groups",
     "gated_activation",
+    "halving_stack",
     "lstm_cell",
     "right_shift",
     "skew",

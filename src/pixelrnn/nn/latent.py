@@ -22,6 +22,36 @@ import torch
 from torch import nn
 
 
+def halving_stack(
+    in_channels: int,
+    channels: int,
+    steps: int,
+    kernel_size: int = 3,
+    activation: type[nn.Module] = nn.ELU,
+) -> list[nn.Module]:
+    """``steps`` stride-2 convolutions (padding 1), each followed by ``activation``: the
+    downsampling of the latent models' encoders (3×3 + ELU in PixelVAE, 4×4 + ReLU in
+    VQ-VAE). Shape: ``(B, in_channels, H, W)`` → ``(B, channels, ⌈H/2^n⌉, ⌈W/2^n⌉)`` for 3×3,
+    ``(H/2^n, W/2^n)`` for 4×4 on even sides."""
+    layers: list[nn.Module] = []
+    for step in range(steps):
+        source = in_channels if step == 0 else channels
+        layers += [nn.Conv2d(source, channels, kernel_size, stride=2, padding=1), activation()]
+    return layers
+
+
+def doubling_stack(
+    channels: int, steps: int, activation: type[nn.Module] = nn.ELU
+) -> list[nn.Module]:
+    """``steps`` times ``activation`` then a 4×4 stride-2 transposed convolution (padding 1):
+    the upsampling of the latent models' decoders. Shape: ``(B, C, h, w)`` →
+    ``(B, C, 2^n h, 2^n w)``."""
+    layers: list[nn.Module] = []
+    for _ in range(steps):
+        layers += [activation(), nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1)]
+    return layers
+
+
 def _downsampled(size: int, steps: int) -> int:
     """A side after ``steps`` stride-2 convolutions with padding 1 and kernel 3."""
     for _ in range(steps):
@@ -57,12 +87,8 @@ class LatentEncoder(nn.Module):
     ) -> None:
         super().__init__()
         c, h, w = image_shape
-        layers: list[nn.Module] = []
-        channels = c
-        for _ in range(downsamplings):
-            layers += [nn.Conv2d(channels, hidden_channels, 3, stride=2, padding=1), nn.ELU()]
-            channels = hidden_channels
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*halving_stack(c, hidden_channels, downsamplings))
+        channels = hidden_channels if downsamplings else c
         self.spatial, self.latent_dim = spatial, latent_dim
         self.map_shape = (_downsampled(h, downsamplings), _downsampled(w, downsamplings))
         if spatial:
@@ -123,13 +149,7 @@ class LatentUpsampler(nn.Module):
             math.ceil(math.log2(size / side))
             for size, side in zip(image_size, map_shape, strict=True)
         )
-        layers: list[nn.Module] = []
-        for _ in range(max(doublings, 0)):
-            layers += [
-                nn.ELU(),
-                nn.ConvTranspose2d(hidden_channels, hidden_channels, 4, stride=2, padding=1),
-            ]
-        self.upsample = nn.Sequential(*layers)
+        self.upsample = nn.Sequential(*doubling_stack(hidden_channels, max(doublings, 0)))
         self.out = nn.Conv2d(hidden_channels, out_channels, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -140,3 +160,29 @@ class LatentUpsampler(nn.Module):
         # a side that doubled past the image's (an odd size) is cropped back
         features = features[:, :, : self.image_size[0], : self.image_size[1]]
         return self.out(features)
+
+
+class ResidualStack(nn.Module):
+    """Residual blocks ``h + conv1×1(ReLU(conv3×3(ReLU(h))))``, then a ReLU (the VQ-VAE
+    encoder's and decoder's blocks, van den Oord et al. 2017 §4.1).
+
+    Shape:
+        ``(B, C, H, W)`` → the same.
+    """
+
+    def __init__(self, channels: int, residual_channels: int, num_blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.ReLU(),
+                nn.Conv2d(channels, residual_channels, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(residual_channels, channels, 1),
+            )
+            for _ in range(num_blocks)
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            h = h + block(h)
+        return torch.relu(h)

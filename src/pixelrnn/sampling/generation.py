@@ -20,6 +20,7 @@ import torch
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.multiscale import MultiScalePixelRNN
 from pixelrnn.models.pixelvae import PixelVAE
+from pixelrnn.models.vqvae import VQVAE
 from pixelrnn.sampling.cached import generate_cached
 from pixelrnn.sampling.naive import generate_naive
 from pixelrnn.sampling.request import GenerationRequest
@@ -106,6 +107,13 @@ def generate(
     """
     if isinstance(model, PixelVAE):
         return _generate_given_latent(model, x, known, request)
+    if isinstance(model, VQVAE):  # codes from the uniform prior (a learned one: two_stage)
+        h, w = model.code_shape
+        device = x.device
+        codes = torch.randint(
+            model.config.num_codes, (len(x), h, w), generator=request.generator, device=device
+        )
+        return generate_given_codes(model, codes, x, known, request)
     if request.method == "naive":
         return generate_naive(model, x, known, request)
     if isinstance(model, MultiScalePixelRNN):
@@ -170,5 +178,35 @@ def generate_given_latent(
             given_z = model.given_latent(z)
         with given_z:
             return generate(model.decoder, x, known, request)
+    finally:
+        model.train(was_training)
+
+
+def generate_given_codes(
+    model: VQVAE,
+    codes: torch.Tensor,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    request: GenerationRequest,
+) -> torch.Tensor:
+    """Fill the unknown sub-pixels of ``x`` from a VQ-VAE's ``p(x | z_q(codes))`` (sub-pixels
+    independent given the codes: one decoder pass for the cached loop).
+
+    Shape:
+        codes int64 ``(B, h, w)``; x int64 and known bool ``(B, C, H, W)`` → int64
+        ``(B, C, H, W)``.
+    """
+    if request.step_values is not None:
+        raise ValueError(
+            "a VQ-VAE's images are not coded by their pixels alone: compress with the "
+            "two-stage model"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with model.given_codes(codes.to(x.device)):
+            if request.method == "naive":
+                return generate_naive(model, x, known, request)
+            return generate_cached(model, x, known, request)
     finally:
         model.train(was_training)

@@ -16,6 +16,8 @@ from pixelrnn.data import ImageDataset
 from pixelrnn.distributions.gaussian import active_units
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.pixelvae import PixelVAE
+from pixelrnn.models.vqvae import VQVAE
+from pixelrnn.nn import codebook_usage
 from pixelrnn.training.distributed import DistributedContext
 from pixelrnn.units import bits_per_dim
 
@@ -39,6 +41,10 @@ class EvalResult:
         active_units: latent entries whose posterior mean varies over the images (variance
             above 0.01; Burda et al. 2016), out of ``latent_dims``.
         latent_dims: latent entries per image.
+        reconstruction_nats_per_image: a VQ-VAE's ``−log p(x | z_q(x))``.
+        code_perplexity: a VQ-VAE's codebook usage over the split, ``exp`` of the entropy of
+            the code frequencies (``K`` when every code is used equally).
+        unused_codes: codes no image of the split uses.
     """
 
     dataset: str
@@ -52,6 +58,9 @@ class EvalResult:
     kl_nats_per_image: float | None = None
     active_units: int | None = None
     latent_dims: int | None = None
+    reconstruction_nats_per_image: float | None = None
+    code_perplexity: float | None = None
+    unused_codes: int | None = None
 
     def to_dict(self) -> dict[str, float | int | str]:
         """The fields that apply (a model without latents has no KL)."""
@@ -129,11 +138,10 @@ def evaluate_nll(
     if importance_samples is not None and importance_samples < 1:
         raise ValueError(f"importance_samples must be >= 1, got {importance_samples}")
     device = next(model.parameters()).device
-    latent = isinstance(model, PixelVAE)
-    k = (importance_samples or model.config.eval_samples) if latent else None
+    k = (importance_samples or model.config.eval_samples) if isinstance(model, PixelVAE) else None
     was_training = model.training
     model.eval()
-    totals: torch.Tensor | None = None  # float64 sums, see _batch_sums
+    totals = torch.zeros(_sums_size(model), dtype=torch.float64)  # see _batch_sums
     mine = range(0, n, batch_size)  # this rank's batches
     if context is not None and context.is_distributed:
         mine = mine[context.rank :: context.world_size]
@@ -145,41 +153,52 @@ def evaluate_nll(
             if start not in mine:
                 continue
             y = None if model.num_classes is None else dataset.labels_at(index).to(device)
-            sums = _batch_sums(model, x, y, k, start)
-            totals = sums if totals is None else totals + sums
+            totals += _batch_sums(model, x, y, k, start)
     finally:
         model.train(was_training)
-    if totals is None:  # a rank with no batch adds zeros
-        totals = torch.zeros(
-            1 + (3 + 2 * _latent_dims(model) if latent else 0), dtype=torch.float64
-        )
     if context is not None:
         totals = context.all_reduce_sum(totals.to(context.collective_device)).cpu()
     nats = float(totals[0]) / n
-    exact = EvalResult(
+    result = EvalResult(
         dataset.name,
         dataset.split,
         n,
         model.num_dims,
         nats,
         float(bits_per_dim(nats, model.num_dims)),
-        likelihood_name(model, k),
+        model.likelihood_name(k),
     )
-    if not latent:
-        return exact
-    dims = _latent_dims(model)
-    mean_sum, mean_square_sum = totals[3 : 3 + dims], totals[3 + dims :]
-    return replace(
-        exact,
-        elbo_nats_per_image=float(totals[1]) / n,
-        kl_nats_per_image=float(totals[2]) / n,
-        active_units=active_units(mean_sum, mean_square_sum, n),
-        latent_dims=dims,
-    )
+    if isinstance(model, PixelVAE):
+        dims = _latent_dims(model)
+        mean_sum, mean_square_sum = totals[3 : 3 + dims], totals[3 + dims :]
+        return replace(
+            result,
+            elbo_nats_per_image=float(totals[1]) / n,
+            kl_nats_per_image=float(totals[2]) / n,
+            active_units=active_units(mean_sum, mean_square_sum, n),
+            latent_dims=dims,
+        )
+    if isinstance(model, VQVAE):
+        perplexity, unused = codebook_usage(totals[2:])
+        return replace(
+            result,
+            reconstruction_nats_per_image=float(totals[1]) / n,
+            code_perplexity=perplexity,
+            unused_codes=unused,
+        )
+    return result
 
 
 def _latent_dims(model: PixelVAE) -> int:
     return sum(math.prod(shape) for shape in model.latent_shapes)
+
+
+def _sums_size(model: AutoregressiveModel) -> int:
+    if isinstance(model, PixelVAE):
+        return 3 + 2 * _latent_dims(model)
+    if isinstance(model, VQVAE):
+        return 2 + model.config.num_codes
+    return 1
 
 
 def _batch_sums(
@@ -189,21 +208,20 @@ def _batch_sums(
     k: int | None,
     start: int,
 ) -> torch.Tensor:
-    """The float64 sums a batch adds: ``[NLL]``, or for a latent model ``[−IW bound, −ELBO,
-    KL, Σ posterior means (D'), Σ squared posterior means (D')]``."""
-    if not isinstance(model, PixelVAE):
-        return -model.log_prob(x, y=y).double().sum().cpu().reshape(1)
-    latents = torch.Generator(device=x.device).manual_seed(start)
-    bounds = model.bounds(x, k, latents)
-    means = torch.cat([mean.flatten(1) for mean, _ in model.encode(x)], dim=1).double()
-    figures = torch.stack([-bounds["iw"].sum(), -bounds["elbo"].sum(), bounds["kl"].sum()])
-    return torch.cat([figures.double(), means.sum(0), means.square().sum(0)]).cpu()
-
-
-def likelihood_name(model: AutoregressiveModel, importance_samples: int | None = None) -> str:
-    """What a model's reported figure is: ``"exact"``, or the bound a latent model reports
-    with ``importance_samples`` (default: its ``eval_samples``)."""
-    if model.likelihood_kind == "exact":
-        return "exact"
-    samples = importance_samples or getattr(model.config, "eval_samples", None)
-    return f"upper bound on the NLL (importance-weighted, K={samples})"
+    """The float64 sums a batch adds: ``[NLL]``; for a PixelVAE ``[−IW bound, −ELBO, KL,
+    Σ posterior means (D'), Σ squared posterior means (D')]``; for a VQ-VAE ``[−bound,
+    −log p(x | z_q), count of every code (K)]``."""
+    if isinstance(model, PixelVAE):
+        latents = torch.Generator(device=x.device).manual_seed(start)
+        bounds = model.bounds(x, k, latents)
+        means = torch.cat([mean.flatten(1) for mean, _ in model.encode(x)], dim=1).double()
+        figures = torch.stack([-bounds["iw"].sum(), -bounds["elbo"].sum(), bounds["kl"].sum()])
+        return torch.cat([figures.double(), means.sum(0), means.square().sum(0)]).cpu()
+    if isinstance(model, VQVAE):
+        reconstruction = model.reconstruction_log_prob(x).double().sum()
+        assert model.last_codes is not None  # the codes of that forward
+        counts = torch.bincount(model.last_codes.flatten(), minlength=model.config.num_codes)
+        bound = reconstruction - len(x) * model.uniform_prior_nats
+        figures = torch.stack([-bound, -reconstruction])
+        return torch.cat([figures, counts.double()]).cpu()
+    return -model.log_prob(x, y=y).double().sum().cpu().reshape(1)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling.cached.base import IncrementalStepper
+from pixelrnn.sampling.cached.codes import CodeDecoderStepper
 from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
@@ -32,6 +33,7 @@ STEPPERS: dict[str, Callable[..., IncrementalStepper]] = {
     "row_lstm": RowLSTMStepper,
     "diagonal_bilstm": DiagonalBiLSTMStepper,
     "pixelcnnpp": PixelCNNPPStepper,
+    "vqvae": CodeDecoderStepper,
 }
 
 
@@ -43,7 +45,7 @@ def has_stepper(model: AutoregressiveModel) -> bool:
     if stages is not None:
         return all(has_stepper(stage) for stage in stages)
     decoder = getattr(model, "decoder", None)  # a latent model generates with its decoder
-    if decoder is not None:
+    if isinstance(decoder, AutoregressiveModel):
         return has_stepper(decoder)
     return model.model_name in STEPPERS
 

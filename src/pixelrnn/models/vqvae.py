@@ -1,0 +1,228 @@
+"""VQ-VAE (van den Oord, Vinyals & Kavukcuoglu, NeurIPS 2017): discrete codes for a prior.
+
+* encoder: ``n`` stride-2 4×4 convolutions (+ ReLU), a 3×3 convolution, residual blocks and a
+  1×1 convolution to ``z_e(x)`` ``(D, H/2^n, W/2^n)``;
+* quantiser (:class:`~pixelrnn.nn.VectorQuantizer`): each position snapped to the nearest of
+  ``K`` codes, straight-through gradient, codebook by moving averages or by its loss;
+* decoder: a 3×3 convolution, residual blocks, ``n`` 4×4 transposed convolutions, and the
+  parameters of any output distribution of the library at every sub-pixel — a likelihood in
+  nats, ``log p(x | z_q(x))``, not a mean squared error.
+
+Training loss per image: ``−log p(x | z_q) + β ‖z_e − sg[e]‖²`` (plus ``‖sg[z_e] − e‖²`` when
+the codebook learns by its loss). The prior over codes is uniform while the VQ-VAE trains, so
+its likelihood is the bound ``−log p(x) ≤ −log p(x | z_q(x)) + h·w·log K``; a learned prior over
+the codes replaces the ``h·w·log K`` by the codes' NLL under it (the two-stage model).
+
+Not autoregressive: given the codes the decoder's sub-pixels are independent.
+:meth:`VQVAE.given_codes` binds a code map, and :meth:`forward` then returns its decoder's
+parameters whatever the image; otherwise it encodes the image itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrnn.models.base import AutoregressiveModel, ModelConfig
+from pixelrnn.nn import ResidualStack, VectorQuantizer, doubling_stack, halving_stack
+
+CODEBOOK_UPDATES = ("ema", "loss")
+
+
+@dataclass(frozen=True)
+class VQVAEConfig(ModelConfig):
+    """VQ-VAE settings.
+
+    Attributes:
+        num_codes: ``K``, codes in the codebook.
+        code_dim: ``D``, width of a code.
+        hidden_channels: width of the encoder and the decoder.
+        residual_channels: width inside a residual block.
+        num_residual_blocks: residual blocks of the encoder and of the decoder.
+        downsamplings: ``n``; codes form an ``(⌈H/2^n⌉, ⌈W/2^n⌉)`` grid (images whose sides
+            are not multiples of ``2^n`` are zero-padded at the bottom and right for the
+            encoder, and the decoder's output is cropped back).
+        commitment_cost: ``β``.
+        codebook_update: ``"ema"`` (moving averages) or ``"loss"`` (the codebook loss).
+        codebook_decay: ``γ`` of the codebook's moving averages.
+        dead_code_threshold: moving count below which a code is restarted (0: never).
+    """
+
+    num_codes: int = 512
+    code_dim: int = 64
+    hidden_channels: int = 128
+    residual_channels: int = 32
+    num_residual_blocks: int = 2
+    downsamplings: int = 2
+    commitment_cost: float = 0.25
+    codebook_update: str = "ema"
+    codebook_decay: float = 0.99
+    dead_code_threshold: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context_channels is not None:
+            raise ValueError("a VQ-VAE takes no conditioning map; leave context_channels")
+        if self.codebook_update not in CODEBOOK_UPDATES:
+            raise ValueError(
+                f"codebook_update must be one of {CODEBOOK_UPDATES}, got {self.codebook_update!r}"
+            )
+        if not 0 < self.codebook_decay < 1:
+            raise ValueError(f"codebook_decay must lie in (0, 1), got {self.codebook_decay}")
+        if self.commitment_cost < 0 or self.dead_code_threshold < 0:
+            raise ValueError("commitment_cost and dead_code_threshold must be >= 0")
+
+
+class VQVAE(AutoregressiveModel):
+    """A VQ-VAE whose decoder gives a distribution per sub-pixel (module docstring).
+
+    Shapes: images ``(B, C, H, W)``; codes int64 ``(B, h, w)``.
+    """
+
+    model_name: ClassVar[str] = "vqvae"
+    config_class: ClassVar[type[ModelConfig]] = VQVAEConfig
+    likelihood_kind: ClassVar[str] = "bound"
+    autoregressive: ClassVar[bool] = False
+
+    def __init__(self, config: VQVAEConfig) -> None:
+        super().__init__(config)
+        c, h, w = config.image_shape
+        hidden, n = config.hidden_channels, config.downsamplings
+        residual = (config.residual_channels, config.num_residual_blocks)
+        self.encoder = nn.Sequential(
+            *halving_stack(c, hidden, n, kernel_size=4, activation=nn.ReLU),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            ResidualStack(hidden, *residual),
+            nn.Conv2d(hidden, config.code_dim, 1),
+        )
+        self.quantizer = VectorQuantizer(
+            config.num_codes,
+            config.code_dim,
+            ema=config.codebook_update == "ema",
+            decay=config.codebook_decay,
+            dead_threshold=config.dead_code_threshold,
+        )
+        self.decoder_net = nn.Sequential(
+            nn.Conv2d(config.code_dim, hidden, 3, padding=1),
+            ResidualStack(hidden, *residual),
+            *doubling_stack(hidden, n, activation=nn.ReLU),
+            nn.ReLU(),
+            nn.Conv2d(hidden, self.num_params_out, 1),
+        )
+        self.code_shape = (-(-h // 2**n), -(-w // 2**n))
+        self.bound_codes: torch.Tensor | None = None
+        self.last_penalty: torch.Tensor | None = None  # (B,) of the last training forward
+        self.last_codes: torch.Tensor | None = None
+
+    # --- codes -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The code map of every image (nearest codes, deterministic). Shape: int ``(B, C, H,
+        W)`` → int64 ``(B, h, w)``."""
+        self.check_images(x)
+        z_e = self.encode(x)
+        b, d, h, w = z_e.shape
+        return self.quantizer.nearest(z_e.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``z_e(x)``. Shape: int ``(B, C, H, W)`` → ``(B, D, h, w)``."""
+        h, w = self.code_shape
+        scale = 2**self.config.downsamplings
+        features = self.normalize(x)
+        pad = (0, w * scale - x.shape[-1], 0, h * scale - x.shape[-2])
+        return self.encoder(F.pad(features, pad) if any(pad) else features)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """``p(x | z_q)``'s parameters. Shape: ``(B, D, h, w)`` → ``(B, P, H, W)``."""
+        _, height, width = self.image_shape
+        return self.decoder_net(z_q)[:, :, :height, :width]
+
+    def decoder_params(self, codes: torch.Tensor) -> torch.Tensor:
+        """``p(x | z_q)``'s parameters. Shape: int ``(B, h, w)`` → ``(B, P, H, W)``."""
+        if codes.shape[1:] != self.code_shape:
+            raise ValueError(
+                f"codes must have shape (B, {self.code_shape[0]}, {self.code_shape[1]}), "
+                f"got {tuple(codes.shape)}"
+            )
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.num_codes):
+            raise ValueError(f"codes must lie in [0, {self.config.num_codes})")
+        return self.decode(self.quantizer.lookup(codes.long()))
+
+    @contextlib.contextmanager
+    def given_codes(self, codes: torch.Tensor) -> Iterator[None]:
+        """Within the block :meth:`forward` decodes ``codes`` ``(B, h, w)``, whatever the image
+        (sampling and completion draw from ``p(x | z_q(codes))``)."""
+        before, self.bound_codes = self.bound_codes, codes
+        try:
+            yield
+        finally:
+            self.bound_codes = before
+
+    # --- the network ---------------------------------------------------------------------------
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("a VQ-VAE is called on images (forward), not on a normalised input")
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's parameters ``(B, P, H, W)``: of the bound codes (:meth:`given_codes`),
+        else of the image's own codes (in training with the straight-through gradient, the
+        commitment and codebook penalties kept in :attr:`last_penalty`)."""
+        if y is not None:
+            raise ValueError("a VQ-VAE takes no class labels")
+        if self.bound_codes is not None:
+            return self.decoder_params(self.bound_codes)
+        self.check_images(x)
+        quantized = self.quantizer(self.encode(x))
+        self.last_codes = quantized.codes
+        if self.training:
+            penalty = self.config.commitment_cost * quantized.commitment
+            if self.config.codebook_update == "loss":
+                penalty = penalty + quantized.codebook
+            self.last_penalty = penalty
+        return self.decode(quantized.z_q)
+
+    # --- likelihood ---------------------------------------------------------------------------
+    def likelihood_name(self, importance_samples: int | None = None) -> str:
+        return "upper bound on the NLL (reconstruction + uniform prior over the codes)"
+
+    @property
+    def uniform_prior_nats(self) -> float:
+        """``−log p(z)`` of any code map under the uniform prior: ``h·w·log K``."""
+        return math.prod(self.code_shape) * math.log(self.config.num_codes)
+
+    def log_prob_from_params(
+        self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"
+    ) -> torch.Tensor:
+        """In training: the objective, ``log p(x | z_q)`` minus the penalties; otherwise
+        ``log p(x | z_q)`` of the codes the parameters came from."""
+        reconstruction = super().log_prob_from_params(params, x, reduction)
+        if self.training and self.last_penalty is not None and reduction == "sum":
+            return reconstruction - self.last_penalty
+        return reconstruction
+
+    def reconstruction_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x | z_q(x))`` in nats per image ``(B,)``."""
+        return super().log_prob_from_params(self(x), x)
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        reduction: Literal["sum", "none"] = "sum",
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """A lower bound on ``log p(x)`` with the uniform prior over codes: ``log p(x | z_q(x))
+        − h·w·log K`` nats per image (in training mode, the training objective). Not exact
+        (``likelihood_kind == "bound"``)."""
+        if reduction != "sum":
+            raise ValueError("a VQ-VAE's likelihood is a bound per image: use reduction='sum'")
+        if y is not None:
+            raise ValueError("a VQ-VAE takes no class labels")
+        if self.training:
+            return self.log_prob_from_params(self(x), x)
+        return self.reconstruction_log_prob(x) - self.uniform_prior_nats
