@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import os
@@ -40,6 +41,15 @@ from pixelrnn.models import (
 from pixelrnn.models.pretrained import available_pretrained, pretrained_card
 from pixelrnn.sampling import completion_grid_images, occlusion_mask
 from pixelrnn.training import TrainConfig, Trainer, evaluate_nll, make_generator
+from pixelrnn.training.code_prior import (
+    CODES_DIR,
+    VQVAE_RECORD,
+    evaluate_two_stage,
+    is_code_prior,
+    load_vqvae,
+    recorded_vqvae,
+    write_code_splits,
+)
 from pixelrnn.training.distributed import teardown_distributed
 from pixelrnn.units import bits_per_dim
 
@@ -69,7 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if model_overrides or args.preset or args.model or args.conditional != "none":
             raise ValueError("--resume continues the stored model; drop the model flags")
-        trainer = Trainer.resume(args.resume, train_overrides, args.data_dir)
+        data_dir = args.data_dir
+        if data_dir is None and is_code_prior(args.resume):
+            data_dir = Path(args.resume) / CODES_DIR
+        trainer = Trainer.resume(args.resume, train_overrides, data_dir)
         if trainer.dist.is_main:
             print(f"resuming {args.resume} at epoch {trainer.epoch}, step {trainer.global_step}")
     else:
@@ -78,6 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("give --preset NAME or --model NAME (see `pixelrnn presets`)")
         default_dataset = preset.dataset if preset else "binarized-mnist"
         conditional = args.conditional == "class"
+        run_dir = Path(args.run_dir or Path("runs") / (args.preset or args.model))
+        data_dir = args.data_dir
+        if args.vqvae is not None:
+            data_dir = prepare_code_prior(args, run_dir, train_overrides, model_overrides)
         if (
             conditional
             and "dataset" not in train_overrides
@@ -107,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if preset is None:
             spec = dataset_image_spec(config.dataset, config.binarize)
             if spec is None:  # the files say: read the training split
-                train = load_dataset(config.dataset, config.train_split, args.data_dir)
+                train = load_dataset(config.dataset, config.train_split, data_dir)
                 spec = train.image_shape, train.num_levels
             model_overrides.setdefault("image_shape", spec[0])
             model_overrides.setdefault("num_levels", spec[1])
@@ -117,13 +134,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_overrides.setdefault("input_encoding", "embedding")
         torch.manual_seed(config.seed)
         model = create_model(args.model, preset=args.preset, **model_overrides)
-        run_dir = Path(args.run_dir or Path("runs") / (args.preset or args.model))
         if (run_dir / "last").exists() or (run_dir / "last.old").exists():
             raise ValueError(
                 f"{run_dir} already holds a run: continue it with `pixelrnn train --resume "
                 f"{run_dir}` or choose another --run-dir"
             )
-        trainer = Trainer(model, config, run_dir, args.data_dir)
+        trainer = Trainer(model, config, run_dir, data_dir)
         n = sum(p.numel() for p in model.parameters())
         if trainer.dist.is_main:
             print(
@@ -139,9 +155,53 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, str | None]:
-    """Dataset and binarization: the flags, else what the run (or the pretrained model of that
-    name) was trained on."""
+def prepare_code_prior(
+    args: argparse.Namespace,
+    run_dir: Path,
+    train_overrides: dict[str, object],
+    model_overrides: dict[str, object],
+) -> Path:
+    """``train --vqvae RUN``: the VQ-VAE's codes of the splits written into ``run_dir/codes``
+    (once), the prior sized to them (grid shape, ``K``, classes) and trained on them. Returns
+    the data folder of the prior's ``code-grids``."""
+    if "dataset" in train_overrides:
+        raise ValueError("--vqvae trains on the VQ-VAE's codes: drop --dataset")
+    if (run_dir / "last").exists():
+        raise ValueError(
+            f"{run_dir} already holds a run: continue it with `pixelrnn train --resume "
+            f"{run_dir}` or choose another --run-dir"
+        )
+    vqvae = load_vqvae(args.vqvae)
+    stored = read_json(find_pretrained_dir(args.vqvae) / "config.json").get("training", {})
+    dataset, binarize = stored.get("dataset"), stored.get("binarize")
+    if dataset is None:
+        raise ValueError(f"{args.vqvae} does not say which dataset it was trained on")
+    h, w = vqvae.code_shape
+    for name, value in (("image_shape", (1, h, w)), ("num_levels", vqvae.config.num_codes)):
+        if model_overrides.get(name, value) != value:
+            raise ValueError(f"--{name.replace('_', '-')}: the VQ-VAE's codes need {value}")
+        model_overrides[name] = value
+    if args.conditional == "class":
+        model_overrides.setdefault("num_classes", dataset_num_classes(dataset))
+    splits = [
+        str(train_overrides.get(field, default))
+        for field, default in (("train_split", "train"), ("valid_split", "valid"))
+    ]
+    test = train_overrides.get("test_split", "test")
+    splits += [str(test)] if test else []
+    if os.environ.get("RANK", "0") == "0":
+        print(f"codes of {dataset} {', '.join(splits)} under {args.vqvae} → {run_dir / CODES_DIR}")
+    # every process writes what is missing (the same bytes, each file replaced atomically)
+    folder = write_code_splits(vqvae, args.vqvae, dataset, binarize, splits, args.data_dir, run_dir)
+    train_overrides["dataset"] = "code-grids"
+    return folder
+
+
+def run_data_settings(
+    run_dir: Path, args: argparse.Namespace
+) -> tuple[str, str | None, str | Path | None]:
+    """Dataset, binarization and data folder: the flags, else what the run (or the pretrained
+    model of that name) was trained on; a code prior's codes are in its run directory."""
     folder = Path(run_dir) if Path(run_dir).exists() else find_pretrained_dir(run_dir)
     stored = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     training = stored.get("training", {})
@@ -149,7 +209,10 @@ def run_data_settings(run_dir: Path, args: argparse.Namespace) -> tuple[str, str
     if dataset is None:
         raise ValueError(f"{run_dir} does not say which dataset it was trained on; pass --dataset")
     binarize = args.binarize if args.binarize is not None else training.get("binarize")
-    return dataset, binarize
+    data_dir = args.data_dir
+    if data_dir is None and args.dataset is None and is_code_prior(folder):
+        data_dir = folder / CODES_DIR
+    return dataset, binarize, data_dir
 
 
 def load_model(args: argparse.Namespace) -> AutoregressiveModel:
@@ -162,8 +225,20 @@ def load_model(args: argparse.Namespace) -> AutoregressiveModel:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args)
-    dataset, binarize = run_data_settings(args.run_dir, args)
-    data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+    if is_code_prior(args.run_dir):  # the two-stage bound on the VQ-VAE's images
+        device = next(model.parameters()).device
+        vqvae = recorded_vqvae(args.run_dir, args.vqvae, device)
+        record = read_json(Path(args.run_dir) / VQVAE_RECORD)
+        images = load_dataset(
+            args.dataset or record["dataset"],
+            args.split,
+            args.data_dir,
+            binarize=args.binarize or record["binarize"],
+        )
+        two_stage = evaluate_two_stage(model, vqvae, images, args.batch_size, args.max_images)
+        return _print_result(dataclasses.asdict(two_stage), args.output)
+    dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
+    data = load_dataset(dataset, args.split, data_dir, binarize=binarize)
     result = evaluate_nll(
         model,
         data,
@@ -173,10 +248,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=True,
         importance_samples=args.importance_samples,
     )
-    text = json.dumps(result.to_dict(), indent=2)
+    return _print_result(result.to_dict(), args.output)
+
+
+def _print_result(result: dict[str, object], output: str | None) -> int:
+    text = json.dumps(result, indent=2)
     print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    if output:
+        Path(output).write_text(text + "\n")
     return 0
 
 
@@ -190,8 +269,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
         x = torch.stack([_read(path, model, args) for path in args.image])
         y = own_labels(model, args.label, len(x))
     else:
-        dataset, binarize = run_data_settings(args.run_dir, args)
-        data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+        dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
+        data = load_dataset(dataset, args.split, data_dir, binarize=binarize)
         n = min(8 if args.num is None else args.num, len(data) - args.offset)
         if n < 1:
             raise ValueError(f"--offset {args.offset} is past the {len(data)} images of the split")

@@ -48,8 +48,8 @@ def _images_to_compress(
         return x, own_labels(model, args.label, len(x)), names
     if args.split is None:
         raise ValueError("give image files (PNG files or folders) or a dataset --split")
-    dataset, binarize = run_data_settings(args.run_dir, args)
-    data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+    dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
+    data = load_dataset(dataset, args.split, data_dir, binarize=binarize)
     n = len(data) if args.max_images is None else min(args.max_images, len(data))
     x = data.batch(slice(0, n), make_generator(args.seed, "data"))
     y = None if model.num_classes is None else data.labels_at(slice(0, n))

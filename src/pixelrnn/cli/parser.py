@@ -94,6 +94,15 @@ def _add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
     )
 
 
+def _add_vqvae_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vqvae",
+        metavar="RUN_DIR",
+        help="a code prior's VQ-VAE, when it moved (default: where the prior recorded it; "
+        "another VQ-VAE is refused)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelrnn",
@@ -108,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(MODELS), help="model name, configured by flags")
     p.add_argument("--run-dir", help="output folder (default: runs/<preset or model>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly")
+    p.add_argument(
+        "--vqvae",
+        metavar="RUN_DIR",
+        help="train a prior over the codes of this VQ-VAE (its dataset's splits, extracted "
+        "once into RUN_DIR/codes); sample and evaluate then decode through it",
+    )
     p.add_argument(
         "--nproc",
         type=int,
@@ -140,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     p.add_argument("--max-images", type=int, help="score only the first N images")
+    _add_vqvae_arg(p)
     p.add_argument(
         "--importance-samples",
         type=int,
@@ -184,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or interpolations between pairs of them",
     )
     _add_data_args(p)
+    _add_vqvae_arg(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(

@@ -25,6 +25,7 @@ from pixelrnn.sampling.latent_grids import (
     reconstructions,
 )
 from pixelrnn.training import make_generator
+from pixelrnn.training.code_prior import is_code_prior, recorded_vqvae, sample_two_stage
 
 GRIDS = (*LATENT_GRIDS, "reconstructions", "interpolation")
 RECONSTRUCTION_ROWS = 3  # draws from p(x | z) under each image
@@ -37,6 +38,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if args.grid is not None:
         return _latent_figure(model, args, generator)
+    if is_code_prior(args.run_dir):
+        return _two_stage_samples(model, args, generator)
     x, ncols = sample_grid(
         model, args.num or 64, generator, args.label, args.temperature, True, args.method
     )
@@ -52,6 +55,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 0
     save_image_grid(x, model.num_levels, output, ncols=ncols)
     print(f"wrote {len(x)} {what} to {output}")
+    return 0
+
+
+def _two_stage_samples(
+    prior: AutoregressiveModel, args: argparse.Namespace, generator: torch.Generator
+) -> int:
+    """Codes from the prior, decoded by its VQ-VAE: a PNG of the images; with ``-o X.npy``
+    the codes in ``X.npy`` and the images in ``X.png``."""
+    vqvae = recorded_vqvae(args.run_dir, args.vqvae, generator.device)
+    n = args.num or 64
+    codes, images = sample_two_stage(prior, vqvae, n, generator, args.temperature, y=args.label)
+    output = Path(args.output)
+    picture = output.with_suffix(".png") if output.suffix == ".npy" else output
+    if output.suffix == ".npy":
+        atomic_write(output, lambda tmp: _save_npy(tmp, codes))
+    save_image_grid(images, vqvae.num_levels, picture)
+    codes_note = f", their codes {tuple(codes.shape)} in {output}" if output != picture else ""
+    print(f"wrote {n} images decoded from the prior's codes to {picture}{codes_note}")
     return 0
 
 
@@ -76,8 +97,8 @@ def _latent_figure(
         print(f"wrote a {rows}x{columns} {args.grid} grid to {args.output}")
         return 0
     n = args.num or 8
-    dataset, binarize = run_data_settings(args.run_dir, args)
-    data = load_dataset(dataset, args.split, args.data_dir, binarize=binarize)
+    dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
+    data = load_dataset(dataset, args.split, data_dir, binarize=binarize)
     count = n if args.grid == "reconstructions" else 2 * n
     if count > len(data):
         raise ValueError(f"{dataset}/{args.split} has {len(data)} images, {count} are needed")

@@ -355,6 +355,56 @@ PRESETS: dict[str, Preset] = {
         "VQ-VAE for CIFAR-10 (van den Oord et al. 2017 §4.1 sizes, halved width): 8x8 codes, "
         "K = 512, D = 64, a discretized logistic mixture decoder",
     ),
+    "vqvae-prior-tiny": Preset(
+        "pixelcnn",
+        {
+            "image_shape": (1, 4, 4),
+            "num_levels": 8,
+            "input_encoding": "embedding",
+            "embedding_dim": 4,
+            "hidden_channels": 8,
+            "num_layers": 2,
+            "output_channels": 16,
+            "kernel_size": 3,
+            "input_kernel_size": 3,
+        },
+        "code-grids",
+        "a small prior over vqvae-tiny's codes, for tests and smoke runs (train with --vqvae)",
+    ),
+    "vqvae-prior-mnist": Preset(
+        "gated_pixelcnn",
+        {
+            "image_shape": (1, 7, 7),
+            "num_levels": 64,
+            "input_encoding": "embedding",
+            "embedding_dim": 32,
+            "hidden_channels": 64,
+            "num_layers": 6,
+            "output_channels": 128,
+            "kernel_size": 3,
+            "input_kernel_size": 3,
+        },
+        "code-grids",
+        "Gated PixelCNN prior over vqvae-mnist's 7x7 codes (K = 64, embedded inputs; train "
+        "with --vqvae)",
+    ),
+    "vqvae-prior-cifar10": Preset(
+        "gated_pixelcnn",
+        {
+            "image_shape": (1, 8, 8),
+            "num_levels": 512,
+            "input_encoding": "embedding",
+            "embedding_dim": 64,
+            "hidden_channels": 128,
+            "num_layers": 8,
+            "output_channels": 512,
+            "kernel_size": 3,
+            "input_kernel_size": 3,
+        },
+        "code-grids",
+        "Gated PixelCNN prior over vqvae-cifar10's 8x8 codes (K = 512, embedded inputs; train "
+        "with --vqvae)",
+    ),
     "pixelcnnpp-tiny": Preset(
         "pixelcnnpp",
         {

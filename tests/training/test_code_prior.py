@@ -1,0 +1,103 @@
+"""The two-stage VQ-VAE pipeline through the command line: train a VQ-VAE, train a prior on its
+codes (extracted once), evaluate the two-stage bound, sample to PNG and to .npy, complete code
+grids, resume the prior, and refuse a VQ-VAE of another fingerprint."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixelrnn.cli import main
+from pixelrnn.models import load_pretrained, save_pretrained
+from pixelrnn.training.code_prior import recorded_vqvae
+
+TINY = ["--image-shape", "1,28,28", "--max-train-images", "64", "--batch-size", "16"]
+TINY += ["--max-eval-images", "32", "--num-samples", "4", "--num-completions", "1"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("two-stage")
+    vq, prior = root / "vq", root / "prior"
+    args = ["train", "--preset", "vqvae-tiny", *TINY, "--epochs", "1", "--run-dir", str(vq)]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    args = ["train", "--preset", "vqvae-prior-tiny", "--vqvae", str(vq), "--epochs", "1"]
+    args += ["--max-train-images", "64", "--max-eval-images", "32", "--batch-size", "16"]
+    args += ["--num-samples", "4", "--num-completions", "1"]
+    assert main([*args, "--run-dir", str(prior), "--data-dir", str(data_dir)]) == 0
+    return vq, prior
+
+
+def test_the_prior_is_trained_on_the_vqvaes_codes(two_runs: tuple[Path, Path]) -> None:
+    vq, prior_run = two_runs
+    vqvae, prior = load_pretrained(vq / "best"), load_pretrained(prior_run / "best")
+    assert prior.image_shape == (1, 14, 14) and prior.num_levels == 8  # 28 / 2, K = 8
+    assert prior.config.input_encoding == "embedding"
+    train = np.load(prior_run / "codes" / "train.npz")
+    assert train["codes"].shape == (50_000, 14, 14) and int(train["num_levels"]) == 8
+    assert recorded_vqvae(prior_run).config == vqvae.config
+
+
+def test_evaluate_reports_the_two_stage_bound(
+    two_runs: tuple[Path, Path], data_dir: Path, capsys
+) -> None:
+    _, prior_run = two_runs
+    capsys.readouterr()
+    args = ["evaluate", str(prior_run), "--max-images", "24", "--data-dir", str(data_dir)]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["likelihood"].startswith("upper bound on the NLL (VQ-VAE reconstruction")
+    total = result["reconstruction_nats_per_image"] + result["prior_nats_per_grid"]
+    assert math.isclose(result["nats_per_image"], total, rel_tol=1e-12)
+    assert math.isclose(result["bits_per_dim"], total / (784 * math.log(2)), rel_tol=1e-12)
+    assert math.isclose(
+        result["prior_bits_per_code"], result["prior_nats_per_grid"] / (196 * math.log(2))
+    )
+    assert 0 <= result["prior_bits_per_code"] < 3.5  # about a uniform prior's log2 8 = 3 or less
+
+
+def test_sampling_decodes_the_prior_codes(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, prior_run = two_runs
+    assert main(["sample", str(prior_run), "-n", "3", "-o", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["sample", str(prior_run), "-n", "3", "-o", str(tmp_path / "c.npy")]) == 0
+    codes = np.load(tmp_path / "c.npy")
+    assert codes.shape == (3, 14, 14) and codes.max() < 8 and (tmp_path / "c.png").is_file()
+
+
+def test_completion_reads_the_priors_own_codes(two_runs: tuple[Path, Path], tmp_path) -> None:
+    _, prior_run = two_runs
+    assert main(["complete", str(prior_run), "-n", "2", "-o", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").is_file()
+
+
+def test_the_prior_resumes_on_its_codes(two_runs: tuple[Path, Path]) -> None:
+    _, prior_run = two_runs
+    assert main(["train", "--resume", str(prior_run), "--epochs", "2"]) == 0
+
+
+def test_another_vqvae_is_refused(
+    two_runs: tuple[Path, Path], tmp_path: Path, data_dir: Path, capsys
+) -> None:
+    vq, prior_run = two_runs
+    other = tmp_path / "other"
+    model = load_pretrained(vq / "best")
+    with torch.no_grad():
+        model.decoder_net[-1].bias.add_(0.5)
+    training = json.loads((vq / "best" / "config.json").read_text())["training"]
+    save_pretrained(model, other, extra_config={"training": training})
+    capsys.readouterr()
+    args = ["sample", str(prior_run), "--vqvae", str(other), "-o", str(tmp_path / "x.png")]
+    assert main(args) != 0
+    assert "is not the one the prior" in capsys.readouterr().err
+    args = ["train", "--preset", "vqvae-prior-tiny", "--vqvae", str(other), "--epochs", "1"]
+    args += ["--run-dir", str(prior_run.parent / "prior-b"), "--data-dir", str(data_dir)]
+    (prior_run.parent / "prior-b").mkdir()
+    (prior_run.parent / "prior-b" / "vqvae.json").write_text((prior_run / "vqvae.json").read_text())
+    assert main(args) != 0
+    assert "holds the codes of another VQ-VAE" in capsys.readouterr().err
