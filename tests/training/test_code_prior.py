@@ -101,3 +101,30 @@ def test_another_vqvae_is_refused(
     (prior_run.parent / "prior-b" / "vqvae.json").write_text((prior_run / "vqvae.json").read_text())
     assert main(args) != 0
     assert "holds the codes of another VQ-VAE" in capsys.readouterr().err
+
+
+def test_a_class_conditional_prior_samples_each_class(
+    tmp_path: Path, data_dir: Path, capsys
+) -> None:
+    """A VQ-VAE of labelled data (MNIST, thresholded), a prior given the class, samples of a
+    chosen class at a chosen temperature, and the bound given each image's label."""
+    vq, prior = tmp_path / "vq", tmp_path / "prior"
+    args = ["train", "--preset", "vqvae-tiny", *TINY, "--epochs", "1", "--run-dir", str(vq)]
+    args += ["--dataset", "mnist", "--binarize", "threshold", "--test-split", ""]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    args = ["train", "--preset", "vqvae-prior-tiny", "--vqvae", str(vq), "--epochs", "1"]
+    args += ["--conditional", "class", "--max-train-images", "64", "--batch-size", "16"]
+    args += ["--max-eval-images", "16", "--num-samples", "10", "--num-completions", "0"]
+    args += ["--valid-split", "", "--test-split", ""]
+    assert main([*args, "--run-dir", str(prior), "--data-dir", str(data_dir)]) == 0
+    model = load_pretrained(prior / "last")
+    assert model.num_classes == 10
+    assert np.load(prior / "codes" / "train.npz")["labels"].shape == (50_000,)
+    out = tmp_path / "three.npy"
+    sample = ["sample", str(prior), "-n", "4", "--label", "3", "--temperature", "0.8"]
+    assert main([*sample, "-o", str(out)]) == 0
+    assert np.load(out).shape == (4, 14, 14)
+    capsys.readouterr()
+    evaluate = ["evaluate", str(prior), "--split", "valid", "--max-images", "16"]
+    assert main([*evaluate, "--data-dir", str(data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["num_images"] == 16

@@ -120,7 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"{name} has no class conditioning; --conditional class works with "
                     f"{conditional_models()}"
                 )
-            model_overrides.setdefault("num_classes", dataset_num_classes(config.dataset))
+            if "num_classes" not in model_overrides:  # (a code prior's: its images')
+                model_overrides["num_classes"] = dataset_num_classes(config.dataset)
         if preset is None:
             spec = dataset_image_spec(config.dataset, config.binarize)
             if spec is None:  # the files say: read the training split
@@ -183,12 +184,9 @@ def prepare_code_prior(
         model_overrides[name] = value
     if args.conditional == "class":
         model_overrides.setdefault("num_classes", dataset_num_classes(dataset))
-    splits = [
-        str(train_overrides.get(field, default))
-        for field, default in (("train_split", "train"), ("valid_split", "valid"))
-    ]
-    test = train_overrides.get("test_split", "test")
-    splits += [str(test)] if test else []
+    fields = (("train_split", "train"), ("valid_split", "valid"), ("test_split", "test"))
+    splits = [str(train_overrides.get(f, default) or "") for f, default in fields]
+    splits = [split for split in splits if split]  # an empty split name: none
     if os.environ.get("RANK", "0") == "0":
         print(f"codes of {dataset} {', '.join(splits)} under {args.vqvae} → {run_dir / CODES_DIR}")
     # every process writes what is missing (the same bytes, each file replaced atomically)

@@ -356,7 +356,7 @@ PRESETS: dict[str, Preset] = {
         "K = 512, D = 64, a discretized logistic mixture decoder",
     ),
     "vqvae-prior-tiny": Preset(
-        "pixelcnn",
+        "gated_pixelcnn",
         {
             "image_shape": (1, 4, 4),
             "num_levels": 8,
