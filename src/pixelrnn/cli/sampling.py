@@ -103,7 +103,9 @@ def _latent_figure(
     if count > len(data):
         raise ValueError(f"{dataset}/{args.split} has {len(data)} images, {count} are needed")
     device = generator.device
-    x = data.batch(slice(0, count), make_generator(args.seed, "data")).to(device)
+    # evenly spaced through the split (a split may be sorted by class)
+    index = torch.linspace(0, len(data) - 1, count).long()
+    x = data.batch(index, make_generator(args.seed, "data")).to(device)
     if args.grid == "reconstructions":
         grid = reconstructions(model, x, RECONSTRUCTION_ROWS, generator)
         save_image_grid(grid, model.num_levels, args.output, ncols=n)
