@@ -236,11 +236,18 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         """
         if context is not None and self.config.context_channels is None:
             raise ValueError(f"this {self.model_name} was built without context_channels")
-        before, self.bound_context = self.bound_context, context
+        with self.binding("bound_context", context):
+            yield
+
+    @contextlib.contextmanager
+    def binding(self, name: str, value: object) -> Iterator[None]:
+        """Within the block the attribute ``name`` is ``value``; restored afterwards."""
+        before = getattr(self, name)
+        setattr(self, name, value)
         try:
             yield
         finally:
-            self.bound_context = before
+            setattr(self, name, before)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """The network's input features of integer levels ``[0, K)``: floats in ``[-1, 1]``
@@ -291,7 +298,9 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         reduction: Literal["sum", "none"] = "sum",
         y: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Exact log-likelihood in nats (conditional on ``y`` for conditional models).
+        """Exact log-likelihood in nats (conditional on ``y`` for conditional models); a latent
+        model's lower bound on it (:meth:`bound_log_prob`; in training mode, its training
+        objective), per image only.
 
         Args:
             x: integer images ``(B, C, H, W)`` in ``[0, K)``.
@@ -302,7 +311,20 @@ class AutoregressiveModel(nn.Module, abc.ABC):
             ``(B,)`` with ``"sum"``; ``(B, C, H, W)`` with ``"none"`` (``(B, 1, H, W)`` for
             distributions that score a whole pixel jointly).
         """
-        return self.log_prob_from_params(self(x, y), x, reduction)
+        if self.likelihood_kind == "exact" or self.training:
+            if self.likelihood_kind != "exact" and reduction != "sum":
+                raise ValueError(f"a {self.model_name}'s objective is per image: use 'sum'")
+            return self.log_prob_from_params(self(x, y), x, reduction)
+        if reduction != "sum":
+            raise ValueError(
+                f"a {self.model_name}'s likelihood is a bound per image: use reduction='sum'"
+            )
+        return self.bound_log_prob(x, y)
+
+    def bound_log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """A latent model's lower bound on ``log p(x)``, nats per image ``(B,)`` (models with
+        ``likelihood_kind == "bound"`` implement it)."""
+        raise TypeError(f"{self.model_name} computes its likelihood exactly: call log_prob")
 
     def log_prob_from_params(
         self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"

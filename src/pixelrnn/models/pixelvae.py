@@ -363,22 +363,9 @@ class PixelVAE(AutoregressiveModel):
             "kl": kl,
         }
 
-    def log_prob(
-        self,
-        x: torch.Tensor,
-        reduction: Literal["sum", "none"] = "sum",
-        y: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The importance-weighted lower bound on ``log p(x)`` with ``eval_samples`` samples
-        (in training mode, the ELBO): not exact (``likelihood_kind == "bound"``).
-
-        Returns:
-            ``(B,)`` nats per image (``reduction="none"`` is not defined for a bound).
-        """
-        if reduction != "sum":
-            raise ValueError("a PixelVAE's likelihood is a bound per image: use reduction='sum'")
+    def bound_log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The importance-weighted lower bound on ``log p(x)`` with ``eval_samples`` samples,
+        nats per image (:meth:`log_prob` returns it outside training, the ELBO in training)."""
         if y is not None:
             raise ValueError("a PixelVAE takes no class labels")
-        if self.training:
-            return self.log_prob_from_params(self(x), x)
         return self.bounds(x)["iw"]

@@ -159,11 +159,8 @@ class VQVAE(AutoregressiveModel):
     def given_codes(self, codes: torch.Tensor) -> Iterator[None]:
         """Within the block :meth:`forward` decodes ``codes`` ``(B, h, w)``, whatever the image
         (sampling and completion draw from ``p(x | z_q(codes))``)."""
-        before, self.bound_codes = self.bound_codes, codes
-        try:
+        with self.binding("bound_codes", codes):
             yield
-        finally:
-            self.bound_codes = before
 
     # --- the network ---------------------------------------------------------------------------
     def network(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,19 +207,9 @@ class VQVAE(AutoregressiveModel):
         """``log p(x | z_q(x))`` in nats per image ``(B,)``."""
         return super().log_prob_from_params(self(x), x)
 
-    def log_prob(
-        self,
-        x: torch.Tensor,
-        reduction: Literal["sum", "none"] = "sum",
-        y: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def bound_log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """A lower bound on ``log p(x)`` with the uniform prior over codes: ``log p(x | z_q(x))
-        − h·w·log K`` nats per image (in training mode, the training objective). Not exact
-        (``likelihood_kind == "bound"``)."""
-        if reduction != "sum":
-            raise ValueError("a VQ-VAE's likelihood is a bound per image: use reduction='sum'")
+        − h·w·log K`` nats per image (:meth:`log_prob` returns it outside training)."""
         if y is not None:
             raise ValueError("a VQ-VAE takes no class labels")
-        if self.training:
-            return self.log_prob_from_params(self(x), x)
         return self.reconstruction_log_prob(x) - self.uniform_prior_nats
