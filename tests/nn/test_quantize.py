@@ -5,7 +5,9 @@ code, and the codebook usage figures."""
 from __future__ import annotations
 
 import math
+import socket
 
+import numpy as np
 import torch
 
 from pixelrnn.nn import VectorQuantizer, codebook_usage
@@ -77,3 +79,29 @@ def test_codebook_usage_is_the_perplexity_and_the_unused_codes() -> None:
     assert math.isclose(perplexity, 4.0) and unused == 2
     perplexity, unused = codebook_usage(torch.tensor([9, 0, 0]))
     assert math.isclose(perplexity, 1.0) and unused == 2
+
+
+def _two_process_update(rank: int, port: int, folder: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(5, 3, decay=0.8, dead_threshold=0).train()
+    z = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(7))
+    quantizer(z[rank : rank + 1])  # each process its own image
+    np.save(f"{folder}/codebook{rank}.npy", quantizer.codebook.numpy())
+    torch.distributed.destroy_process_group()
+
+
+def test_processes_update_one_codebook_from_all_their_batches(tmp_path) -> None:
+    """Two processes, one image each, update the codebook as one process with both images."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_two_process_update, args=(port, str(tmp_path)), nprocs=2)
+    books = [torch.from_numpy(np.load(tmp_path / f"codebook{r}.npy")) for r in (0, 1)]
+    torch.manual_seed(0)
+    single = VectorQuantizer(5, 3, decay=0.8, dead_threshold=0).train()
+    single(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(7)))
+    torch.testing.assert_close(books[0], books[1])
+    torch.testing.assert_close(books[0], single.codebook)

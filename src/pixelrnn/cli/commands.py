@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_overrides = given_flags(args, args.train_fields)
     model_overrides = given_flags(args, args.model_fields)
     if args.resume:
-        if model_overrides or args.preset or args.model or args.conditional != "none":
+        if model_overrides or args.preset or args.model or args.conditional != "none" or args.vqvae:
             raise ValueError("--resume continues the stored model; drop the model flags")
         data_dir = args.data_dir
         if data_dir is None and is_code_prior(args.resume):

@@ -9,7 +9,9 @@ commitment loss ``β ‖z_e − sg[e]‖²`` keeps the encoder near its codes.
 
 A code that no encoder output has chosen for a while (its moving count below
 ``dead_threshold``) is restarted on a random encoder output of the current batch: a common
-remedy for unused codes (not in the paper).
+remedy for unused codes (not in the paper). In a multi-process job the counts and sums of every
+process's batch are added before the update, so every rank keeps the same codebook (a restart
+picks from the local batch; DistributedDataParallel then broadcasts rank 0's buffers).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import distributed, nn
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,14 @@ class VectorQuantizer(nn.Module):
         """One training step's moving averages, codebook update (``ema``) and restarts."""
         one_hot = torch.zeros(len(flat), self.num_codes, dtype=flat.dtype, device=flat.device)
         one_hot[torch.arange(len(flat), device=flat.device), codes] = 1
-        counts = one_hot.sum(0)
+        counts, sums = one_hot.sum(0), one_hot.t() @ flat
+        if distributed.is_available() and distributed.is_initialized():
+            # every process's batch counts: the same codebook on every rank
+            distributed.all_reduce(counts)
+            distributed.all_reduce(sums)
         self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         if self.ema:
-            self.ema_sum.mul_(self.decay).add_(one_hot.t() @ flat, alpha=1 - self.decay)
+            self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
             total = self.ema_count.sum()
             smoothed = (
                 (self.ema_count + self.epsilon) / (total + self.num_codes * self.epsilon) * total
