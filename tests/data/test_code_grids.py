@@ -1,10 +1,13 @@
-"""Code grids (``code-grids``): reading ``.npy`` / ``.npz`` files with their checks, and a prior
+"""Code grids (``code-grids``): reading ``.npy`` / ``.npz`` files with their checks, a prior
 over a user's codes through the command line — train (embedded inputs by default), evaluate,
-sample to ``.npy`` with a PNG preview, score and complete."""
+sample to ``.npy`` with a PNG preview, score and complete — and a prior conditioned on a code
+map per grid (a coarser code level), which every command reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from pixelrnn.cli import main
 from pixelrnn.data import DataFormatError, load_dataset
 from pixelrnn.data.formats import read_code_grids
 from pixelrnn.models import load_pretrained
+from pixelrnn.training import evaluate_nll
 
 
 def write_codes(folder: Path, k: int = 12, n: int = 40, seed: int = 0) -> np.ndarray:
@@ -117,3 +121,74 @@ def test_a_prior_over_a_users_codes_through_the_command_line(tmp_path: Path, cap
         "code 12 at grid 0, position (0, 0, 0): codes must lie in [0, 12)"
         in capsys.readouterr().err
     )
+
+
+def write_conditioned_codes(folder: Path, n: int = 48, seed: int = 0) -> None:
+    """Bottom codes (K = 6) that repeat an upsampled top code map (4 codes) plus noise: the
+    conditioning map tells much of each grid. Splits train, valid, test."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        top = rng.integers(0, 4, size=(n, 3, 3))
+        bottom = np.repeat(np.repeat(top, 2, axis=1), 2, axis=2)
+        bottom = np.where(rng.random(bottom.shape) < 0.1, 5, bottom)
+        np.savez(
+            folder / f"{split}.npz",
+            codes=bottom,
+            num_levels=np.int64(6),
+            context=top,
+            context_levels=np.int64(4),
+        )
+
+
+def test_conditioning_maps_are_read_and_checked(tmp_path: Path) -> None:
+    write_conditioned_codes(tmp_path)
+    data = load_dataset("code-grids", "train", tmp_path)
+    assert data.context is not None and data.context.shape == (48, 3, 3)
+    assert data.context_levels == 4
+    np.savez(
+        tmp_path / "bad.npz",
+        codes=np.zeros((2, 4, 4), np.int64),
+        context=np.full((2, 2, 2), 7),
+        context_levels=np.int64(4),
+    )
+    with pytest.raises(DataFormatError, match=r"context code 7 at grid 0.*lie in \[0, 4\)"):
+        read_code_grids(tmp_path / "bad.npz")
+    np.savez(
+        tmp_path / "short.npz",
+        codes=np.zeros((2, 4, 4), np.int64),
+        context=np.zeros((3, 2, 2), np.int64),
+    )
+    with pytest.raises(DataFormatError, match="context must be integers shaped"):
+        read_code_grids(tmp_path / "short.npz")
+
+
+def test_a_prior_conditioned_on_a_code_map_through_the_command_line(tmp_path: Path, capsys) -> None:
+    codes_dir, run = tmp_path / "codes", tmp_path / "prior"
+    write_conditioned_codes(codes_dir)
+    args = ["train", "--model", "pixelcnn", "--dataset", "code-grids", "--data-dir", str(codes_dir)]
+    args += ["--hidden-channels", "8", "--num-layers", "2", "--epochs", "3", "--batch-size", "8"]
+    args += ["--num-samples", "4", "--num-completions", "1", "--run-dir", str(run)]
+    assert main(args) == 0
+    model = load_pretrained(run / "best")
+    assert model.config.context_channels == 4  # one channel per code of the map
+    test = load_dataset("code-grids", "test", codes_dir)
+    right = evaluate_nll(model, test).nats_per_image
+    shuffled = dataclasses.replace(test, context=test.context.flip(0))
+    assert evaluate_nll(model, shuffled).nats_per_image != right  # the map is read
+    no_map = dataclasses.replace(test, context=None, context_levels=None)
+    with pytest.raises(ValueError, match="reads a conditioning map of 4 channels"):
+        evaluate_nll(model, no_map)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(codes_dir)]) == 0
+    assert math.isclose(json.loads(capsys.readouterr().out)["nats_per_image"], right)
+    out = tmp_path / "s.npy"
+    assert main(["sample", str(run), "-n", "5", "-o", str(out), "--data-dir", str(codes_dir)]) == 0
+    assert np.load(out).shape == (5, 1, 6, 6)
+    complete = ["complete", str(run), "-n", "3", "-o", str(tmp_path / "c.png")]
+    assert main([*complete, "--data-dir", str(codes_dir)]) == 0
+    assert main(["score", str(run), str(out)]) != 0
+    assert "reads a conditioning map per image, which score" in capsys.readouterr().err
+    args[args.index("--run-dir") + 1] = str(tmp_path / "compiled")
+    assert main([*args, "--compile", "true"]) != 0
+    assert "trains with the eager step" in capsys.readouterr().err

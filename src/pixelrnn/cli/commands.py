@@ -51,6 +51,7 @@ from pixelrnn.training.code_prior import (
     write_code_splits,
 )
 from pixelrnn.training.distributed import teardown_distributed
+from pixelrnn.training.evaluate import check_fits, context_map
 from pixelrnn.units import bits_per_dim
 
 
@@ -127,6 +128,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if spec is None:  # the files say: read the training split
                 train = load_dataset(config.dataset, config.train_split, data_dir)
                 spec = train.image_shape, train.num_levels
+                if train.context_levels is not None:  # a conditioning code map per grid
+                    model_overrides.setdefault("context_channels", train.context_levels)
             model_overrides.setdefault("image_shape", spec[0])
             model_overrides.setdefault("num_levels", spec[1])
         family = MODELS[preset.model if preset else args.model]
@@ -261,7 +264,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
     model = load_model(args)
     device = next(model.parameters()).device
     num_completions = args.num_completions
+    context = None
     if args.image:
+        refuse_context_model(model, "complete --image")
         # the files are the images: -n counts the completions of each
         num_completions = args.num if args.num is not None else num_completions
         x = torch.stack([_read(path, model, args) for path in args.image])
@@ -275,13 +280,18 @@ def cmd_complete(args: argparse.Namespace) -> int:
         index = slice(args.offset, args.offset + n)
         x = data.batch(index, make_generator(args.seed, "data"))
         y = None if model.num_classes is None else data.labels_at(index)
+        check_fits(data, model)
+        context = context_map(data, index, model)
+        if context is not None:  # each image's map, for each of its completion rows
+            context = context.repeat(num_completions, 1, 1, 1)
     known = _known_mask(args, tuple(x.shape))
     x, known = x.to(device), known.to(device)
     y = None if y is None else y.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    grid, hidden = completion_grid_images(
-        model, x, known, num_completions, generator, y, args.method
-    )
+    with model.conditioned_on(context):
+        grid, hidden = completion_grid_images(
+            model, x, known, num_completions, generator, y, args.method
+        )
     save_image_grid(grid, model.num_levels, args.output, ncols=len(x), hidden=hidden)
     print(
         f"wrote originals, occluded inputs and {num_completions} completion rows "
@@ -295,6 +305,15 @@ def _read(path: str | Path, model: AutoregressiveModel, args: argparse.Namespace
     return read_image(
         path, model.image_shape, model.num_levels, threshold=args.threshold, resize=args.resize
     )
+
+
+def refuse_context_model(model: AutoregressiveModel, command: str) -> None:
+    """A model that reads a conditioning map per image works on a split that has them."""
+    if model.config.context_channels is not None:
+        raise ValueError(
+            f"this {model.model_name} reads a conditioning map per image, which {command} "
+            "does not give: use a split of its code-grids data (evaluate, complete, sample)"
+        )
 
 
 def own_labels(model: AutoregressiveModel, label: int | None, n: int) -> torch.Tensor | None:
@@ -367,6 +386,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     """NLL of every image file (every grid of a ``.npy`` / ``.npz`` code file) under the model,
     in nats per image and bits per dimension."""
     model = load_model(args).eval()
+    refuse_context_model(model, "score")
     device = next(model.parameters()).device
     items = scored_items(args.images, model, args)
     rows = []

@@ -17,7 +17,7 @@ from pixelrnn.files import atomic_write
 from pixelrnn.images import save_image_grid
 from pixelrnn.models import AutoregressiveModel
 from pixelrnn.models.pixelvae import PixelVAE
-from pixelrnn.sampling import sample_grid
+from pixelrnn.sampling import sample, sample_grid
 from pixelrnn.sampling.latent_grids import (
     LATENT_GRIDS,
     interpolations,
@@ -26,6 +26,7 @@ from pixelrnn.sampling.latent_grids import (
 )
 from pixelrnn.training import make_generator
 from pixelrnn.training.code_prior import is_code_prior, recorded_vqvae, sample_two_stage
+from pixelrnn.training.evaluate import check_fits, context_map
 
 GRIDS = (*LATENT_GRIDS, "reconstructions", "interpolation")
 RECONSTRUCTION_ROWS = 3  # draws from p(x | z) under each image
@@ -40,9 +41,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return _latent_figure(model, args, generator)
     if is_code_prior(args.run_dir):
         return _two_stage_samples(model, args, generator)
-    x, ncols = sample_grid(
-        model, args.num or 64, generator, args.label, args.temperature, True, args.method
-    )
+    if model.config.context_channels is not None:
+        x, ncols = _samples_given_maps(model, args, generator), None
+    else:
+        x, ncols = sample_grid(
+            model, args.num or 64, generator, args.label, args.temperature, True, args.method
+        )
     output = Path(args.output)
     what = "samples" if ncols is None else f"samples, one row per class ({ncols} per class)"
     if args.label is not None:
@@ -56,6 +60,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     save_image_grid(x, model.num_levels, output, ncols=ncols)
     print(f"wrote {len(x)} {what} to {output}")
     return 0
+
+
+def _samples_given_maps(
+    model: AutoregressiveModel, args: argparse.Namespace, generator: torch.Generator
+) -> torch.Tensor:
+    """A model reading a conditioning map per image: one sample given the map (and label) of
+    each of ``-n`` grids evenly spaced through ``--split`` of its data."""
+    dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
+    data = load_dataset(dataset, args.split, data_dir, binarize=binarize)
+    check_fits(data, model)
+    index = torch.linspace(0, len(data) - 1, min(args.num or 64, len(data))).long()
+    device = generator.device
+    y = None if model.num_classes is None else data.labels_at(index).to(device)
+    with model.conditioned_on(context_map(data, index, model)):
+        return sample(model, len(index), generator=generator, temperature=args.temperature, y=y)
 
 
 def _two_stage_samples(

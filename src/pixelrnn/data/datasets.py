@@ -63,6 +63,9 @@ class ImageDataset:
         num_classes: number of classes when labelled.
         levels_from_data: ``num_levels`` is the largest value + 1 (no file stated it): a model
             with more levels scores the split too.
+        context: int64 ``(N, h, w)`` conditioning code maps (``code-grids`` files with a
+            ``context``), read by models with ``context_channels = context_levels``.
+        context_levels: the number of codes of ``context``.
     """
 
     name: str
@@ -73,6 +76,8 @@ class ImageDataset:
     binarize: Binarize | None = None
     num_classes: int | None = None
     levels_from_data: bool = False
+    context: torch.Tensor | None = None
+    context_levels: int | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -84,7 +89,8 @@ class ImageDataset:
     def head(self, n: int) -> ImageDataset:
         """The first ``n`` images (all of them when there are fewer)."""
         labels = None if self.labels is None else self.labels[:n]
-        return dataclasses.replace(self, images=self.images[:n], labels=labels)
+        context = None if self.context is None else self.context[:n]
+        return dataclasses.replace(self, images=self.images[:n], labels=labels, context=context)
 
     def labels_at(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Class labels at ``index``, int64 ``(B,)``; a clear error for an unlabelled split."""
@@ -229,6 +235,8 @@ def _code_grids(root: Path, split: str, num_levels: int | None) -> ImageDataset:
         None,
         classes,
         levels_from_data=from_data,
+        context=None if grids.context is None else torch.from_numpy(grids.context),
+        context_levels=grids.context_levels,
     )
 
 

@@ -4,6 +4,7 @@ from pixelrnn.nn.conditioning import (
     ClassEmbedding,
     ContextProjections,
     SpatialConditioning,
+    code_map,
     context_terms,
 )
 from pixelrnn.nn.data_init import data_dependent_init
@@ -58,6 +59,7 @@ __all__ = [
     "VerticalStackConv",
     "causal_mask",
     "channel_groups",
+    "code_map",
     "codebook_usage",
     "concat_elu",
     "context_terms",

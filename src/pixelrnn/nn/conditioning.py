@@ -102,3 +102,19 @@ def context_terms(
     if context is None:
         raise ValueError("this model reads a conditioning map: pass context")
     return list(projections(context))
+
+
+def code_map(
+    codes: torch.Tensor, levels: int, size: tuple[int, int], dtype: torch.dtype
+) -> torch.Tensor:
+    """A conditioning map of codes (e.g. the top code map of a two-level VQ-VAE, VQ-VAE-2):
+    one channel per code (one-hot, so the 1×1 projection that reads it is a learned embedding
+    of each code), repeated to ``size`` (nearest neighbour).
+
+    Shape:
+        int ``(B, h, w)`` → ``(B, levels, H, W)``.
+    """
+    one_hot = F.one_hot(codes.long(), levels).permute(0, 3, 1, 2).to(dtype)
+    if tuple(one_hot.shape[-2:]) == tuple(size):
+        return one_hot
+    return F.interpolate(one_hot, size=size, mode="nearest")

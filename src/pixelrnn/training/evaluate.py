@@ -17,7 +17,7 @@ from pixelrnn.distributions.gaussian import active_units
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.models.pixelvae import PixelVAE
 from pixelrnn.models.vqvae import VQVAE
-from pixelrnn.nn import codebook_usage
+from pixelrnn.nn import code_map, codebook_usage
 from pixelrnn.training.distributed import DistributedContext
 from pixelrnn.units import bits_per_dim
 
@@ -99,6 +99,35 @@ def check_fits(dataset: ImageDataset, model: AutoregressiveModel) -> None:
             f"{model.image_shape} (pick a matching preset, or set --binarize for grey data)"
         )
     check_labelled(dataset, model)
+    wanted = model.config.context_channels
+    if dataset.context is not None and wanted != dataset.context_levels:
+        raise ValueError(
+            f"{dataset.name}/{dataset.split} gives every image a conditioning code map of "
+            f"{dataset.context_levels} codes; the model reads "
+            + ("none" if wanted is None else f"{wanted} channels")
+            + f" (build it with context_channels={dataset.context_levels})"
+        )
+    if dataset.context is None and wanted is not None:
+        raise ValueError(
+            f"the model reads a conditioning map of {wanted} channels per image; "
+            f"{dataset.name}/{dataset.split} has none"
+        )
+
+
+def context_map(
+    dataset: ImageDataset, index: torch.Tensor | slice, model: AutoregressiveModel
+) -> torch.Tensor | None:
+    """The conditioning map of the images at ``index`` for ``model`` (one channel per code,
+    at the images' size), or None for a split without one.
+
+    Shape:
+        → ``(B, context_levels, H, W)`` on the model's device.
+    """
+    if dataset.context is None or dataset.context_levels is None:
+        return None
+    weight = next(model.parameters())
+    codes = dataset.context[index].to(weight.device)
+    return code_map(codes, dataset.context_levels, model.image_shape[1:], weight.dtype)
 
 
 @torch.no_grad()
@@ -153,7 +182,8 @@ def evaluate_nll(
             if start not in mine:
                 continue
             y = None if model.num_classes is None else dataset.labels_at(index).to(device)
-            totals += _batch_sums(model, x, y, k, start)
+            with model.conditioned_on(context_map(dataset, index, model)):
+                totals += _batch_sums(model, x, y, k, start)
     finally:
         model.train(was_training)
     if context is not None:

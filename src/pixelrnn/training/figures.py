@@ -9,17 +9,34 @@ import torch
 from pixelrnn.data import ImageDataset
 from pixelrnn.images import save_image_grid
 from pixelrnn.models.base import AutoregressiveModel
-from pixelrnn.sampling import completion_grid_images, occlusion_mask, sample_grid
+from pixelrnn.sampling import completion_grid_images, occlusion_mask, sample, sample_grid
 from pixelrnn.training.config import TrainConfig
+from pixelrnn.training.evaluate import context_map
 from pixelrnn.training.seeding import make_generator
 
 
 def draw_samples(
-    model: AutoregressiveModel, num: int, generator: torch.Generator, path: Path
+    model: AutoregressiveModel,
+    num: int,
+    generator: torch.Generator,
+    path: Path,
+    source: ImageDataset | None = None,
 ) -> None:
-    """A grid of ``num`` samples; one row per class for a conditional model."""
-    images, ncols = sample_grid(model, num, generator)
-    save_image_grid(images, model.num_levels, path, ncols=ncols)
+    """A grid of ``num`` samples; one row per class for a conditional model. A model that
+    reads a conditioning map per image samples given the maps (and labels) of ``num`` images
+    evenly spaced through ``source``."""
+    if model.config.context_channels is None:
+        images, ncols = sample_grid(model, num, generator)
+        save_image_grid(images, model.num_levels, path, ncols=ncols)
+        return
+    if source is None or source.context is None:
+        raise ValueError("a model reading a conditioning map samples given a split's maps")
+    index = torch.linspace(0, len(source) - 1, min(num, len(source))).long()
+    device = next(model.parameters()).device
+    y = None if model.num_classes is None else source.labels_at(index).to(device)
+    with model.conditioned_on(context_map(source, index, model)):
+        images = sample(model, len(index), generator=generator, y=y)
+    save_image_grid(images, model.num_levels, path)
 
 
 def draw_completions(
@@ -41,7 +58,11 @@ def draw_completions(
     x = source.batch(index, data_generator).to(device)
     known = occlusion_mask(tuple(x.shape), "bottom-half").to(device)
     y = None if model.num_classes is None else source.labels_at(index).to(device)
-    grid, hidden = completion_grid_images(model, x, known, num_completions, generator, y)
+    context = context_map(source, index, model)
+    if context is not None:  # every image's map, for each of its completion rows
+        context = context.repeat(num_completions, 1, 1, 1)
+    with model.conditioned_on(context):
+        grid, hidden = completion_grid_images(model, x, known, num_completions, generator, y)
     save_image_grid(grid, model.num_levels, path, ncols=n, hidden=hidden)
 
 
@@ -53,7 +74,7 @@ def draw_final_figures(
     device = next(model.parameters()).device
     if config.num_samples:
         generator = make_generator(config.seed, "samples", "final", device=device)
-        draw_samples(model, config.num_samples, generator, run_dir / "samples.png")
+        draw_samples(model, config.num_samples, generator, run_dir / "samples.png", source)
     if config.num_completions and source is not None:
         draw_completions(
             model,

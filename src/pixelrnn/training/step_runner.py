@@ -52,16 +52,29 @@ class StepRunner:
         self.config = config
         self.dist = dist
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        scale: float,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One step on ``(x, y)`` with the loss ``scale`` × nats; returns the nats, float64 on
-        the training device.
+        the training device. ``context``: every image's conditioning map (the eager step only).
 
-        Shape: x ``(B, C, H, W)`` integer, y ``(B,)`` or None → 0-d.
+        Shape: x ``(B, C, H, W)`` integer, y ``(B,)`` or None, context ``(B, c, H, W)`` or
+        None → 0-d.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        return self.compute(x, y, scale)
+        return self.compute(x, y, scale, context)
 
-    def compute(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def compute(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        scale: float,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Gradients (zeroed by the caller) of ``scale`` times the nats of ``(x, y)``, clipped,
         then the optimizer step; returns the nats. No host synchronisation, so that
         :class:`GraphedTrainStep` can record it."""
@@ -82,7 +95,9 @@ class StepRunner:
                     cache_enabled=not self.config.cuda_graph,
                 ):
                     xs, ys = _rows(x, part), None if y is None else _rows(y, part)
-                    params = self.network(xs) if ys is None else self.network(xs, ys)
+                    cs = None if context is None else _rows(context, part)
+                    with self.model.conditioned_on(cs):
+                        params = self.network(xs) if ys is None else self.network(xs, ys)
                     nats = -self.model.log_prob_from_params(params, xs).sum()
                 (nats * scale).backward()
             total += nats.detach().double()
@@ -96,7 +111,14 @@ class CompiledStepRunner(StepRunner):
     """Runs the steps of a compiled network: the range check first (the traced forward skips
     it, since reading a value would break the graph)."""
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        scale: float,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        _refuse_context(context)
         self.model.check_images(x)
         self.model.check_labels(y, len(x))
         return super().__call__(x, y, scale)
@@ -108,7 +130,14 @@ class RecordedStepRunner(StepRunner):
 
     graphed: GraphedTrainStep | None = None  # recorded at the first full batch
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        scale: float,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        _refuse_context(context)
         self.model.check_images(x)
         self.model.check_labels(y, len(x))
         if self.graphed is None and len(x) == self.config.batch_size:
@@ -152,6 +181,14 @@ def check_cuda_graph_settings(config: TrainConfig, device: torch.device, distrib
     if config.lr_schedule != "constant":
         raise ValueError(
             "cuda_graph records the learning rate into the step: use --lr-schedule constant"
+        )
+
+
+def _refuse_context(context: torch.Tensor | None) -> None:
+    if context is not None:
+        raise ValueError(
+            "a conditioning map per image trains with the eager step: set compile and "
+            "cuda_graph off"
         )
 
 

@@ -41,7 +41,7 @@ from pixelrnn.training.batches import epoch_loader, epoch_steps, load_split, loa
 from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.distributed import DistributedContext, setup_distributed
 from pixelrnn.training.ema import ema_with_warmup
-from pixelrnn.training.evaluate import EvalResult, evaluate_nll
+from pixelrnn.training.evaluate import EvalResult, context_map, evaluate_nll
 from pixelrnn.training.figures import draw_final_figures, draw_samples
 from pixelrnn.training.run_dir import STATE_JSON, RunDirectory
 from pixelrnn.training.seeding import derive_seed, make_generator
@@ -119,6 +119,11 @@ class Trainer:
         self.global_step = 0
         self.best_valid_nats: float | None = None
         self.train_data, self.valid_data = load_training_data(model, config, data_dir)
+        if self.train_data.context is not None and (config.compile or config.cuda_graph):
+            raise ValueError(
+                "a conditioning map per image trains with the eager step: set compile and "
+                "cuda_graph off"
+            )
         if config.drop_last and self.steps_per_epoch == 0:
             raise ValueError(
                 f"drop_last with {len(self.train_data)} training images and batch_size "
@@ -143,7 +148,8 @@ class Trainer:
         index = torch.arange(n)
         x = self.train_data.batch(index, make_generator(self.config.seed, "data-init"))
         y = None if self.model.num_classes is None else self.train_data.labels_at(index)
-        init(x.to(self.device), None if y is None else y.to(self.device))
+        with self.model.conditioned_on(context_map(self.train_data, index, self.model)):
+            init(x.to(self.device), None if y is None else y.to(self.device))
         self.dist.broadcast_parameters(self.model)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -229,10 +235,15 @@ class Trainer:
         return x.to(self.device)
 
     def train_step(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, global_batch: int | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        global_batch: int | None = None,
+        context: torch.Tensor | None = None,
     ) -> float:
         """One optimizer step on this process's share of a batch (labels ``y`` for a
-        conditional model); returns the global batch's loss in nats per sub-pixel.
+        conditional model, ``context`` for a model reading a conditioning map per image);
+        returns the global batch's loss in nats per sub-pixel.
 
         The share is processed in ``config.grad_accumulation`` micro-batches whose gradients
         add up (DDP synchronises only on the last), so accumulation changes memory, not the
@@ -247,7 +258,7 @@ class Trainer:
         self.model.set_training_step(self.global_step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        total = self.run_step(x, y, self.dist.world_size / (n * self.model.num_dims))
+        total = self.run_step(x, y, self.dist.world_size / (n * self.model.num_dims), context)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         total = self.dist.all_reduce_sum(total.to(self.dist.collective_device))
@@ -320,7 +331,8 @@ class Trainer:
                     share = self.dist.shard(len(index))
                     x = self._to_device(x[share])
                     y = None if y is None else self._to_device(y[share])
-                    loss = self.train_step(x, y, global_batch=len(index))
+                    context = context_map(self.train_data, index[share], self.model)
+                    loss = self.train_step(x, y, global_batch=len(index), context=context)
                     if not math.isfinite(loss):
                         bar.close()
                         raise self._diverged(f"the loss of step {self.global_step + 1} is {loss}")
@@ -385,6 +397,7 @@ class Trainer:
                 c.num_samples,
                 make_generator(c.seed, "samples", self.epoch, device=self.device),
                 self.run_dir / f"samples_epoch{self.epoch:03d}.png",
+                self.valid_data or self.train_data,
             )
         self.draw_loss_curve()
         self.save_checkpoint()

@@ -2,8 +2,10 @@
 prior over codes is trained on.
 
 * ``.npy`` — one integer array, ``(N, H, W)`` or ``(N, C, H, W)``;
-* ``.npz`` — ``codes`` as above; optional ``labels`` ``(N,)`` (class labels) and
-  ``num_levels`` (the number of codes ``K``, a scalar).
+* ``.npz`` — ``codes`` as above; optional ``labels`` ``(N,)`` (class labels),
+  ``num_levels`` (the number of codes ``K``, a scalar), and a conditioning code map per grid:
+  ``context`` ``(N, h, w)`` integers (e.g. the top level of a two-level VQ-VAE) with
+  ``context_levels`` (its number of codes, a scalar; else its largest code + 1).
 
 NumPy's own reader is used with ``allow_pickle=False``: nothing in a file runs code.
 """
@@ -27,11 +29,15 @@ class CodeGrids:
         codes: int64 ``(N, C, H, W)``.
         labels: int64 ``(N,)`` or None.
         num_levels: ``K`` as the file states it, or None.
+        context: int64 ``(N, h, w)`` conditioning code maps, or None.
+        context_levels: their number of codes (stated, else the largest + 1), or None.
     """
 
     codes: np.ndarray
     labels: np.ndarray | None
     num_levels: int | None
+    context: np.ndarray | None = None
+    context_levels: int | None = None
 
 
 def read_code_grids(path: str | Path, num_levels: int | None = None) -> CodeGrids:
@@ -48,7 +54,7 @@ def read_code_grids(path: str | Path, num_levels: int | None = None) -> CodeGrid
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    labels = stated = None
+    labels = stated = context = context_stated = None
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
@@ -57,6 +63,8 @@ def read_code_grids(path: str | Path, num_levels: int | None = None) -> CodeGrid
                 codes = npz["codes"]
                 labels = npz["labels"] if "labels" in npz.files else None
                 stated = npz["num_levels"] if "num_levels" in npz.files else None
+                context = npz["context"] if "context" in npz.files else None
+                context_stated = npz["context_levels"] if "context_levels" in npz.files else None
         else:
             codes = np.load(path, allow_pickle=False)
     except DataFormatError:
@@ -73,22 +81,25 @@ def read_code_grids(path: str | Path, num_levels: int | None = None) -> CodeGrid
         codes = codes[:, None]
     if 0 in codes.shape:
         raise DataFormatError(path, f"no codes (shape {codes.shape})")
-    if stated is not None:
-        if stated.shape != () or not np.issubdtype(stated.dtype, np.integer) or int(stated) < 2:
-            raise DataFormatError(path, f"num_levels must be one integer >= 2, got {stated!r}")
-        stated = int(stated)
-        if num_levels is not None and stated != num_levels:
-            raise DataFormatError(path, f"holds codes of K = {stated}, expected K = {num_levels}")
-    limit = num_levels if num_levels is not None else stated
-    bad = codes < 0 if limit is None else (codes < 0) | (codes >= limit)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        allowed = "be >= 0" if limit is None else f"lie in [0, {limit})"
-        raise DataFormatError(
-            path,
-            f"code {int(codes[index])} at grid {index[0]}, position {index[1:]}: codes must "
-            f"{allowed}",
-        )
+    stated = _levels(path, "num_levels", stated)
+    if num_levels is not None and stated is not None and stated != num_levels:
+        raise DataFormatError(path, f"holds codes of K = {stated}, expected K = {num_levels}")
+    _check_range(path, "code", codes, num_levels if num_levels is not None else stated)
+    context_levels = None
+    if context is not None:
+        if not np.issubdtype(context.dtype, np.integer) or context.shape[:1] != codes.shape[:1]:
+            raise DataFormatError(
+                path,
+                f"context must be integers shaped (N, h, w) with N = {len(codes)}, got "
+                f"{context.dtype} {context.shape}",
+            )
+        if context.ndim != 3:
+            raise DataFormatError(path, f"context must be (N, h, w), got {context.shape}")
+        context_levels = _levels(path, "context_levels", context_stated)
+        _check_range(path, "context code", context, context_levels)
+        context = context.astype(np.int64)
+        if context_levels is None:
+            context_levels = max(2, int(context.max()) + 1)
     if labels is not None:
         if not np.issubdtype(labels.dtype, np.integer):
             raise DataFormatError(path, f"labels must be integers, got {labels.dtype}")
@@ -97,4 +108,26 @@ def read_code_grids(path: str | Path, num_levels: int | None = None) -> CodeGrid
             raise DataFormatError(path, f"{len(labels)} labels for {len(codes)} grids")
         if labels.min() < 0:
             raise DataFormatError(path, f"labels must be >= 0, got {int(labels.min())}")
-    return CodeGrids(codes.astype(np.int64), labels, stated)
+    return CodeGrids(codes.astype(np.int64), labels, stated, context, context_levels)
+
+
+def _levels(path: Path, name: str, stated: np.ndarray | None) -> int | None:
+    """A stated number of codes: one integer >= 2."""
+    if stated is None:
+        return None
+    if stated.shape != () or not np.issubdtype(stated.dtype, np.integer) or int(stated) < 2:
+        raise DataFormatError(path, f"{name} must be one integer >= 2, got {stated!r}")
+    return int(stated)
+
+
+def _check_range(path: Path, what: str, codes: np.ndarray, limit: int | None) -> None:
+    """Refuse a code outside ``[0, limit)`` (``>= 0`` without a limit), naming where."""
+    bad = codes < 0 if limit is None else (codes < 0) | (codes >= limit)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        allowed = "be >= 0" if limit is None else f"lie in [0, {limit})"
+        raise DataFormatError(
+            path,
+            f"{what} {int(codes[index])} at grid {index[0]}, position {index[1:]}: "
+            f"{what}s must {allowed}",
+        )
