@@ -28,8 +28,11 @@ def vqvae(**overrides: object) -> VQVAE:
 def spread_codebook(model: VQVAE, x: torch.Tensor) -> None:
     """Codes on encoder outputs of ``x`` (a fresh codebook lies far from them: one code)."""
     with torch.no_grad():
-        z = model.encode(x).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
-        model.quantizer.codebook.copy_(z[: model.config.num_codes])
+        for quantizer, z_e in zip(model.quantizers, model.encode(x), strict=True):
+            z = z_e.permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
+            quantizer.codebook.copy_(
+                z[torch.linspace(0, len(z) - 1, len(quantizer.codebook)).long()]
+            )
 
 
 def test_given_codes_the_sub_pixels_do_not_depend_on_the_image() -> None:
@@ -37,7 +40,7 @@ def test_given_codes_the_sub_pixels_do_not_depend_on_the_image() -> None:
     x = random_images(model, 3)
     spread_codebook(model, x)
     codes = model.encode_codes(x)
-    assert codes.shape == (3, 4, 4) and len(codes.unique()) > 2
+    assert codes[0].shape == (3, 4, 4) and len(codes[0].unique()) > 2
     with model.given_codes(codes):
         assert torch.equal(model(x), model(1 - x))  # a decoder of the codes only
     assert torch.equal(model(x), model.decoder_params(codes))  # the image's own codes
@@ -73,29 +76,61 @@ def test_the_bound_adds_the_uniform_prior_over_codes() -> None:
     )
 
 
+@pytest.mark.parametrize("levels", [None, 1], ids=["one-level", "two-level"])
 @pytest.mark.parametrize("update", ["ema", "loss"])
-def test_the_objective_carries_its_penalties_and_its_gradients(update: str) -> None:
-    model = vqvae(codebook_update=update, commitment_cost=0.25)
+def test_the_objective_carries_its_penalties_and_its_gradients(update: str, levels) -> None:
+    model = vqvae(codebook_update=update, commitment_cost=0.25, top_downsamplings=levels)
     x = random_images(model, 4)
     spread_codebook(model, x)
     model.eval()  # the expected figures, before the training step moves the codebook
     with torch.no_grad():
-        quantized = model.quantizer(model.encode(x))
+        quantized = [q(z) for q, z in zip(model.quantizers, model.encode(x), strict=True)]
         reconstruction = model.reconstruction_log_prob(x)
-    penalty = 0.25 * quantized.commitment + (quantized.codebook if update == "loss" else 0)
+    penalty = sum(
+        0.25 * level.commitment + (level.codebook if update == "loss" else 0) for level in quantized
+    )
     model.train()
     objective = model.log_prob(x)
     torch.testing.assert_close(objective, reconstruction - penalty, rtol=1e-5, atol=1e-4)
     (-objective.sum()).backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
-    codebook_grad = model.quantizer.codebook.grad if update == "loss" else None
-    assert (codebook_grad is not None and codebook_grad.abs().sum() > 0) == (update == "loss")
+    encoders = [model.encoder, *([model.top_encoder] if levels else [])]
+    for encoder in encoders:
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+    for quantizer in model.quantizers:
+        grad = quantizer.codebook.grad if update == "loss" else None
+        assert (grad is not None and grad.abs().sum() > 0) == (update == "loss")
+
+
+def test_two_levels_decode_both_code_maps() -> None:
+    """VQ-VAE-2: a top map of the bottom map's codes, decoded together; the uniform bound
+    counts both; sampling is the same cached and naive."""
+    model = vqvae(top_downsamplings=1).double().eval()
+    x = random_images(model, 3)
+    spread_codebook(model, x)
+    bottom, top = model.encode_codes(x)
+    assert bottom.shape == (3, 4, 4) and top.shape == (3, 2, 2)
+    assert model.code_shapes == [(4, 4), (2, 2)]
+    other_top = (top + 1) % 8
+    assert not torch.equal(
+        model.decoder_params([bottom, top]), model.decoder_params([bottom, other_top])
+    )
+    with pytest.raises(ValueError, match="has 2 code levels, got 1"):
+        model.decoder_params([bottom])
+    reconstruction = model.reconstruction_log_prob(x)
+    torch.testing.assert_close(model.log_prob(x), reconstruction - 20 * math.log(8))
+    known = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) < 0.4
+    runs = [
+        pixelrnn.complete(model, x, known, generator=torch.Generator().manual_seed(2), method=m)
+        for m in ("cached", "naive")
+    ]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0][known], x[known])
 
 
 def test_images_of_any_size_are_padded_and_cropped() -> None:
-    model = vqvae(image_shape=(3, 7, 5), num_levels=16, downsamplings=2).eval()
+    model = vqvae(image_shape=(3, 7, 5), num_levels=16, downsamplings=2, top_downsamplings=1)
+    model.eval()
     x = random_images(model, 2)
-    assert model.code_shape == (2, 2) and model(x).shape[-2:] == (7, 5)
+    assert model.code_shapes == [(2, 2), (1, 1)] and model(x).shape[-2:] == (7, 5)
     assert torch.isfinite(model.log_prob(x)).all()
 
 

@@ -40,6 +40,7 @@ def test_the_prior_is_trained_on_the_vqvaes_codes(two_runs: tuple[Path, Path]) -
     assert prior.config.input_encoding == "embedding"
     train = np.load(prior_run / "codes" / "train.npz")
     assert train["codes"].shape == (50_000, 14, 14) and int(train["num_levels"]) == 8
+    assert "context" not in train.files  # one level: no top codes
     assert recorded_vqvae(prior_run).config == vqvae.config
 
 
@@ -128,3 +129,42 @@ def test_a_class_conditional_prior_samples_each_class(
     evaluate = ["evaluate", str(prior), "--split", "valid", "--max-images", "16"]
     assert main([*evaluate, "--data-dir", str(data_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["num_images"] == 16
+
+
+def test_a_two_level_vqvae_samples_and_scores_through_both_priors(
+    tmp_path: Path, data_dir: Path, capsys
+) -> None:
+    """VQ-VAE-2: a prior over the top codes, one over the bottom codes given a map of the top
+    ones; sampling and the bound go through both."""
+    vq, top, bottom = tmp_path / "vq", tmp_path / "top", tmp_path / "bottom"
+    args = ["train", "--preset", "vqvae-tiny", *TINY, "--epochs", "1", "--run-dir", str(vq)]
+    args += ["--top-downsamplings", "1", "--test-split", ""]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    common = ["--preset", "vqvae-prior-tiny", "--vqvae", str(vq), "--epochs", "1"]
+    common += ["--max-train-images", "64", "--max-eval-images", "16", "--batch-size", "16"]
+    common += ["--num-samples", "4", "--num-completions", "1", "--test-split", ""]
+    for level, run in (("top", top), ("bottom", bottom)):
+        args = ["train", *common, "--code-level", level, "--run-dir", str(run)]
+        assert main([*args, "--data-dir", str(data_dir)]) == 0
+    top_model, bottom_model = load_pretrained(top / "last"), load_pretrained(bottom / "last")
+    assert top_model.image_shape == (1, 7, 7) and top_model.config.context_channels is None
+    assert bottom_model.image_shape == (1, 14, 14) and bottom_model.config.context_channels == 8
+    codes = np.load(bottom / "codes" / "valid.npz")
+    assert codes["context"].shape == (10_000, 7, 7)
+    out = tmp_path / "s.npy"
+    assert main(["sample", str(bottom), "-n", "3", "--top-prior", str(top), "-o", str(out)]) == 0
+    assert np.load(out).shape == (3, 14, 14) and np.load(tmp_path / "s.top.npy").shape == (3, 7, 7)
+    assert (tmp_path / "s.png").is_file()
+    capsys.readouterr()
+    evaluate = ["evaluate", str(bottom), "--top-prior", str(top), "--split", "valid"]
+    assert main([*evaluate, "--max-images", "16", "--data-dir", str(data_dir)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    total = result["reconstruction_nats_per_image"] + result["prior_nats_per_grid"]
+    assert math.isclose(result["nats_per_image"], total, rel_tol=1e-12)
+    assert math.isclose(
+        result["prior_bits_per_code"], result["prior_nats_per_grid"] / ((196 + 49) * math.log(2))
+    )
+    assert main(["sample", str(bottom), "-o", str(tmp_path / "x.png")]) != 0
+    assert "pass --top-prior RUN" in capsys.readouterr().err
+    assert main(["sample", str(top), "-o", str(tmp_path / "x.png")]) != 0
+    assert "is a prior over the top codes" in capsys.readouterr().err

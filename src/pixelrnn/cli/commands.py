@@ -43,11 +43,13 @@ from pixelrnn.sampling import completion_grid_images, occlusion_mask
 from pixelrnn.training import TrainConfig, Trainer, evaluate_nll, make_generator
 from pixelrnn.training.code_prior import (
     CODES_DIR,
+    LEVELS,
     VQVAE_RECORD,
     evaluate_two_stage,
     is_code_prior,
     load_vqvae,
     recorded_vqvae,
+    top_prior_for,
     write_code_splits,
 )
 from pixelrnn.training.distributed import teardown_distributed
@@ -180,11 +182,19 @@ def prepare_code_prior(
     dataset, binarize = stored.get("dataset"), stored.get("binarize")
     if dataset is None:
         raise ValueError(f"{args.vqvae} does not say which dataset it was trained on")
-    h, w = vqvae.code_shape
-    for name, value in (("image_shape", (1, h, w)), ("num_levels", vqvae.config.num_codes)):
+    level = args.code_level
+    if level == "top" and len(vqvae.code_shapes) == 1:
+        raise ValueError(f"--code-level top: {args.vqvae} has one code level")
+    h, w = vqvae.code_shapes[LEVELS.index(level)]
+    k = vqvae.config.num_codes
+    # the bottom prior of a two-level VQ-VAE reads a map of the top codes
+    context = k if level == "bottom" and len(vqvae.code_shapes) > 1 else None
+    for name, value in (("image_shape", (1, h, w)), ("num_levels", k)):
         if model_overrides.get(name, value) != value:
             raise ValueError(f"--{name.replace('_', '-')}: the VQ-VAE's codes need {value}")
         model_overrides[name] = value
+    if context is not None:
+        model_overrides["context_channels"] = context
     if args.conditional == "class":
         model_overrides.setdefault("num_classes", dataset_num_classes(dataset))
     fields = (("train_split", "train"), ("valid_split", "valid"), ("test_split", "test"))
@@ -193,7 +203,9 @@ def prepare_code_prior(
     if os.environ.get("RANK", "0") == "0":
         print(f"codes of {dataset} {', '.join(splits)} under {args.vqvae} → {run_dir / CODES_DIR}")
     # every process writes what is missing (the same bytes, each file replaced atomically)
-    folder = write_code_splits(vqvae, args.vqvae, dataset, binarize, splits, args.data_dir, run_dir)
+    folder = write_code_splits(
+        vqvae, args.vqvae, dataset, binarize, splits, args.data_dir, run_dir, level
+    )
     train_overrides["dataset"] = "code-grids"
     return folder
 
@@ -236,7 +248,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.data_dir,
             binarize=args.binarize or record["binarize"],
         )
-        two_stage = evaluate_two_stage(model, vqvae, images, args.batch_size, args.max_images)
+        top_prior = top_prior_for(args.run_dir, vqvae, args.top_prior, device)
+        two_stage = evaluate_two_stage(
+            model, vqvae, images, args.batch_size, args.max_images, top_prior
+        )
         return _print_result(dataclasses.asdict(two_stage), args.output)
     dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
     data = load_dataset(dataset, args.split, data_dir, binarize=binarize)

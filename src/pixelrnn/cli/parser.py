@@ -101,6 +101,11 @@ def _add_vqvae_arg(p: argparse.ArgumentParser) -> None:
         help="a code prior's VQ-VAE, when it moved (default: where the prior recorded it; "
         "another VQ-VAE is refused)",
     )
+    p.add_argument(
+        "--top-prior",
+        metavar="RUN_DIR",
+        help="the prior over a two-level VQ-VAE's top codes, for its bottom codes' prior",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="train a prior over the codes of this VQ-VAE (its dataset's splits, extracted "
         "once into RUN_DIR/codes); sample and evaluate then decode through it",
+    )
+    p.add_argument(
+        "--code-level",
+        choices=("bottom", "top"),
+        default="bottom",
+        help="with --vqvae: the codes the prior models; a two-level VQ-VAE's bottom prior "
+        "reads a map of its top codes (default: bottom)",
     )
     p.add_argument(
         "--nproc",

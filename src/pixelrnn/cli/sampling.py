@@ -25,7 +25,12 @@ from pixelrnn.sampling.latent_grids import (
     reconstructions,
 )
 from pixelrnn.training import make_generator
-from pixelrnn.training.code_prior import is_code_prior, recorded_vqvae, sample_two_stage
+from pixelrnn.training.code_prior import (
+    is_code_prior,
+    recorded_vqvae,
+    sample_two_stage,
+    top_prior_for,
+)
 from pixelrnn.training.evaluate import check_fits, context_map
 
 GRIDS = (*LATENT_GRIDS, "reconstructions", "interpolation")
@@ -83,14 +88,21 @@ def _two_stage_samples(
     """Codes from the prior, decoded by its VQ-VAE: a PNG of the images; with ``-o X.npy``
     the codes in ``X.npy`` and the images in ``X.png``."""
     vqvae = recorded_vqvae(args.run_dir, args.vqvae, generator.device)
+    top_prior = top_prior_for(args.run_dir, vqvae, args.top_prior, generator.device)
     n = args.num or 64
-    codes, images = sample_two_stage(prior, vqvae, n, generator, args.temperature, y=args.label)
+    codes, images = sample_two_stage(
+        prior, vqvae, n, generator, args.temperature, y=args.label, top_prior=top_prior
+    )
     output = Path(args.output)
     picture = output.with_suffix(".png") if output.suffix == ".npy" else output
-    if output.suffix == ".npy":
-        atomic_write(output, lambda tmp: _save_npy(tmp, codes))
+    if output.suffix == ".npy":  # the bottom codes (a two-level model's top ones: X.top.npy)
+        atomic_write(output, lambda tmp: _save_npy(tmp, codes[0]))
+        if len(codes) > 1:
+            top = output.with_suffix(".top.npy")
+            atomic_write(top, lambda tmp: _save_npy(tmp, codes[1]))
     save_image_grid(images, vqvae.num_levels, picture)
-    codes_note = f", their codes {tuple(codes.shape)} in {output}" if output != picture else ""
+    shapes = " and ".join(str(tuple(level.shape)) for level in codes)
+    codes_note = f", their codes {shapes} in {output}" if output != picture else ""
     print(f"wrote {n} images decoded from the prior's codes to {picture}{codes_note}")
     return 0
 

@@ -355,6 +355,41 @@ PRESETS: dict[str, Preset] = {
         "VQ-VAE for CIFAR-10 (van den Oord et al. 2017 §4.1 sizes, halved width): 8x8 codes, "
         "K = 512, D = 64, a discretized logistic mixture decoder",
     ),
+    "vqvae2-mnist": Preset(
+        "vqvae",
+        {
+            "image_shape": (1, 28, 28),
+            "num_levels": 2,
+            "num_codes": 64,
+            "code_dim": 16,
+            "hidden_channels": 64,
+            "residual_channels": 32,
+            "num_residual_blocks": 2,
+            "downsamplings": 2,
+            "top_downsamplings": 1,
+        },
+        "binarized-mnist",
+        "two-level VQ-VAE after VQ-VAE-2 (Razavi et al. 2019; not a paper size): 7x7 bottom and "
+        "4x4 top codes, K = 64; priors: vqvae-prior-mnist with --code-level top, then bottom",
+    ),
+    "vqvae2-cifar10": Preset(
+        "vqvae",
+        {
+            "image_shape": (3, 32, 32),
+            "num_levels": 256,
+            "num_codes": 512,
+            "code_dim": 64,
+            "hidden_channels": 128,
+            "residual_channels": 32,
+            "num_residual_blocks": 2,
+            "downsamplings": 2,
+            "top_downsamplings": 1,
+            "distribution": "logistic_mixture",
+        },
+        "cifar10",
+        "two-level VQ-VAE after VQ-VAE-2 for CIFAR-10 (halved width): 8x8 bottom and 4x4 top "
+        "codes, K = 512, a discretized logistic mixture decoder",
+    ),
     "vqvae-prior-tiny": Preset(
         "gated_pixelcnn",
         {

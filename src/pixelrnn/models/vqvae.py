@@ -49,6 +49,9 @@ class VQVAEConfig(ModelConfig):
         downsamplings: ``n``; codes form an ``(⌈H/2^n⌉, ⌈W/2^n⌉)`` grid (images whose sides
             are not multiples of ``2^n`` are zero-padded at the bottom and right for the
             encoder, and the decoder's output is cropped back).
+        top_downsamplings: ``t`` > 0 adds a top code level (VQ-VAE-2, Razavi et al. 2019): a
+            ``(⌈h/2^t⌉, ⌈w/2^t⌉)`` map encoded from the bottom level's ``z_e``, whose decoded,
+            upsampled map is added to the bottom's before the decoder; None: one level.
         commitment_cost: ``β``.
         codebook_update: ``"ema"`` (moving averages) or ``"loss"`` (the codebook loss).
         codebook_decay: ``γ`` of the codebook's moving averages.
@@ -61,6 +64,7 @@ class VQVAEConfig(ModelConfig):
     residual_channels: int = 32
     num_residual_blocks: int = 2
     downsamplings: int = 2
+    top_downsamplings: int | None = None
     commitment_cost: float = 0.25
     codebook_update: str = "ema"
     codebook_decay: float = 0.99
@@ -76,6 +80,10 @@ class VQVAEConfig(ModelConfig):
             )
         if not 0 < self.codebook_decay < 1:
             raise ValueError(f"codebook_decay must lie in (0, 1), got {self.codebook_decay}")
+        if self.top_downsamplings is not None and self.top_downsamplings < 1:
+            raise ValueError(
+                f"top_downsamplings must be >= 1 or None, got {self.top_downsamplings}"
+            )
         if self.commitment_cost < 0 or self.dead_code_threshold < 0:
             raise ValueError("commitment_cost and dead_code_threshold must be >= 0")
 
@@ -94,72 +102,125 @@ class VQVAE(AutoregressiveModel):
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__(config)
         c, h, w = config.image_shape
-        hidden, n = config.hidden_channels, config.downsamplings
+        hidden, n, d = config.hidden_channels, config.downsamplings, config.code_dim
         residual = (config.residual_channels, config.num_residual_blocks)
         self.encoder = nn.Sequential(
             *halving_stack(c, hidden, n, kernel_size=4, activation=nn.ReLU),
             nn.Conv2d(hidden, hidden, 3, padding=1),
             ResidualStack(hidden, *residual),
-            nn.Conv2d(hidden, config.code_dim, 1),
+            nn.Conv2d(hidden, d, 1),
         )
-        self.quantizer = VectorQuantizer(
-            config.num_codes,
-            config.code_dim,
-            ema=config.codebook_update == "ema",
-            decay=config.codebook_decay,
-            dead_threshold=config.dead_code_threshold,
-        )
+        self.quantizer = self._quantizer()
         self.decoder_net = nn.Sequential(
-            nn.Conv2d(config.code_dim, hidden, 3, padding=1),
+            nn.Conv2d(d, hidden, 3, padding=1),
             ResidualStack(hidden, *residual),
             *doubling_stack(hidden, n, activation=nn.ReLU),
             nn.ReLU(),
             nn.Conv2d(hidden, self.num_params_out, 1),
         )
         self.code_shape = (-(-h // 2**n), -(-w // 2**n))
-        self.bound_codes: torch.Tensor | None = None
+        self.code_shapes = [self.code_shape]
+        # the top level (VQ-VAE-2): from the bottom's z_e down, and back up to its grid
+        t = config.top_downsamplings
+        self.top_encoder: nn.Sequential | None = None
+        self.top_quantizer: VectorQuantizer | None = None
+        self.top_decoder: nn.Sequential | None = None
+        if t is not None:
+            self.top_encoder = nn.Sequential(
+                *halving_stack(d, hidden, t, kernel_size=4, activation=nn.ReLU),
+                nn.Conv2d(hidden, hidden, 3, padding=1),
+                ResidualStack(hidden, *residual),
+                nn.Conv2d(hidden, d, 1),
+            )
+            self.top_quantizer = self._quantizer()
+            self.top_decoder = nn.Sequential(
+                nn.Conv2d(d, hidden, 3, padding=1),
+                ResidualStack(hidden, *residual),
+                *doubling_stack(hidden, t, activation=nn.ReLU),
+                nn.ReLU(),
+                nn.Conv2d(hidden, d, 1),
+            )
+            self.code_shapes.append(tuple(-(-side // 2**t) for side in self.code_shape))
+        self.bound_codes: list[torch.Tensor] | None = None
         self.last_penalty: torch.Tensor | None = None  # (B,) of the last training forward
-        self.last_codes: torch.Tensor | None = None
+        self.last_codes: list[torch.Tensor] | None = None
+
+    def _quantizer(self) -> VectorQuantizer:
+        c = self.config
+        return VectorQuantizer(
+            c.num_codes,
+            c.code_dim,
+            ema=c.codebook_update == "ema",
+            decay=c.codebook_decay,
+            dead_threshold=c.dead_code_threshold,
+        )
+
+    @property
+    def quantizers(self) -> list[VectorQuantizer]:
+        """One per level, bottom first."""
+        return [q for q in (self.quantizer, self.top_quantizer) if q is not None]
 
     # --- codes -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """The code map of every image (nearest codes, deterministic). Shape: int ``(B, C, H,
-        W)`` → int64 ``(B, h, w)``."""
+    def encode_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The code maps of every image (nearest codes, deterministic), one per level, bottom
+        first. Shape: int ``(B, C, H, W)`` → int64 ``(B, h, w)`` each."""
         self.check_images(x)
-        z_e = self.encode(x)
-        b, d, h, w = z_e.shape
-        return self.quantizer.nearest(z_e.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``z_e(x)``. Shape: int ``(B, C, H, W)`` → ``(B, D, h, w)``."""
-        h, w = self.code_shape
-        scale = 2**self.config.downsamplings
-        features = self.normalize(x)
-        pad = (0, w * scale - x.shape[-1], 0, h * scale - x.shape[-2])
-        return self.encoder(F.pad(features, pad) if any(pad) else features)
-
-    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        """``p(x | z_q)``'s parameters. Shape: ``(B, D, h, w)`` → ``(B, P, H, W)``."""
-        _, height, width = self.image_shape
-        return self.decoder_net(z_q)[:, :, :height, :width]
-
-    def decoder_params(self, codes: torch.Tensor) -> torch.Tensor:
-        """``p(x | z_q)``'s parameters. Shape: int ``(B, h, w)`` → ``(B, P, H, W)``."""
-        if codes.shape[1:] != self.code_shape:
-            raise ValueError(
-                f"codes must have shape (B, {self.code_shape[0]}, {self.code_shape[1]}), "
-                f"got {tuple(codes.shape)}"
+        return [
+            quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])).view(
+                z.shape[0], *z.shape[2:]
             )
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.num_codes):
-            raise ValueError(f"codes must lie in [0, {self.config.num_codes})")
-        return self.decode(self.quantizer.lookup(codes.long()))
+            for quantizer, z in zip(self.quantizers, self.encode(x), strict=True)
+        ]
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``z_e(x)`` per level, bottom first. Shape: int ``(B, C, H, W)`` → ``(B, D, h, w)``
+        each."""
+        bottom = self.encoder(
+            _padded(self.normalize(x), self.code_shape, self.config.downsamplings)
+        )
+        if self.top_encoder is None:
+            return [bottom]
+        top_shape = self.code_shapes[1]
+        steps = self.config.top_downsamplings or 0
+        return [bottom, self.top_encoder(_padded(bottom, top_shape, steps))]
+
+    def decode(self, z_q: list[torch.Tensor]) -> torch.Tensor:
+        """``p(x | z_q)``'s parameters from the quantised maps of every level (the top level's
+        upsampled map is added to the bottom's). Shape: ``(B, D, h, w)`` each →
+        ``(B, P, H, W)``."""
+        _, height, width = self.image_shape
+        features = z_q[0]
+        if self.top_decoder is not None:
+            h, w = self.code_shape
+            features = features + self.top_decoder(z_q[1])[:, :, :h, :w]
+        return self.decoder_net(features)[:, :, :height, :width]
+
+    def decoder_params(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """``p(x | z_q)``'s parameters. Shape: int ``(B, h, w)`` per level → ``(B, P, H, W)``."""
+        if len(codes) != len(self.code_shapes):
+            raise ValueError(
+                f"this VQ-VAE has {len(self.code_shapes)} code levels, got {len(codes)}"
+            )
+        for level, shape in zip(codes, self.code_shapes, strict=True):
+            if tuple(level.shape[1:]) != tuple(shape):
+                raise ValueError(
+                    f"codes must have shape (B, {shape[0]}, {shape[1]}), got {tuple(level.shape)}"
+                )
+            if level.numel() and (
+                int(level.min()) < 0 or int(level.max()) >= self.config.num_codes
+            ):
+                raise ValueError(f"codes must lie in [0, {self.config.num_codes})")
+        return self.decode(
+            [q.lookup(level.long()) for q, level in zip(self.quantizers, codes, strict=True)]
+        )
 
     @contextlib.contextmanager
-    def given_codes(self, codes: torch.Tensor) -> Iterator[None]:
-        """Within the block :meth:`forward` decodes ``codes`` ``(B, h, w)``, whatever the image
-        (sampling and completion draw from ``p(x | z_q(codes))``)."""
-        with self.binding("bound_codes", codes):
+    def given_codes(self, codes: list[torch.Tensor]) -> Iterator[None]:
+        """Within the block :meth:`forward` decodes ``codes`` (one ``(B, h, w)`` map per level,
+        bottom first), whatever the image (sampling and completion draw from
+        ``p(x | z_q(codes))``)."""
+        with self.binding("bound_codes", list(codes)):
             yield
 
     # --- the network ---------------------------------------------------------------------------
@@ -169,20 +230,20 @@ class VQVAE(AutoregressiveModel):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's parameters ``(B, P, H, W)``: of the bound codes (:meth:`given_codes`),
         else of the image's own codes (in training with the straight-through gradient, the
-        commitment and codebook penalties kept in :attr:`last_penalty`)."""
+        commitment and codebook penalties of every level kept in :attr:`last_penalty`)."""
         if y is not None:
             raise ValueError("a VQ-VAE takes no class labels")
         if self.bound_codes is not None:
             return self.decoder_params(self.bound_codes)
         self.check_images(x)
-        quantized = self.quantizer(self.encode(x))
-        self.last_codes = quantized.codes
+        quantized = [q(z) for q, z in zip(self.quantizers, self.encode(x), strict=True)]
+        self.last_codes = [level.codes for level in quantized]
         if self.training:
-            penalty = self.config.commitment_cost * quantized.commitment
+            penalty = self.config.commitment_cost * sum(level.commitment for level in quantized)
             if self.config.codebook_update == "loss":
-                penalty = penalty + quantized.codebook
+                penalty = penalty + sum(level.codebook for level in quantized)
             self.last_penalty = penalty
-        return self.decode(quantized.z_q)
+        return self.decode([level.z_q for level in quantized])
 
     # --- likelihood ---------------------------------------------------------------------------
     def likelihood_name(self, importance_samples: int | None = None) -> str:
@@ -190,8 +251,9 @@ class VQVAE(AutoregressiveModel):
 
     @property
     def uniform_prior_nats(self) -> float:
-        """``−log p(z)`` of any code map under the uniform prior: ``h·w·log K``."""
-        return math.prod(self.code_shape) * math.log(self.config.num_codes)
+        """``−log p(z)`` of any code maps under the uniform prior: ``Σ h·w·log K`` over the
+        levels."""
+        return sum(math.prod(shape) for shape in self.code_shapes) * math.log(self.config.num_codes)
 
     def log_prob_from_params(
         self, params: torch.Tensor, x: torch.Tensor, reduction: Literal["sum", "none"] = "sum"
@@ -213,3 +275,10 @@ class VQVAE(AutoregressiveModel):
         if y is not None:
             raise ValueError("a VQ-VAE takes no class labels")
         return self.reconstruction_log_prob(x) - self.uniform_prior_nats
+
+
+def _padded(features: torch.Tensor, grid: tuple[int, ...], steps: int) -> torch.Tensor:
+    """Zero-pad ``(B, C, H, W)`` at the bottom and right to ``grid · 2^steps``."""
+    scale = 2**steps
+    pad = (0, grid[1] * scale - features.shape[-1], 0, grid[0] * scale - features.shape[-2])
+    return F.pad(features, pad) if any(pad) else features

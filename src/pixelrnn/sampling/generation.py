@@ -108,11 +108,15 @@ def generate(
     if isinstance(model, PixelVAE):
         return _generate_given_latent(model, x, known, request)
     if isinstance(model, VQVAE):  # codes from the uniform prior (a learned one: two_stage)
-        h, w = model.code_shape
-        device = x.device
-        codes = torch.randint(
-            model.config.num_codes, (len(x), h, w), generator=request.generator, device=device
-        )
+        codes = [
+            torch.randint(
+                model.config.num_codes,
+                (len(x), *shape),
+                generator=request.generator,
+                device=x.device,
+            )
+            for shape in model.code_shapes
+        ]
         return generate_given_codes(model, codes, x, known, request)
     if request.method == "naive":
         return generate_naive(model, x, known, request)
@@ -184,7 +188,7 @@ def generate_given_latent(
 
 def generate_given_codes(
     model: VQVAE,
-    codes: torch.Tensor,
+    codes: list[torch.Tensor],
     x: torch.Tensor,
     known: torch.Tensor,
     request: GenerationRequest,
@@ -193,8 +197,8 @@ def generate_given_codes(
     independent given the codes: one decoder pass for the cached loop).
 
     Shape:
-        codes int64 ``(B, h, w)``; x int64 and known bool ``(B, C, H, W)`` → int64
-        ``(B, C, H, W)``.
+        codes int64 ``(B, h, w)`` per level, bottom first; x int64 and known bool
+        ``(B, C, H, W)`` → int64 ``(B, C, H, W)``.
     """
     if request.step_values is not None:
         raise ValueError(
@@ -204,7 +208,7 @@ def generate_given_codes(
     was_training = model.training
     model.eval()
     try:
-        with model.given_codes(codes.to(x.device)):
+        with model.given_codes([level.to(x.device) for level in codes]):
             if request.method == "naive":
                 return generate_naive(model, x, known, request)
             return generate_cached(model, x, known, request)

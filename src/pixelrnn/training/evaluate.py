@@ -45,6 +45,7 @@ class EvalResult:
         code_perplexity: a VQ-VAE's codebook usage over the split, ``exp`` of the entropy of
             the code frequencies (``K`` when every code is used equally).
         unused_codes: codes no image of the split uses.
+        top_code_perplexity, top_unused_codes: the same of a two-level VQ-VAE's top codes.
     """
 
     dataset: str
@@ -61,6 +62,8 @@ class EvalResult:
     reconstruction_nats_per_image: float | None = None
     code_perplexity: float | None = None
     unused_codes: int | None = None
+    top_code_perplexity: float | None = None
+    top_unused_codes: int | None = None
 
     def to_dict(self) -> dict[str, float | int | str]:
         """The fields that apply (a model without latents has no KL)."""
@@ -209,12 +212,19 @@ def evaluate_nll(
             latent_dims=dims,
         )
     if isinstance(model, VQVAE):
-        perplexity, unused = codebook_usage(totals[2:])
+        k = model.config.num_codes
+        usage = [
+            codebook_usage(totals[2 + i * k : 2 + (i + 1) * k])
+            for i in range(len(model.quantizers))
+        ]
+        top = usage[1] if len(usage) > 1 else (None, None)
         return replace(
             result,
             reconstruction_nats_per_image=float(totals[1]) / n,
-            code_perplexity=perplexity,
-            unused_codes=unused,
+            code_perplexity=usage[0][0],
+            unused_codes=usage[0][1],
+            top_code_perplexity=top[0],
+            top_unused_codes=top[1],
         )
     return result
 
@@ -227,7 +237,7 @@ def _sums_size(model: AutoregressiveModel) -> int:
     if isinstance(model, PixelVAE):
         return 3 + 2 * _latent_dims(model)
     if isinstance(model, VQVAE):
-        return 2 + model.config.num_codes
+        return 2 + model.config.num_codes * len(model.quantizers)
     return 1
 
 
@@ -240,7 +250,7 @@ def _batch_sums(
 ) -> torch.Tensor:
     """The float64 sums a batch adds: ``[NLL]``; for a PixelVAE ``[−IW bound, −ELBO, KL,
     Σ posterior means (D'), Σ squared posterior means (D')]``; for a VQ-VAE ``[−bound,
-    −log p(x | z_q), count of every code (K)]``."""
+    −log p(x | z_q), count of every code (K) of every level]``."""
     if isinstance(model, PixelVAE):
         latents = torch.Generator(device=x.device).manual_seed(start)
         bounds = model.bounds(x, k, latents)
@@ -249,9 +259,12 @@ def _batch_sums(
         return torch.cat([figures.double(), means.sum(0), means.square().sum(0)]).cpu()
     if isinstance(model, VQVAE):
         reconstruction = model.reconstruction_log_prob(x).double().sum()
-        assert model.last_codes is not None  # the codes of that forward
-        counts = torch.bincount(model.last_codes.flatten(), minlength=model.config.num_codes)
+        assert model.last_codes is not None  # the codes of that forward, per level
+        counts = [
+            torch.bincount(level.flatten(), minlength=model.config.num_codes).double()
+            for level in model.last_codes
+        ]
         bound = reconstruction - len(x) * model.uniform_prior_nats
         figures = torch.stack([-bound, -reconstruction])
-        return torch.cat([figures, counts.double()]).cpu()
+        return torch.cat([figures, *counts]).cpu()
     return -model.log_prob(x, y=y).double().sum().cpu().reshape(1)
