@@ -176,7 +176,8 @@ class AutoregressiveModel(nn.Module, abc.ABC):
         by :meth:`forward`; unconditional models are only ever called with ``x``.
 
         Shape:
-            x ``(B, C, H, W)`` float in ``[-1, 1]`` → ``(B, P, H, W)``.
+            x ``(B, input_channels, H, W)`` float (:meth:`normalize`: in ``[-1, 1]``, or
+            embeddings) → ``(B, P, H, W)``.
         """
 
     def check_images(self, x: torch.Tensor, name: str = "x") -> None:

@@ -38,6 +38,7 @@ from pixelrnn.units import bits_per_dim
 
 VQVAE_RECORD = "vqvae.json"
 CODES_DIR = "codes"
+LEVELS = ("bottom", "top")  # the code levels of a VQ-VAE, bottom first
 
 
 def load_vqvae(path: str | Path, device: torch.device | str = "cpu") -> VQVAE:
@@ -46,9 +47,6 @@ def load_vqvae(path: str | Path, device: torch.device | str = "cpu") -> VQVAE:
     if not isinstance(model, VQVAE):
         raise ValueError(f"{path} holds a {model.model_name}, not a VQ-VAE")
     return model.eval()
-
-
-LEVELS = ("bottom", "top")
 
 
 @torch.no_grad()
@@ -89,10 +87,17 @@ def write_code_splits(
         )
     fingerprint = model_fingerprint(vqvae).hex()
     record = run_dir / VQVAE_RECORD
-    if record.is_file() and read_json(record).get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"{run_dir} holds the codes of another VQ-VAE ({record}); choose another --run-dir"
-        )
+    if record.is_file():
+        stored = read_json(record)
+        if stored.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{run_dir} holds the codes of another VQ-VAE ({record}); choose another --run-dir"
+            )
+        if stored.get("level", "bottom") != level:
+            raise ValueError(
+                f"{run_dir} holds the VQ-VAE's {stored.get('level', 'bottom')} codes, not its "
+                f"{level} codes; choose another --run-dir"
+            )
     folder = run_dir / CODES_DIR
     binarize = "threshold" if binarize == "dynamic" else binarize
     for split in splits:
