@@ -106,6 +106,19 @@ class StepRunner:
         self.optimizer.step()
         return total
 
+    def check_untraced_inputs(
+        self, x: torch.Tensor, y: torch.Tensor | None, context: torch.Tensor | None
+    ) -> None:
+        """For a compiled or recorded step, which cannot read values: the range checks the
+        traced forward skips, and no per-image conditioning map (eager steps only)."""
+        if context is not None:
+            raise ValueError(
+                "a conditioning map per image trains with the eager step: set compile and "
+                "cuda_graph off"
+            )
+        self.model.check_images(x)
+        self.model.check_labels(y, len(x))
+
 
 class CompiledStepRunner(StepRunner):
     """Runs the steps of a compiled network: the range check first (the traced forward skips
@@ -118,9 +131,7 @@ class CompiledStepRunner(StepRunner):
         scale: float,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        _refuse_context(context)
-        self.model.check_images(x)
-        self.model.check_labels(y, len(x))
+        self.check_untraced_inputs(x, y, context)
         return super().__call__(x, y, scale)
 
 
@@ -137,9 +148,7 @@ class RecordedStepRunner(StepRunner):
         scale: float,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        _refuse_context(context)
-        self.model.check_images(x)
-        self.model.check_labels(y, len(x))
+        self.check_untraced_inputs(x, y, context)
         if self.graphed is None and len(x) == self.config.batch_size:
             # the scale of a full batch is recorded into the graph with the step
             step = functools.partial(self.compute, scale=scale)
@@ -181,14 +190,6 @@ def check_cuda_graph_settings(config: TrainConfig, device: torch.device, distrib
     if config.lr_schedule != "constant":
         raise ValueError(
             "cuda_graph records the learning rate into the step: use --lr-schedule constant"
-        )
-
-
-def _refuse_context(context: torch.Tensor | None) -> None:
-    if context is not None:
-        raise ValueError(
-            "a conditioning map per image trains with the eager step: set compile and "
-            "cuda_graph off"
         )
 
 
