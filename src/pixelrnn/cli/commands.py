@@ -95,6 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         default_dataset = preset.dataset if preset else "binarized-mnist"
         conditional = args.conditional == "class"
         run_dir = Path(args.run_dir or Path("runs") / (args.preset or args.model))
+        if (run_dir / "last").exists() or (run_dir / "last.old").exists():
+            raise ValueError(
+                f"{run_dir} already holds a run: continue it with `pixelrnn train --resume "
+                f"{run_dir}` or choose another --run-dir"
+            )
         data_dir = args.data_dir
         if args.vqvae is not None:
             data_dir = prepare_code_prior(args, run_dir, train_overrides, model_overrides)
@@ -140,11 +145,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_overrides.setdefault("input_encoding", "embedding")
         torch.manual_seed(config.seed)
         model = create_model(args.model, preset=args.preset, **model_overrides)
-        if (run_dir / "last").exists() or (run_dir / "last.old").exists():
-            raise ValueError(
-                f"{run_dir} already holds a run: continue it with `pixelrnn train --resume "
-                f"{run_dir}` or choose another --run-dir"
-            )
         trainer = Trainer(model, config, run_dir, data_dir)
         n = sum(p.numel() for p in model.parameters())
         if trainer.dist.is_main:
@@ -172,11 +172,6 @@ def prepare_code_prior(
     the data folder of the prior's ``code-grids``."""
     if "dataset" in train_overrides:
         raise ValueError("--vqvae trains on the VQ-VAE's codes: drop --dataset")
-    if (run_dir / "last").exists():
-        raise ValueError(
-            f"{run_dir} already holds a run: continue it with `pixelrnn train --resume "
-            f"{run_dir}` or choose another --run-dir"
-        )
     vqvae = load_vqvae(args.vqvae)
     stored = read_json(find_pretrained_dir(args.vqvae) / "config.json").get("training", {})
     dataset, binarize = stored.get("dataset"), stored.get("binarize")
@@ -297,16 +292,13 @@ def cmd_complete(args: argparse.Namespace) -> int:
         y = None if model.num_classes is None else data.labels_at(index)
         check_fits(data, model)
         context = context_map(data, index, model)
-        if context is not None:  # each image's map, for each of its completion rows
-            context = context.repeat(num_completions, 1, 1, 1)
     known = _known_mask(args, tuple(x.shape))
     x, known = x.to(device), known.to(device)
     y = None if y is None else y.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    with model.conditioned_on(context):
-        grid, hidden = completion_grid_images(
-            model, x, known, num_completions, generator, y, args.method
-        )
+    grid, hidden = completion_grid_images(
+        model, x, known, num_completions, generator, y, args.method, context
+    )
     save_image_grid(grid, model.num_levels, args.output, ncols=len(x), hidden=hidden)
     print(
         f"wrote originals, occluded inputs and {num_completions} completion rows "

@@ -17,7 +17,7 @@ from pixelrnn.files import atomic_write
 from pixelrnn.images import save_image_grid
 from pixelrnn.models import AutoregressiveModel
 from pixelrnn.models.pixelvae import PixelVAE
-from pixelrnn.sampling import sample, sample_grid
+from pixelrnn.sampling import sample_grid
 from pixelrnn.sampling.latent_grids import (
     LATENT_GRIDS,
     interpolations,
@@ -31,7 +31,7 @@ from pixelrnn.training.code_prior import (
     sample_two_stage,
     top_prior_for,
 )
-from pixelrnn.training.evaluate import check_fits, context_map
+from pixelrnn.training.figures import samples_given_maps
 
 GRIDS = (*LATENT_GRIDS, "reconstructions", "interpolation")
 RECONSTRUCTION_ROWS = 3  # draws from p(x | z) under each image
@@ -74,12 +74,7 @@ def _samples_given_maps(
     each of ``-n`` grids evenly spaced through ``--split`` of its data."""
     dataset, binarize, data_dir = run_data_settings(args.run_dir, args)
     data = load_dataset(dataset, args.split, data_dir, binarize=binarize)
-    check_fits(data, model)
-    index = torch.linspace(0, len(data) - 1, min(args.num or 64, len(data))).long()
-    device = generator.device
-    y = None if model.num_classes is None else data.labels_at(index).to(device)
-    with model.conditioned_on(context_map(data, index, model)):
-        return sample(model, len(index), generator=generator, temperature=args.temperature, y=y)
+    return samples_given_maps(model, data, args.num or 64, generator, args.temperature)
 
 
 def _two_stage_samples(

@@ -37,10 +37,12 @@ def completion_grid_images(
     generator: torch.Generator | None,
     y: torch.Tensor | None = None,
     method: str = "cached",
+    context: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of a completion figure: originals, occluded inputs, then ``num_completions`` rows.
 
-    ``y``: the images' labels ``(B,)`` for a conditional model; ``method``: sampling method.
+    ``y``: the images' labels ``(B,)`` for a conditional model; ``method``: sampling method;
+    ``context``: the images' conditioning maps ``(B, c, H, W)`` for a model that reads one.
 
     Returns:
         the images ``((2 + num_completions) · B, C, H, W)`` and a bool mask of the same shape
@@ -49,9 +51,11 @@ def completion_grid_images(
     repeated_x = x.repeat(num_completions, 1, 1, 1)
     repeated_known = known.repeat(num_completions, 1, 1, 1)
     repeated_y = None if y is None else y.repeat(num_completions)
-    completions = complete(
-        model, repeated_x, repeated_known, generator=generator, y=repeated_y, method=method
-    )
+    repeated_context = None if context is None else context.repeat(num_completions, 1, 1, 1)
+    with model.conditioned_on(repeated_context):
+        completions = complete(
+            model, repeated_x, repeated_known, generator=generator, y=repeated_y, method=method
+        )
     images = torch.cat([x, x, completions])
     hidden = torch.zeros_like(images, dtype=torch.bool)
     hidden[len(x) : 2 * len(x)] = ~known

@@ -11,7 +11,7 @@ from pixelrnn.images import save_image_grid
 from pixelrnn.models.base import AutoregressiveModel
 from pixelrnn.sampling import completion_grid_images, occlusion_mask, sample, sample_grid
 from pixelrnn.training.config import TrainConfig
-from pixelrnn.training.evaluate import context_map
+from pixelrnn.training.evaluate import check_fits, context_map
 from pixelrnn.training.seeding import make_generator
 
 
@@ -31,12 +31,24 @@ def draw_samples(
         return
     if source is None or source.context is None:
         raise ValueError("a model reading a conditioning map samples given a split's maps")
+    save_image_grid(samples_given_maps(model, source, num, generator), model.num_levels, path)
+
+
+def samples_given_maps(
+    model: AutoregressiveModel,
+    source: ImageDataset,
+    num: int,
+    generator: torch.Generator | None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """A model reading a conditioning map per image: one sample given the map (and label) of
+    each of ``num`` images evenly spaced through ``source``. Returns ``(n, C, H, W)``."""
+    check_fits(source, model)
     index = torch.linspace(0, len(source) - 1, min(num, len(source))).long()
     device = next(model.parameters()).device
     y = None if model.num_classes is None else source.labels_at(index).to(device)
     with model.conditioned_on(context_map(source, index, model)):
-        images = sample(model, len(index), generator=generator, y=y)
-    save_image_grid(images, model.num_levels, path)
+        return sample(model, len(index), generator=generator, temperature=temperature, y=y)
 
 
 def draw_completions(
@@ -59,10 +71,9 @@ def draw_completions(
     known = occlusion_mask(tuple(x.shape), "bottom-half").to(device)
     y = None if model.num_classes is None else source.labels_at(index).to(device)
     context = context_map(source, index, model)
-    if context is not None:  # every image's map, for each of its completion rows
-        context = context.repeat(num_completions, 1, 1, 1)
-    with model.conditioned_on(context):
-        grid, hidden = completion_grid_images(model, x, known, num_completions, generator, y)
+    grid, hidden = completion_grid_images(
+        model, x, known, num_completions, generator, y, context=context
+    )
     save_image_grid(grid, model.num_levels, path, ncols=n, hidden=hidden)
 
 

@@ -24,6 +24,10 @@ from pixelrnn.training.config import TrainConfig
 from pixelrnn.training.cuda_graph import GraphedTrainStep
 from pixelrnn.training.distributed import DistributedContext
 
+EAGER_ONLY_CONTEXT = (
+    "a conditioning map per image trains with the eager step: set compile and cuda_graph off"
+)
+
 
 class StepRunner:
     """Runs training steps eagerly.
@@ -112,10 +116,7 @@ class StepRunner:
         """For a compiled or recorded step, which cannot read values: the range checks the
         traced forward skips, and no per-image conditioning map (eager steps only)."""
         if context is not None:
-            raise ValueError(
-                "a conditioning map per image trains with the eager step: set compile and "
-                "cuda_graph off"
-            )
+            raise ValueError(EAGER_ONLY_CONTEXT)
         self.model.check_images(x)
         self.model.check_labels(y, len(x))
 

@@ -45,7 +45,7 @@ from pixelrnn.training.evaluate import EvalResult, context_map, evaluate_nll
 from pixelrnn.training.figures import draw_final_figures, draw_samples
 from pixelrnn.training.run_dir import STATE_JSON, RunDirectory
 from pixelrnn.training.seeding import derive_seed, make_generator
-from pixelrnn.training.step_runner import make_step_runner
+from pixelrnn.training.step_runner import EAGER_ONLY_CONTEXT, make_step_runner
 from pixelrnn.training.stopping import Stopper
 from pixelrnn.training.trainer_state import (
     RunPosition,
@@ -120,10 +120,7 @@ class Trainer:
         self.best_valid_nats: float | None = None
         self.train_data, self.valid_data = load_training_data(model, config, data_dir)
         if self.train_data.context is not None and (config.compile or config.cuda_graph):
-            raise ValueError(
-                "a conditioning map per image trains with the eager step: set compile and "
-                "cuda_graph off"
-            )
+            raise ValueError(EAGER_ONLY_CONTEXT)  # before anything is written
         if config.drop_last and self.steps_per_epoch == 0:
             raise ValueError(
                 f"drop_last with {len(self.train_data)} training images and batch_size "
