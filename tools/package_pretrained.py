@@ -10,6 +10,12 @@ the machine, the library version and the weights' sha256.
         --name pixelcnn-mnist --paper 81.30 \
         --command "pixelrnn train --preset pixelcnn-mnist --time-budget-minutes 20" \
         --budget "20 min on one CPU thread"
+
+A prior over a VQ-VAE's codes ships beside its VQ-VAE, packaged first: ``--vqvae-name`` names
+the shipped VQ-VAE (which must be the one the prior was trained on, by fingerprint), and the
+card's figures are the two-stage bound on the VQ-VAE's test images, computed here.
+``--evaluate`` computes any model's test figures here, over the whole test split, instead of
+reading the run's ``results.json`` (which may cover fewer images).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pixelrnn
 from pixelrnn.data import load_dataset
 from pixelrnn.files import read_json, write_json
 from pixelrnn.models import CONFIG_NAME, WEIGHTS_NAME, find_pretrained_dir, load_pretrained
+from pixelrnn.models.persistence import model_fingerprint
 from pixelrnn.models.pretrained import (
     CARD_NAME,
     CHECK_BATCH,
@@ -33,22 +40,46 @@ from pixelrnn.models.pretrained import (
     PRETRAINED_DIR,
     sha256_of,
 )
+from pixelrnn.models.vqvae import VQVAE
 from pixelrnn.training import evaluate_nll, make_generator
+from pixelrnn.training.code_prior import (
+    VQVAE_RECORD,
+    evaluate_two_stage,
+    is_code_prior,
+    load_vqvae,
+    read_record,
+)
 
 
-def first_images_nll(
-    model: pixelrnn.AutoregressiveModel, dataset: str, binarize: str | None
-) -> float:
-    """Test NLL (nats per image) of the first ``CHECK_IMAGES`` test images, float64 sums."""
+def test_figures(
+    model: pixelrnn.AutoregressiveModel,
+    vqvae: VQVAE | None,
+    dataset: str,
+    binarize: str | None,
+    max_images: int | None,
+) -> dict[str, object]:
+    """The test split's figures (of its first ``max_images`` images): the NLL or bound in nats
+    per image and bits per dimension and what it is; with ``vqvae``, ``model`` is a prior over
+    its codes and the figure is the two-stage bound. Float64 sums, ``CHECK_BATCH`` at a time,
+    as the test suite recomputes them."""
     data = load_dataset(dataset, "test", binarize=binarize)  # type: ignore[arg-type]
+    if vqvae is not None:
+        bound = evaluate_two_stage(model, vqvae, data, CHECK_BATCH, max_images)
+        return {
+            "num_images": bound.num_images,
+            "nats_per_image": bound.nats_per_image,
+            "bits_per_dim": bound.bits_per_dim,
+            "likelihood": bound.likelihood,
+        }
     result = evaluate_nll(
         model,
         data,
         CHECK_BATCH,
         generator=make_generator(0, "eval", "test"),
-        max_images=CHECK_IMAGES,
-    )
-    return result.nats_per_image
+        max_images=max_images,
+    ).to_dict()
+    keys = ("num_images", "nats_per_image", "bits_per_dim", "likelihood")
+    return {key: result[key] for key in keys}
 
 
 def cpu_name() -> str:
@@ -71,12 +102,17 @@ def main() -> None:
     parser.add_argument("--paper", type=float, default=None, help="the paper's nats per image")
     parser.add_argument("--command", required=True, help="the command(s) that trained it")
     parser.add_argument("--budget", required=True, help="training time and where")
+    parser.add_argument(
+        "--vqvae-name", help="for a prior over codes: the shipped VQ-VAE it was trained on"
+    )
+    parser.add_argument(
+        "--evaluate", action="store_true", help="compute the figures on the whole test split"
+    )
     args = parser.parse_args()
 
     folder = find_pretrained_dir(args.run_dir)
     config = read_json(folder / CONFIG_NAME)
     training = config["training"]
-    results = read_json(args.run_dir / "results.json")
     state = read_json(args.run_dir / "last" / "trainer_state.json")
     images_seen = state["global_step"] * training["batch_size"]
     target = PRETRAINED_DIR / args.name
@@ -85,18 +121,32 @@ def main() -> None:
     write_json(target / CONFIG_NAME, config)
     torch.set_num_threads(1)
     model = load_pretrained(target)
+    dataset, binarize, vqvae = training["dataset"], training.get("binarize"), None
+    if is_code_prior(args.run_dir):
+        if args.vqvae_name is None:
+            parser.error(f"{args.run_dir} is a prior over codes: name its VQ-VAE, --vqvae-name")
+        record = read_record(args.run_dir)
+        vqvae = load_vqvae(args.vqvae_name)
+        if model_fingerprint(vqvae).hex() != record["fingerprint"]:
+            parser.error(f"{args.vqvae_name} is not the VQ-VAE {args.run_dir} was trained on")
+        dataset, binarize = record["dataset"], record["binarize"]
+        write_json(target / VQVAE_RECORD, {**record, "path": args.vqvae_name})
+    if args.evaluate or vqvae is not None:
+        results = test_figures(model, vqvae, dataset, binarize, None)
+        results["split"] = "test"
+    else:
+        results = read_json(args.run_dir / "results.json")
+    first = test_figures(model, vqvae, dataset, binarize, CHECK_IMAGES)
     card = {
         "name": args.name,
         "preset": args.preset or args.name,
-        "dataset": training["dataset"],
-        "binarize": training.get("binarize"),
+        "dataset": dataset,
+        "binarize": binarize,
         "test_split": args.test_split or results["split"],
         "num_test_images": results["num_images"],
         "nats_per_image": results["nats_per_image"],
         "bits_per_dim": results["bits_per_dim"],
-        "first_500_nats_per_image": first_images_nll(
-            model, training["dataset"], training.get("binarize")
-        ),
+        "first_500_nats_per_image": first["nats_per_image"],
         "paper_nats_per_image": args.paper,
         "command": args.command,
         "budget": f"{args.budget}: {state['global_step']:,} steps of {training['batch_size']}, "
@@ -105,6 +155,7 @@ def main() -> None:
         "hardware": f"{cpu_name()}, torch {torch.__version__}",
         "pixelrnn_version": pixelrnn.__version__,
         "sha256": sha256_of(target / WEIGHTS_NAME),
+        "likelihood": results.get("likelihood", "exact"),
     }
     write_json(target / CARD_NAME, card)
     print(json.dumps(card, indent=2))

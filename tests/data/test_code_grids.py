@@ -192,3 +192,20 @@ def test_a_prior_conditioned_on_a_code_map_through_the_command_line(tmp_path: Pa
     args[args.index("--run-dir") + 1] = str(tmp_path / "compiled")
     assert main([*args, "--compile", "true"]) != 0
     assert "trains with the eager step" in capsys.readouterr().err
+
+
+def test_a_multiscale_prior_over_codes_through_the_command_line(tmp_path: Path) -> None:
+    """The multi-scale model embeds codes too: trained, sampled to .npy from the CLI."""
+    codes_dir, run = tmp_path / "codes", tmp_path / "prior"
+    write_codes(codes_dir)
+    args = ["train", "--model", "multiscale", "--dataset", "code-grids"]
+    args += ["--data-dir", str(codes_dir), "--hidden-channels", "8", "--num-layers", "2"]
+    args += ["--epochs", "1", "--batch-size", "8", "--num-samples", "4", "--num-completions", "1"]
+    assert main([*args, "--run-dir", str(run)]) == 0
+    model = load_pretrained(run / "best")
+    assert model.config.input_encoding == "embedding"
+    assert all(stage.config.input_encoding == "embedding" for stage in model.stages)
+    out = tmp_path / "sampled.npy"
+    assert main(["sample", str(run), "-n", "3", "-o", str(out)]) == 0
+    sampled = np.load(out)
+    assert sampled.shape == (3, 1, 6, 6) and sampled.min() >= 0 and sampled.max() < 12

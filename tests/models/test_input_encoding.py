@@ -27,7 +27,8 @@ EMBEDDING = {"input_encoding": "embedding", "embedding_dim": 3, "distribution": 
 
 
 def test_the_families_that_take_embeddings() -> None:
-    assert set(FAMILIES) == {"pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm"}
+    expected = {"pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm", "multiscale"}
+    assert set(FAMILIES) == expected
     for name in set(pixelrnn.available_models()) - set(FAMILIES):
         with pytest.raises(ValueError, match="reads levels as intensities only"):
             tiny_model(1, 5, model=name, input_encoding="embedding")
@@ -73,12 +74,14 @@ def test_relabelled_symbols_have_the_same_likelihood(name: str) -> None:
         options = {**EMBEDDING, "input_encoding": encoding}
         model = tiny_model(1, k, size=5, model=name, **options).double().eval()
         before = model.log_prob(x)
-        with torch.no_grad():
-            if model.input_encoding.table is not None:
-                model.input_encoding.table.copy_(model.input_encoding.table[:, inverse])
-            output = model.output  # (K logits per sub-pixel of one channel) × ... maps
-            output.weight.copy_(output.weight[inverse])
-            output.bias.copy_(output.bias[inverse])
+        with torch.no_grad():  # every table and every stage's output layer (multi-scale)
+            for module in model.modules():
+                if isinstance(module, InputEncoding) and module.table is not None:
+                    module.table.copy_(module.table[:, inverse])
+                if isinstance(module, pixelrnn.AutoregressiveModel) and hasattr(module, "output"):
+                    output = module.output  # K logits per sub-pixel of the one channel
+                    output.weight.copy_(output.weight[inverse])
+                    output.bias.copy_(output.bias[inverse])
         results[encoding] = (before, model.log_prob(permutation[x]))
     before, after = results["embedding"]
     torch.testing.assert_close(after, before, rtol=1e-6, atol=1e-6)
@@ -108,3 +111,21 @@ def test_models_without_the_new_fields_keep_their_fingerprint() -> None:
     assert model_fingerprint(model).hex() == expected
     embedded = pixelrnn.create_model(preset="pixelcnn-tiny", input_encoding="embedding")
     assert model_fingerprint(embedded).hex() != expected
+
+
+def test_a_three_scale_model_embeds_per_stage_and_saves(tmp_path) -> None:
+    """Every stage of a nested multi-scale model owns its table (and the upsamplers theirs):
+    still causal, cached = naive, and saved and loaded through safetensors unchanged."""
+    model = tiny_model(1, 5, size=8, model="multiscale", num_scales=3, **EMBEDDING).double()
+    tables = [m.table for m in model.modules() if isinstance(m, InputEncoding)]
+    assert len(tables) == 5  # 3 stages, 2 upsamplers
+    assert len({t.data_ptr() for t in tables}) == 5
+    assert_causal(model)
+    x = random_images(model, 2, seed=1)
+    known = torch.zeros_like(x, dtype=torch.bool)
+    naive, _ = recorded_generation(model, "naive", known, x)
+    cached, _ = recorded_generation(model, "cached", known, x)
+    assert torch.equal(cached, naive)
+    pixelrnn.save_pretrained(model, tmp_path / "m")
+    loaded = pixelrnn.load_pretrained(tmp_path / "m")
+    assert torch.equal(loaded.log_prob(x), model.log_prob(x))

@@ -168,3 +168,21 @@ def test_a_two_level_vqvae_samples_and_scores_through_both_priors(
     assert "pass --top-prior RUN" in capsys.readouterr().err
     assert main(["sample", str(top), "-o", str(tmp_path / "x.png")]) != 0
     assert "is a prior over the top codes" in capsys.readouterr().err
+
+
+def test_the_shipped_prior_samples_and_scores_by_name(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``vqvae-prior-mnist`` names its shipped VQ-VAE: sampling decodes its codes to digits and
+    evaluate reports the two-stage bound, from any working directory."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "vqvae-prior-mnist", "-n", "4", "-o", "digits.npy"]) == 0
+    codes = np.load(tmp_path / "digits.npy")
+    assert codes.shape == (4, 7, 7) and codes.max() < 64 and (tmp_path / "digits.png").is_file()
+    capsys.readouterr()
+    args = ["evaluate", "vqvae-prior-mnist", "--max-images", "20", "--data-dir", str(data_dir)]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dataset"] == "binarized-mnist" and result["num_images"] == 20
+    assert result["likelihood"].startswith("upper bound on the NLL (VQ-VAE reconstruction")
+    assert 100 < result["nats_per_image"] < 300  # the card: 188.02 over the whole test split

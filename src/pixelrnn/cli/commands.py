@@ -44,10 +44,10 @@ from pixelrnn.training import TrainConfig, Trainer, evaluate_nll, make_generator
 from pixelrnn.training.code_prior import (
     CODES_DIR,
     LEVELS,
-    VQVAE_RECORD,
     evaluate_two_stage,
     is_code_prior,
     load_vqvae,
+    read_record,
     recorded_vqvae,
     top_prior_for,
     write_code_splits,
@@ -218,8 +218,8 @@ def run_data_settings(
         raise ValueError(f"{run_dir} does not say which dataset it was trained on; pass --dataset")
     binarize = args.binarize if args.binarize is not None else training.get("binarize")
     data_dir = args.data_dir
-    if data_dir is None and args.dataset is None and is_code_prior(folder):
-        data_dir = folder / CODES_DIR
+    if data_dir is None and args.dataset is None and (folder / CODES_DIR).is_dir():
+        data_dir = folder / CODES_DIR  # a code prior's codes
     return dataset, binarize, data_dir
 
 
@@ -236,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if is_code_prior(args.run_dir):  # the two-stage bound on the VQ-VAE's images
         device = next(model.parameters()).device
         vqvae = recorded_vqvae(args.run_dir, args.vqvae, device)
-        record = read_json(Path(args.run_dir) / VQVAE_RECORD)
+        record = read_record(args.run_dir)
         images = load_dataset(
             args.dataset or record["dataset"],
             args.split,
@@ -444,8 +444,10 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     for name in available_pretrained():
         card = pretrained_card(name)
         paper = "-" if card.paper_nats_per_image is None else f"{card.paper_nats_per_image:.2f}"
-        nll = f"{card.nats_per_image:.2f} nats"
+        bound = "" if card.likelihood == "exact" else "<="  # a VQ-VAE's and a code prior's
+        nll = f"{bound}{card.nats_per_image:.2f} nats"
         print(f"{name:28s} {card.dataset:16s} {nll:>13s} {card.bits_per_dim:8.4f} {paper:>7s}")
+    print("<=: an upper bound on the NLL (the model card's likelihood field says which)")
     return 0
 
 

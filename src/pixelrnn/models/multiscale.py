@@ -20,6 +20,11 @@ order (:func:`pixelrnn.sampling.generation_order` states it; the causality tests
 cached sampler runs the stages one after the other, the second with the small image's pixels
 fixed through the ``known`` mask (:mod:`pixelrnn.sampling.generation`).
 
+Embedded inputs (``input_encoding="embedding"``, e.g. a prior over VQ-VAE codes): every stage
+reads the levels through its own embedding table, as it does when the cached sampler runs it on
+its own, and the upsampler through the model's table; :meth:`MultiScalePixelRNN.normalize`
+gives the three feature blocks side by side. With intensities all three are the same features.
+
 NOTE: the paper gives neither the upsampling network's layers nor ``c``; this one is the
 smallest that fits its description. Both stages are trained jointly: their losses share no
 parameters, so one joint step equals a step of each (up to global-norm gradient clipping).
@@ -122,6 +127,7 @@ class MultiScalePixelRNN(AutoregressiveModel):
 
     model_name = "multiscale"
     config_class = MultiScaleConfig
+    supports_embedding = True
 
     def __init__(self, config: MultiScaleConfig) -> None:
         super().__init__(config)
@@ -130,7 +136,12 @@ class MultiScalePixelRNN(AutoregressiveModel):
             num_layers=config.num_layers,
             output_channels=config.output_channels,
         )
-        common = dict(num_levels=config.num_levels, distribution=config.distribution)
+        common = dict(
+            num_levels=config.num_levels,
+            distribution=config.distribution,
+            input_encoding=config.input_encoding,
+            embedding_dim=config.embedding_dim,
+        )
         small = dict(common, image_shape=config.small_shape())
         if config.num_scales > 2:
             fields = dict(config.to_dict(), **small, num_scales=config.num_scales - 1)
@@ -146,7 +157,9 @@ class MultiScalePixelRNN(AutoregressiveModel):
             **common,
             **sizes,
         )
-        self.upsampler = Upsampler(config.image_shape[0], config.upsampling_channels, config.scale)
+        self.upsampler = Upsampler(
+            self.input_encoding.out_channels, config.upsampling_channels, config.scale
+        )
         # one distribution object for all stages: the stages' draws are this model's draws
         self.large_model.distribution = self.distribution
         self._share_distribution(self.small_model)
@@ -174,14 +187,57 @@ class MultiScalePixelRNN(AutoregressiveModel):
         mask[:, :, ::k, ::k] = True
         return mask
 
+    @property
+    def embedded(self) -> bool:
+        """Whether the stages read embeddings, each through its own table."""
+        return self.input_encoding.table is not None
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of :meth:`normalize`'s features: the upsampler's, then with embeddings the
+        small and the large stage's."""
+        own = self.input_encoding.out_channels
+        if not self.embedded:
+            return own
+        return own + self.small_model.input_channels + self.large_model.input_channels
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of integer levels: the centred levels every part reads, or with
+        embeddings the upsampler's, the small stage's and the large stage's, concatenated.
+
+        Shape:
+            ``(B, C, H, W)`` → ``(B, input_channels, H, W)``.
+        """
+        own = self.upsampler_input(x)
+        if not self.embedded:
+            return own
+        return torch.cat([own, self.small_model.normalize(x), self.large_model.normalize(x)], 1)
+
+    def upsampler_input(self, levels: torch.Tensor) -> torch.Tensor:
+        """The upsampler's features of integer levels (the model's own encoding).
+
+        Shape:
+            ``(B, C, h, w)`` → ``(B, C · width, h, w)``.
+        """
+        return self.input_encoding(levels, next(self.parameters()).dtype)
+
     def context(self, small: torch.Tensor) -> torch.Tensor:
-        """The conditioning map from the normalised small image. ``(B, c, H, W)``."""
+        """The conditioning map from the small image's upsampler features
+        (:meth:`upsampler_input`). ``(B, c, H, W)``."""
         return self.upsampler(small, self.image_shape[1:])
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
-        small = self.subsample(x)
-        params = self.large_model.network(x, context=self.context(small))
+        if self.embedded:
+            sizes = [
+                self.input_encoding.out_channels,
+                self.small_model.input_channels,
+                self.large_model.input_channels,
+            ]
+            own, small_features, large_features = x.split(sizes, 1)
+        else:
+            own = small_features = large_features = x
+        params = self.large_model.network(large_features, context=self.context(self.subsample(own)))
         k = self.config.scale
         out = params.clone()
-        out[:, :, ::k, ::k] = self.small_model.network(small)
+        out[:, :, ::k, ::k] = self.small_model.network(self.subsample(small_features))
         return out

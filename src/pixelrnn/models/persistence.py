@@ -91,7 +91,11 @@ def model_config_dict(model: AutoregressiveModel) -> dict[str, Any]:
 
 # config fields added after the first fingerprinted files: left out of the fingerprint at their
 # default values, so that a model's fingerprint (and the .prnn files that name it) stays the same
-LATER_FIELD_DEFAULTS: dict[str, object] = {"input_encoding": "intensity", "embedding_dim": 16}
+LATER_FIELD_DEFAULTS: dict[str, object] = {
+    "input_encoding": "intensity",
+    "embedding_dim": 16,
+    "top_downsamplings": None,  # a VQ-VAE's: one code level
+}
 _NOT_A_DEFAULT = object()
 
 

@@ -6,12 +6,16 @@ settings) and ``card.json``, the model card: the data set and split, the test NL
 test split (nats per image and bits per dimension) and on its first 500 images (what the test
 suite recomputes), the command and budget that trained it, the machine, the library version and
 the sha256 of the weights, checked on every load.
+
+A prior over a VQ-VAE's codes ships beside its VQ-VAE: its folder also holds ``vqvae.json``
+(as a prior's run directory does), naming the shipped VQ-VAE and its fingerprint, and its card's
+figures are the two-stage bound on the VQ-VAE's images.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,8 @@ class ModelCard(DictConfig):
         command: the command that trained it; budget: its training time and images seen.
         hardware: where it was trained; pixelrnn_version: the library version.
         sha256: of ``model.safetensors``.
+        likelihood: what the figures are: ``"exact"``, or the bound they are (a VQ-VAE's and
+            a code prior's).
     """
 
     name: str
@@ -59,14 +65,16 @@ class ModelCard(DictConfig):
     hardware: str
     pixelrnn_version: str
     sha256: str
+    likelihood: str = "exact"
 
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> ModelCard:
         """A card's fields, each checked (other keys are ignored: newer cards may add some)."""
         names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
         if not isinstance(data, dict):
             raise ValueError(f"{source or 'model card'}: expected an object of fields")
-        missing = sorted(names - set(data))
+        missing = sorted(required - set(data))
         if missing:
             raise ValueError(f"{source or 'model card'}: missing field(s) {missing}")
         known = {k: v for k, v in data.items() if k in names}

@@ -138,7 +138,7 @@ def _generate_stages(
     model.eval()
     try:
         with torch.no_grad():
-            context = model.context(model.normalize(small))
+            context = model.context(model.upsampler_input(small))
         with model.large_model.conditioned_on(context):
             return generate(model.large_model, x, known | model.small_positions(x), request)
     finally:

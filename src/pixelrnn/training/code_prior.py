@@ -12,7 +12,8 @@ adds both priors' nats.
 A prior's run directory holds ``vqvae.json`` (where its VQ-VAE is, and the VQ-VAE's fingerprint:
 SHA-256 of config and weights) and ``codes/`` (the code grids of the VQ-VAE's splits, a
 ``code-grids`` dataset, extracted once: the encoder is deterministic). A VQ-VAE of another
-fingerprint is refused.
+fingerprint is refused. A shipped prior (:mod:`pixelrnn.models.pretrained`) keeps its
+``vqvae.json`` in its package folder, naming a shipped VQ-VAE.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pixelrnn.data import ImageDataset, load_dataset
 from pixelrnn.files import atomic_write, read_json, write_json
 from pixelrnn.models import AutoregressiveModel, find_pretrained_dir, load_pretrained
 from pixelrnn.models.persistence import model_fingerprint
+from pixelrnn.models.pretrained import PRETRAINED_DIR, available_pretrained
 from pixelrnn.models.vqvae import VQVAE
 from pixelrnn.nn import code_map
 from pixelrnn.sampling import sample
@@ -88,14 +90,14 @@ def write_code_splits(
     fingerprint = model_fingerprint(vqvae).hex()
     record = run_dir / VQVAE_RECORD
     if record.is_file():
-        stored = read_json(record)
+        stored = read_record(run_dir)
         if stored.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"{run_dir} holds the codes of another VQ-VAE ({record}); choose another --run-dir"
             )
-        if stored.get("level", "bottom") != level:
+        if stored["level"] != level:
             raise ValueError(
-                f"{run_dir} holds the VQ-VAE's {stored.get('level', 'bottom')} codes, not its "
+                f"{run_dir} holds the VQ-VAE's {stored['level']} codes, not its "
                 f"{level} codes; choose another --run-dir"
             )
     folder = run_dir / CODES_DIR
@@ -131,16 +133,32 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
+def record_file(run_dir: str | Path) -> Path:
+    """Where the VQ-VAE record of ``run_dir`` is: in the run directory, or, for the name of a
+    shipped model where no such folder exists, in its package folder."""
+    folder = Path(run_dir)
+    if not folder.exists() and str(run_dir) in available_pretrained():
+        folder = PRETRAINED_DIR / str(run_dir)
+    return folder / VQVAE_RECORD
+
+
 def is_code_prior(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` is the run of a prior over a VQ-VAE's codes."""
-    return (Path(run_dir) / VQVAE_RECORD).is_file()
+    """Whether ``run_dir`` (a run directory or a shipped model's name) is a prior over a
+    VQ-VAE's codes."""
+    return record_file(run_dir).is_file()
+
+
+def read_record(run_dir: str | Path) -> dict[str, str]:
+    """The VQ-VAE record of a prior: ``path`` (a run directory or a shipped model's name),
+    ``fingerprint``, the image ``dataset`` and its ``binarize``, the code ``level``."""
+    return {"level": "bottom", **read_json(record_file(run_dir))}
 
 
 def recorded_vqvae(
     run_dir: str | Path, override: str | Path | None = None, device: torch.device | str = "cpu"
 ) -> VQVAE:
     """The VQ-VAE a prior was trained on (or ``override``, which must be the same one)."""
-    record = read_json(Path(run_dir) / VQVAE_RECORD)
+    record = read_record(run_dir)
     path = override or record["path"]
     vqvae = load_vqvae(path, device)
     found = model_fingerprint(vqvae).hex()
@@ -155,7 +173,7 @@ def recorded_vqvae(
 
 def recorded_level(run_dir: str | Path) -> str:
     """The code level a prior models (``"bottom"`` for runs that do not say)."""
-    return str(read_json(Path(run_dir) / VQVAE_RECORD).get("level", "bottom"))
+    return read_record(run_dir)["level"]
 
 
 def top_prior_for(
@@ -183,7 +201,7 @@ def top_prior_for(
         )
     if not is_code_prior(top_run) or recorded_level(top_run) != "top":
         raise ValueError(f"{top_run} is not a prior over a VQ-VAE's top codes")
-    if read_json(Path(top_run) / VQVAE_RECORD)["fingerprint"] != model_fingerprint(vqvae).hex():
+    if read_record(top_run)["fingerprint"] != model_fingerprint(vqvae).hex():
         raise ValueError(f"{top_run} models the top codes of another VQ-VAE")
     top = load_pretrained(find_pretrained_dir(top_run), map_location=device).eval()
     check_prior_fits(top, vqvae, "top")
