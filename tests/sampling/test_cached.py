@@ -14,12 +14,12 @@ import pixelrnn
 from pixelrnn.models import conditional_models
 from pixelrnn.native import native_available
 from pixelrnn.sampling.cached import has_stepper, make_stepper
-from pixelrnn.sampling.cached.base import COMPILED_STEP_MAX_BATCH
 from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
 from tests.helpers import random_images, random_labels, tiny_model
 
+COMPILED_FAMILIES = ("pixelcnn", "gated_pixelcnn", "pixelcnnpp")  # a compiled step each
 CASES = [
     (name, channels, conditional)
     for name in pixelrnn.available_models()
@@ -165,6 +165,10 @@ def test_sample_defaults_to_cached_and_validates_the_method() -> None:
         ("pixelcnnpp", 1, False, {}, 3),
         ("pixelcnnpp", 3, True, {"num_resolutions": 3}, 3),
         ("pixelcnnpp", 3, True, {"num_resolutions": 3}, 6),  # BLAS products above 4 images
+        # BLAS products for every layer (from 32 images), the batch in two parts on two threads
+        ("pixelcnn", 3, False, {"num_layers": 3}, 70),
+        ("gated_pixelcnn", 3, True, {"num_layers": 3}, 70),
+        ("pixelcnnpp", 3, True, {"num_resolutions": 3}, 70),
     ],
 )
 def test_compiled_steps_match_the_python_steps(
@@ -221,16 +225,26 @@ def test_compiled_steps_match_the_python_steps(
     assert torch.equal(images["0"], images["1"])
 
 
-@pytest.mark.parametrize("name", sorted(COMPILED_STEP_MAX_BATCH))
-def test_large_batches_take_the_pytorch_step_and_draw_what_the_naive_loop_draws(name) -> None:
-    """Above ``COMPILED_STEP_MAX_BATCH`` images the steps run as PyTorch operations (faster
-    there, by measurement); they draw the naive loop's images (float64, same generator)."""
-    model = tiny_model(1, 2, size=4, model=name).double().eval()
-    limit = COMPILED_STEP_MAX_BATCH[name]
-    n = limit + 1
-    x_norm = model.normalize(torch.zeros((n, *model.image_shape), dtype=torch.long))
-    assert not make_stepper(model, x_norm).fused
-    assert make_stepper(model, x_norm[:limit]).fused == native_available()
-    cached = pixelrnn.sample(model, n, generator=torch.Generator().manual_seed(5))
-    naive = pixelrnn.sample(model, n, generator=torch.Generator().manual_seed(5), method="naive")
-    assert torch.equal(cached, naive)
+@pytest.mark.parametrize("name", sorted(COMPILED_FAMILIES))
+def test_a_large_batch_draws_the_same_images_on_one_thread_or_two(name: str) -> None:
+    """At 70 images the compiled steps run every layer as BLAS products and split the batch
+    across two threads: the images are the same bit for bit as on one thread (float32: no
+    image's arithmetic depends on the split) and the naive loop's (float64, same generator)."""
+    threads = torch.get_num_threads()
+    model = case_model(name, 3, False, size=5).eval()
+    images = {}
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            for dtype in (torch.float32, torch.float64):
+                generator = torch.Generator().manual_seed(5)
+                images[count, dtype] = pixelrnn.sample(model.to(dtype), 70, generator=generator)
+    finally:
+        torch.set_num_threads(threads)
+    assert make_stepper(model, model.normalize(images[1, torch.float32])).fused == (
+        native_available()
+    )
+    for dtype in (torch.float32, torch.float64):
+        assert torch.equal(images[1, dtype], images[2, dtype])
+    naive = pixelrnn.sample(model, 70, generator=torch.Generator().manual_seed(5), method="naive")
+    assert torch.equal(images[1, torch.float64], naive)

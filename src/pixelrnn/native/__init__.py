@@ -151,7 +151,8 @@ def _build(required: bool) -> bool:
         cpp_extension.load(
             name=name,
             sources=[str(path) for path in SOURCES],
-            extra_cflags=flags,
+            extra_cflags=[*flags, "-fopenmp"],  # at::parallel_for's threads (PyTorch's OpenMP)
+            extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,
         )

@@ -8,12 +8,15 @@ namespace {
 using at::Tensor;
 using namespace pixelrnn_cached;
 
+// The step for the images of x (a part of the batch: every batched argument narrowed alike),
+// the parameters into out (B, n_out).
 template <typename T>
-Tensor step_typed(
+void step_typed(
     const Tensor& x, int64_t i_row, int64_t j, const Tensor& in_row, const Tensor& in_w,
     const Tensor& in_above, const Tensor& reduce_w, const Tensor& reduce_b, const Tensor& rows,
     const Tensor& conv_w, const Tensor& above, const Tensor& expand_w, const Tensor& expand_b,
-    const Tensor& hidden_w, const Tensor& hidden_b, const Tensor& out_w, const Tensor& out_b) {
+    const Tensor& hidden_w, const Tensor& hidden_b, const Tensor& out_w, const Tensor& out_b,
+    T* out) {
   const int64_t b = x.size(0), channels = x.size(1);
   const int64_t features = in_w.size(1), num_blocks = reduce_w.size(0);
   const int64_t n_red = reduce_w.size(2), n_conv = conv_w.size(2), taps = conv_w.size(1);
@@ -49,7 +52,7 @@ Tensor step_typed(
     linear<T>(convolved.data(), n_conv, b, n_conv, true, at_block<T>(expand_w, l), features,
               at_block<T>(expand_b, l), h.data(), features, h.data());
   }
-  return output_layers<T>(h.data(), b, features, hidden_w, hidden_b, out_w, out_b, x.options());
+  output_layers<T>(h.data(), b, features, hidden_w, hidden_b, out_w, out_b, out);
 }
 
 Tensor pixelcnn_step(
@@ -64,11 +67,14 @@ Tensor pixelcnn_step(
                 "pixelcnn_step: weights must be contiguous, of the image's dtype");
   }
   TORCH_CHECK(in_row.stride(1) == 1 && rows.stride(2) == 1, "pixelcnn_step: row buffers");
-  Tensor out;
+  Tensor out = at::empty({x.size(0), out_w.size(1)}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnn_step", [&] {
-    out = step_typed<scalar_t>(x, i, j, in_row, in_w, in_above, reduce_w, reduce_b, rows,
-                               conv_w, above, expand_w, expand_b, hidden_w, hidden_b, out_w,
-                               out_b);
+    over_batch(x.size(0), [&](int64_t n0, int64_t n1) {
+      step_typed<scalar_t>(part(x, 0, n0, n1), i, j, part(in_row, 0, n0, n1), in_w,
+                           part(in_above, 0, n0, n1), reduce_w, reduce_b, part(rows, 1, n0, n1),
+                           conv_w, part(above, 1, n0, n1), expand_w, expand_b, hidden_w,
+                           hidden_b, out_w, out_b, out.data_ptr<scalar_t>() + n0 * out.size(1));
+    });
   });
   return out;
 }

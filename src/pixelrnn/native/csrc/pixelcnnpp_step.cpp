@@ -43,7 +43,9 @@ inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
 }
 
 // out (B, N) = bias + x (B, K) @ w (K, N), all contiguous: the loops of `linear` for a few
-// images (no call overhead), ATen's matrix product (BLAS) for more.
+// images (no call overhead), the BLAS's GEMM for more (PixelCNN++'s matrices are larger than
+// the other families', so the GEMM pays from fewer images; ATen's matrix product where the
+// BLAS symbols are missing).
 constexpr int64_t kLoopBatch = 4;
 
 template <typename T>
@@ -51,11 +53,14 @@ void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const Tensor
   const int64_t n = w.size(1);
   if (batch <= kLoopBatch) {
     linear<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias.data_ptr<T>(), nullptr, 0, out);
-    return;
+  } else if (have_gemm<T>()) {
+    linear_gemm<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias.data_ptr<T>(), nullptr, 0,
+                   out);
+  } else {
+    const auto options = w.options();
+    Tensor result = at::from_blob(out, {batch, n}, options);
+    at::addmm_out(result, bias, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
   }
-  const auto options = w.options();
-  Tensor result = at::from_blob(out, {batch, n}, options);
-  at::addmm_out(result, bias, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
 }
 
 // One row of the program PixelCNNPPStepper builds (sampling/cached/pixelcnn_pp.py,
@@ -182,12 +187,14 @@ void upsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
   }
 }
 
+// The step for the images of x (a part of the batch: the maps, the row term and the class
+// biases narrowed alike), the parameters into out (B, n_out).
 template <typename T>
-Tensor pixelcnnpp_step_typed(
+void pixelcnnpp_step_typed(
     const Tensor& x, const Tensor& ul_above, const std::vector<Tensor>& maps,
     const std::vector<Tensor>& weights, const Tensor& program, const Tensor& left_w,
     const Tensor& left_b, const Tensor& head_w, const Tensor& head_b, int64_t init_ul,
-    int64_t final_map, int64_t i, int64_t j, int64_t top) {
+    int64_t final_map, int64_t i, int64_t j, int64_t top, T* out) {
   const int64_t batch = x.size(0), channels = x.size(1);
   // the first down-right map at (i, j): the row above's term (per row) plus, right of the
   // first column, the 2x1 window of the pixel to the left (with the constant-ones channel;
@@ -240,9 +247,7 @@ Tensor pixelcnnpp_step_typed(
     const T* at = map_at<T>(last, n, i, j);
     for (int64_t c = 0; c < features; ++c) h[n * features + c] = elu(at[c * last.stride(1)]);
   }
-  Tensor params = at::empty({batch, head_w.size(1)}, x.options());
-  product<T>(h.data(), batch, features, head_w, head_b, params.data_ptr<T>());
-  return params;
+  product<T>(h.data(), batch, features, head_w, head_b, out);
 }
 
 Tensor pixelcnnpp_step(
@@ -267,12 +272,26 @@ Tensor pixelcnnpp_step(
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),
                 "pixelcnnpp_step: weights must be contiguous, of x's dtype");
   }
-  const std::vector<Tensor> map_list = maps.vec(), weight_list = weights.vec();
-  Tensor out;
+  const std::vector<Tensor> weight_list = weights.vec();
+  const int64_t* ops = program.data_ptr<int64_t>();
+  Tensor out = at::empty({x.size(0), head_w.size(1)}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnnpp_step", [&] {
-    out = pixelcnnpp_step_typed<scalar_t>(x, ul_above, map_list, weight_list, program, left_w,
-                                          left_b, head_w, head_b, init_ul, final_map, i, j,
-                                          top);
+    over_batch(x.size(0), [&](int64_t n0, int64_t n1) {
+      const bool whole = n0 == 0 && n1 == x.size(0);
+      std::vector<Tensor> part_maps = whole ? maps.vec() : std::vector<Tensor>();
+      std::vector<Tensor> part_weights = weight_list;
+      if (!whole) {
+        for (const Tensor& m : maps) part_maps.push_back(part(m, 0, n0, n1));
+        for (int64_t r = 0; r < program.size(0); ++r) {  // the class biases are per image
+          const int64_t index = ops[r * kColumns + kClassBias];
+          if (index >= 0) part_weights[index] = part(weight_list[index], 0, n0, n1);
+        }
+      }
+      pixelcnnpp_step_typed<scalar_t>(
+          part(x, 0, n0, n1), part(ul_above, 0, n0, n1), part_maps, part_weights, program,
+          left_w, left_b, head_w, head_b, init_ul, final_map, i, j, top,
+          out.data_ptr<scalar_t>() + n0 * out.size(1));
+    });
   });
   return out;
 }

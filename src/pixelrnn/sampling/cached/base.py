@@ -23,27 +23,13 @@ from torch import nn
 from pixelrnn.native import native_available
 from pixelrnn.nn import MaskedConv2d
 
-# The most images a batch may have for a family's compiled step; larger batches run the step as
-# PyTorch operations (one ATen matrix product per layer for the whole batch), which beat the
-# compiled steps' plain loops, written for a few images at a time, from about these sizes.
-# Measured on the 2-core CPU of docs/benchmarks.md, 2 threads, images/s compiled → PyTorch:
-# pixelcnn-mnist 160 → 81 at batch 32, 135 → 140 at 64, 213 → 283 at 256, 113 → 314 at 1024;
-# gated-pixelcnn-mnist 62 → 51 at 32, 73 → 77 at 64, 86 → 102 at 256, 79 → 124 at 1024;
-# pixelcnnpp-cifar10-small 21.3 → 14.2 at 64, 15.5 → 15.5 at 128, 13.5 → 14.9 at 192,
-# 13.5 → 17.3 at 256.
-COMPILED_STEP_MAX_BATCH = {"pixelcnn": 63, "gated_pixelcnn": 63, "pixelcnnpp": 128}
 
-
-def use_compiled_step(x: torch.Tensor, family: str) -> bool:
-    """Whether a batch ``x`` ``(B, C, H, W)`` of the model ``family`` runs the compiled step:
-    on the CPU, in float32 or float64, at most :data:`COMPILED_STEP_MAX_BATCH` images, with
-    the kernels built."""
-    return (
-        x.is_cpu
-        and x.dtype in (torch.float32, torch.float64)
-        and x.shape[0] <= COMPILED_STEP_MAX_BATCH[family]
-        and native_available()
-    )
+def use_compiled_step(x: torch.Tensor) -> bool:
+    """Whether a batch ``x`` ``(B, C, H, W)`` runs the compiled step: on the CPU, in float32 or
+    float64, with the kernels built. At every batch size: a compiled step runs a few images
+    as plain loops and more as one BLAS matrix product per layer, the batch split across the
+    intra-op threads (``native/csrc/cached_steps.h``)."""
+    return x.is_cpu and x.dtype in (torch.float32, torch.float64) and native_available()
 
 
 class IncrementalStepper(abc.ABC):

@@ -64,19 +64,19 @@ def make_stepper(
     return STEPPERS[model.model_name](model, x, y)
 
 
-# Below this many multiply-adds per step (parameters × images, roughly), one intra-op thread is
-# faster: the steps are hundreds of tiny operations and threading only adds synchronisation
-# (measured on the 2-core CPU of docs/benchmarks.md: 1.2–1.6× faster for the MNIST presets at
-# batch 16, equal at 64).
-SINGLE_THREAD_WORK = 50_000_000
+# Below this many images a generation runs on one intra-op thread: a compiled step splits the
+# batch across threads in parts of at least 32 images (``kGemmMinBatch`` in
+# ``native/csrc/cached_steps.h``), and for fewer images the per-row PyTorch operations only
+# pay threading's synchronisation (measured on the 2-core CPU of docs/benchmarks.md with
+# benchmarks/batch_sweep.py).
+PARALLEL_MIN_BATCH = 64
 
 
 @contextlib.contextmanager
-def _threads_for(model: AutoregressiveModel, batch: int) -> Iterator[None]:
+def _threads_for(batch: int) -> Iterator[None]:
     """Run small generations on one intra-op thread; restore the setting afterwards."""
     before = torch.get_num_threads()
-    work = batch * sum(p.numel() for p in model.parameters())
-    if work < SINGLE_THREAD_WORK and before > 1:
+    if batch < PARALLEL_MIN_BATCH and before > 1:
         torch.set_num_threads(1)
     try:
         yield
@@ -92,7 +92,7 @@ def generate_cached(
 
     Args and result as :func:`pixelrnn.sampling.naive.generate_naive`; the same draws.
     """
-    with _threads_for(model, len(x)):
+    with _threads_for(len(x)):
         return _fill(model, x, known, request)
 
 

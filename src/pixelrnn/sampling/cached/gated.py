@@ -65,7 +65,7 @@ class GatedPixelCNNStepper(IncrementalStepper):
         self.row = -1
         # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads the
         # layers after the first stacked, their current-row buffers as views of one
-        self.fused = len(self.layers) > 1 and use_compiled_step(x, "gated_pixelcnn")
+        self.fused = len(self.layers) > 1 and use_compiled_step(x)
         if self.fused:
             rest = self.horizontal[1:]
             self.conv_w = torch.stack([taps.weight for taps in rest]).detach()
@@ -75,6 +75,7 @@ class GatedPixelCNNStepper(IncrementalStepper):
             self.residual_w = torch.stack([w for w, _ in self.outputs[1:]]).detach()
             self.residual_b = torch.stack([b for _, b in self.outputs[1:]]).detach()
             self.output_weights = [t.detach().contiguous() for t in (*self.hidden, *self.out)]
+            self.above = x.new_empty(len(rest), x.shape[0], width, 2 * self.p)  # (L - 1, B, W, 2p)
 
     def _condition(self, k: int, half: int, i: int) -> torch.Tensor | float:
         """Layer ``k``'s conditioning bias on row ``i`` for the vertical (``half=0``) or
@@ -101,12 +102,14 @@ class GatedPixelCNNStepper(IncrementalStepper):
                 self.vertical[k][:, :, i - 1 + r, r : r + width] = gated
             term = layer.link(v_pre)[:, :, 0] + self._condition(k, 1, i)  # (B, 2p, W)
             term = term + layer.horizontal.bias[:, None]
-            self.horizontal[k].above = term.transpose(1, 2)
-            self.horizontal[k].row.zero_()
+            if self.fused and k > 0:  # straight into the stacked terms the compiled step reads
+                self.above[k - 1].copy_(term.transpose(1, 2))
+            else:
+                self.horizontal[k].above = term.transpose(1, 2)
+            # (a current-row buffer needs no clearing: a step writes column j before its taps
+            # read it, and the padding on the left is never written)
         self.horizontal[0].write_row(x[:, :, i])  # the image row so far (zeros ahead of j)
         self.row = i
-        if self.fused:
-            self.above = torch.stack([taps.above for taps in self.horizontal[1:]])
 
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:

@@ -56,65 +56,78 @@ class PixelCNNStepper(IncrementalStepper):
         self.row = 0
         # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads
         # every block's weights stacked, and the blocks' current-row buffers as views of one
-        self.fused = bool(self.blocks) and use_compiled_step(x, "pixelcnn")
+        self.fused = bool(self.blocks) and use_compiled_step(x)
         if self.fused:
             stacked = [torch.stack([b[k] for b in self.blocks]).detach() for k in (0, 1, 3, 4)]
             self.reduce_w, self.reduce_b, self.expand_w, self.expand_b = stacked
             convs = [b[2] for b in self.blocks]
             self.conv_w = torch.stack([c.weight for c in convs]).detach()
-            self.rows = torch.stack([c.row for c in convs])
-            for conv, row in zip(convs, self.rows, strict=True):
-                conv.row = row  # the Python path keeps working on the same memory
             self.output_weights = [t.detach().contiguous() for t in (*self.hidden, *self.out)]
-            self._stack_rows_above(convs, x, model.image_shape[-2])
+            self._ring_of_rows(convs, x, model.image_shape[-2])
             self.above = torch.stack([b[2].above for b in self.blocks])  # row 0's terms
 
-    def _stack_rows_above(
-        self, convs: list[RowwiseMaskedConv], x: torch.Tensor, height: int
-    ) -> None:
-        """For the compiled path, every block's rows-above taps as one batched product per row
-        (instead of one small convolution per block; see :meth:`_fused_start_row`): the last
-        ``r`` finished rows of every block, channels last and zero-padded ``r`` columns on each
-        side ``(L, B, r, W + 2r, C_in)``, the taps as ``(L, r·k·C_in, C_out)`` matrices, and the
-        conditioning terms by row ``(H, L, B, W, C_out)`` (None without a map)."""
+    def _ring_of_rows(self, convs: list[RowwiseMaskedConv], x: torch.Tensor, height: int) -> None:
+        """For the compiled path, the blocks' masked-convolution inputs of the last ``r + 1``
+        rows, kept where the step writes them (no copies when a row starts): a ring of
+        ``r + 1`` slots ``(L, B, W + 2r, C_in)``, row ``i`` in slot ``i mod (r + 1)``, with
+        ``r`` zero columns on each side that nothing writes. The current row's slot is the
+        step's row buffer ``(L, B, (W + r)·C_in)``; the finished ones feed the rows-above taps
+        ``(L, r, 2r + 1, C_in, C_out)``; the conditioning terms by row ``(H, L, B, W, C_out)``
+        (None without a map)."""
         first = convs[0]
         r, width, c_in = first.r, first.width, first.c_in
+        self.slots = x.new_zeros(r + 1, len(convs), x.shape[0], width + 2 * r, c_in)
+        self.rows = self._slot_row(0)
         self.taps_above = torch.stack(
-            [c.above_weight.permute(2, 3, 1, 0).reshape(r * (2 * r + 1) * c_in, -1) for c in convs]
+            [c.above_weight.permute(2, 3, 1, 0) for c in convs]  # (r, k, C_in, C_out) each
         ).detach()
         self.bias_above = torch.stack([c.bias for c in convs]).detach()[:, None]  # (L, 1, C_out)
-        self.history = x.new_zeros(len(convs), x.shape[0], r, width + 2 * r, c_in)
+        c_out = self.bias_above.shape[-1]
+        self.above_rows = x.new_empty(len(convs), x.shape[0] * (width + 2 * r), c_out)
         self.context_rows = None
         if any(t is not None for t in self.context):
-            zero = x.new_zeros(x.shape[0], height, width, self.taps_above.shape[-1])
+            zero = x.new_zeros(x.shape[0], height, width, c_out)
             terms = [zero if t is None else t for t in self.context]  # (B, H, W, C_out) each
             self.context_rows = torch.stack(terms).permute(2, 0, 1, 3, 4).contiguous()
 
+    def _slot_row(self, i: int) -> torch.Tensor:
+        """Row ``i``'s slot as the step's current-row buffer ``(L, B, (W + r)·C_in)``: the
+        left padding and the row, in the slot's rows of ``(W + 2r)·C_in``."""
+        slots, blocks, batch, padded, c_in = self.slots.shape
+        r = slots - 1
+        flat = self.slots[i % slots].view(blocks, batch, padded * c_in)
+        return flat[:, :, : (padded - r) * c_in]
+
     def _fused_start_row(self, i: int) -> None:
-        """Row ``i`` starts (compiled path): the finished row of every block's current-row
-        buffer joins its history, and the rows-above term of all blocks is one batched matrix
-        product over ``k × r`` windows of the histories (the operations of the blocks'
-        :meth:`RowwiseMaskedConv.start_row`, stacked)."""
-        blocks, batch, r, c_in = self.history.shape[:3] + self.history.shape[4:]
-        width = self.history.shape[3] - 2 * r
+        """Row ``i`` starts (compiled path): its slot becomes the row buffer, and the rows-above
+        term of all blocks is ``r (2r + 1)`` batched matrix products, one per tap, over the
+        finished rows' slots read as ``(L, B·(W + 2r), C_in)`` matrices shifted by the tap's
+        column (the padding keeps the images apart; the outputs at padding columns are not
+        used). The operations of the blocks' :meth:`RowwiseMaskedConv.start_row`, stacked."""
+        slots, blocks, batch, padded, c_in = self.slots.shape
+        r, width = slots - 1, padded - 2 * (slots - 1)
+        self.rows = self._slot_row(i)
         if r:
-            if r > 1:
-                self.history[:, :, :-1] = self.history[:, :, 1:].clone()
-            finished = self.rows.view(blocks, batch, width + r, c_in)[:, :, r:]
-            self.history[:, :, -1, r : r + width] = finished
-            s_l, s_b, s_r, s_w, _ = self.history.stride()
-            windows = self.history.as_strided(
-                (blocks, batch, width, r, 2 * r + 1, c_in), (s_l, s_b, s_w, s_r, s_w, 1)
-            )
-            above = torch.baddbmm(
-                self.bias_above, windows.reshape(blocks, batch * width, -1), self.taps_above
-            )
-            self.above = above.view(blocks, batch, width, -1)
+            total = batch * padded
+            valid = total - 2 * r  # flat output m: the window starting at flat input m
+            out = self.above_rows
+            out.copy_(self.bias_above.expand_as(out))
+            target = out[:, :valid]
+            for tap_row in range(r):  # row i - r + tap_row
+                finished = self.slots[(i - r + tap_row) % slots].view(blocks, total, c_in)
+                for tap_col in range(2 * r + 1):
+                    # out= (in place, and seen by FlopCounterMode, which misses baddbmm_)
+                    torch.baddbmm(
+                        target,
+                        finished[:, tap_col : tap_col + valid],
+                        self.taps_above[:, tap_row, tap_col],
+                        out=target,
+                    )
+            self.above = out.view(blocks, batch, padded, -1)[:, :, :width]
         else:
             self.above = self.bias_above[:, None].expand(blocks, batch, width, -1)
         if self.context_rows is not None:
             self.above = self.above + self.context_rows[i]
-        self.rows.zero_()
 
     def _add_context(self, i: int) -> None:
         """Add row ``i`` of the conditioning map to every block's per-row term."""

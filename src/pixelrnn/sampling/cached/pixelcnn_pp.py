@@ -117,7 +117,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         # the down-right stream's step compiled (``native/csrc/*_step.cpp``, float32/float64 on
         # the CPU): its ops as a program over lists of maps and weights
         self.ops_down_right = self._down_right_ops()
-        self.fused = use_compiled_step(x, "pixelcnnpp")
+        self.fused = use_compiled_step(x)
         if self.fused:
             self.program = CompiledProgram(self)
         self.last: tuple[int, int, torch.Tensor] | None = None
