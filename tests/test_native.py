@@ -55,6 +55,8 @@ def test_build_flags_follow_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
         ("pixelcnn", 1, {"num_layers": 3}),
         ("gated_pixelcnn", 3, {"num_layers": 3}),
         ("pixelcnnpp", 3, {"num_resolutions": 3}),
+        ("row_lstm", 3, {"num_layers": 2}),
+        ("diagonal_bilstm", 1, {"num_layers": 2}),
     ],
 )
 def test_the_flop_counter_sees_the_compiled_steps(

@@ -17,9 +17,11 @@ from pixelrnn.sampling.cached import has_stepper, make_stepper
 from pixelrnn.sampling.cached.gated import GatedPixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn import PixelCNNStepper
 from pixelrnn.sampling.cached.pixelcnn_pp import PixelCNNPPStepper
+from pixelrnn.sampling.cached.pixelrnn import DiagonalBiLSTMStepper, RowLSTMStepper
 from tests.helpers import random_images, random_labels, tiny_model
 
-COMPILED_FAMILIES = ("pixelcnn", "gated_pixelcnn", "pixelcnnpp")  # a compiled step each
+# the families with a compiled step
+COMPILED_FAMILIES = ("pixelcnn", "gated_pixelcnn", "pixelcnnpp", "row_lstm", "diagonal_bilstm")
 CASES = [
     (name, channels, conditional)
     for name in pixelrnn.available_models()
@@ -169,6 +171,10 @@ def test_sample_defaults_to_cached_and_validates_the_method() -> None:
         ("pixelcnn", 3, False, {"num_layers": 3}, 70),
         ("gated_pixelcnn", 3, True, {"num_layers": 3}, 70),
         ("pixelcnnpp", 3, True, {"num_resolutions": 3}, 70),
+        ("row_lstm", 1, False, {"num_layers": 2}, 3),
+        ("row_lstm", 3, False, {"num_layers": 2, "skip": False, "residual": False}, 70),
+        ("diagonal_bilstm", 1, False, {"num_layers": 2}, 3),
+        ("diagonal_bilstm", 3, False, {"num_layers": 2}, 70),
     ],
 )
 def test_compiled_steps_match_the_python_steps(
@@ -196,6 +202,8 @@ def test_compiled_steps_match_the_python_steps(
         "pixelcnn": (PixelCNNStepper, "_fused_step"),
         "gated_pixelcnn": (GatedPixelCNNStepper, "_fused_step"),
         "pixelcnnpp": (PixelCNNPPStepper, "_fused_step"),
+        "row_lstm": (RowLSTMStepper, "fused_step"),
+        "diagonal_bilstm": (DiagonalBiLSTMStepper, "fused_step"),
     }[name]
     original = getattr(owner, method)
 
@@ -241,9 +249,9 @@ def test_a_large_batch_draws_the_same_images_on_one_thread_or_two(name: str) -> 
                 images[count, dtype] = pixelrnn.sample(model.to(dtype), 70, generator=generator)
     finally:
         torch.set_num_threads(threads)
-    assert make_stepper(model, model.normalize(images[1, torch.float32])).fused == (
-        native_available()
-    )
+    with torch.no_grad():  # as the generation loop builds its steppers
+        stepper = make_stepper(model, model.normalize(images[1, torch.float32]))
+    assert stepper.fused == native_available()
     for dtype in (torch.float32, torch.float64):
         assert torch.equal(images[1, dtype], images[2, dtype])
     naive = pixelrnn.sample(model, 70, generator=torch.Generator().manual_seed(5), method="naive")

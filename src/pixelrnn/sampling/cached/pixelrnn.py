@@ -12,15 +12,22 @@ a recurrent layer needs at a new pixel:
   The right-to-left direction enters shifted down one row, so row ``i − 1``'s right-to-left
   scan (state from ``(i − 2, j)`` and ``(i − 1, j + 1)``) runs once, right to left, when row
   ``i`` starts, from the layer inputs cached during row ``i − 1``.
+
+On the CPU in float32 and float64 a pixel's whole step (input layer, every recurrent layer,
+expansions, residual and skip connections, output layers) is one compiled call
+(``native/csrc/pixelrnn_step.cpp``), as is the Diagonal BiLSTM's right-to-left pass over a row;
+the Python code below is their reference, tested equal.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import torch
 
 from pixelrnn.models.pixelrnn import DiagonalBiLSTMPixelRNN, PixelRNN, RowLSTMPixelRNN
+from pixelrnn.native import flop_formula
 from pixelrnn.nn import lstm_cell
 from pixelrnn.sampling.cached.base import (
     CurrentRowTaps,
@@ -29,6 +36,7 @@ from pixelrnn.sampling.cached.base import (
     bias_of,
     flat_weight,
     linear,
+    use_compiled_step,
 )
 
 
@@ -56,6 +64,18 @@ class PixelRNNStepper(IncrementalStepper):
         ]
         self.image = x  # the loop's image, final up to the previous row at a row's start
         self.row = 0
+        # the compiled step (``native/csrc/pixelrnn_step.cpp``) reads the layers' weights as
+        # lists of contiguous matrices
+        self.fused = use_compiled_step(x)
+        if self.fused:
+            self.around = [
+                [w.detach().contiguous() for w, _ in self.expand],
+                [b.detach().contiguous() for _, b in self.expand],
+                [w.detach().contiguous() for w, _ in self.skips],
+                [b.detach().contiguous() for _, b in self.skips],
+                self.residual,
+                *(t.detach().contiguous() for t in (*self.hidden, *self.out)),
+            ]
 
     def context_row(self, k: int, i: int, direction: int = 0) -> torch.Tensor | float:
         """Layer ``k``'s conditioning-map term on row ``i``: ``(B, W, 4h)``, or 0."""
@@ -73,12 +93,23 @@ class PixelRNNStepper(IncrementalStepper):
     def layer_step(self, k: int, features: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """Recurrent layer ``k`` at ``(i, j)``. Shape: input ``(B, 2h)`` → ``(B, h)``."""
 
+    @abc.abstractmethod
+    def fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """:meth:`step` after a row's start as one compiled call. Shape: ``(B, P)``."""
+
+    def input_layer(self) -> list[torch.Tensor]:
+        """The compiled step's input-layer arguments: current-row buffer, taps, row term."""
+        conv = self.input_conv
+        return [conv.row, conv.weight, conv.above]
+
     def step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         if i != self.row:
             self.input_conv.start_row(finished=x[:, :, self.row])
             self.image = x
             self.start_row(i)
             self.row = i
+        if self.fused:
+            return self.fused_step(x, i, j)
         self.input_conv.refresh_previous(x, i, j)
         features = self.input_conv(x[:, :, i, j], j)  # (B, 2h)
         skip_sum = None
@@ -122,11 +153,52 @@ class RowLSTMStepper(PixelRNNStepper):
             zip(self.layers, self.input_taps, self.h_row, strict=True)
         ):
             # K^ss ⊛ h_{i−1} plus the K^is bias (and the map's term), for the whole row
-            state_term = layer.state_to_state(h.transpose(1, 2)).transpose(1, 2)  # (B, W, 4h)
-            taps.above = state_term + layer.input_to_state.bias + self.context_row(k, i)
+            above = self._state_term(h, layer.state_to_state.weight, layer.input_to_state.bias)
+            taps.above = above + self.context_row(k, i) if self.context[k] is not None else above
             taps.row.zero_()
         self.h_row = [torch.empty_like(t) for t in self.h_row]
         self.c_row = [torch.empty_like(t) for t in self.c_row]
+
+    @staticmethod
+    def _state_term(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``bias + K^ss ⊛ h`` for a whole row, row-major (a pixel's entries are then
+        contiguous rows of its ``(B, 4h)`` slice): the row zero-padded ``r`` columns on each
+        side and read flat as a ``(B·(W + 2r), h)`` matrix, one matrix product per tap shifted
+        by the tap's column (the padding keeps the images apart; the outputs at padding
+        columns are dropped).
+
+        Shape:
+            h ``(B, W, h)``, weight ``(4h, h, k)``, bias ``(4h,)`` → ``(B, W, 4h)``.
+        """
+        batch, width, hidden = h.shape
+        k = weight.shape[-1]
+        r = k // 2
+        padded = h.new_zeros(batch, width + 2 * r, hidden)
+        padded[:, r : r + width] = h
+        flat = padded.view(-1, hidden)
+        valid = flat.shape[0] - 2 * r  # flat output m: the window starting at flat input m
+        out = h.new_empty(batch, width + 2 * r, weight.shape[0])
+        target = out.view(-1, weight.shape[0])[:valid]
+        target.copy_(bias.expand_as(target))
+        for tap in range(k):  # out= (in place, and seen by FlopCounterMode)
+            torch.addmm(target, flat[tap : tap + valid], weight[:, :, tap].t(), out=target)
+        return out[:, :width]
+
+    def fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        taps = self.input_taps
+        return torch.ops.pixelrnn.row_lstm_step(
+            x,
+            i,
+            j,
+            *self.input_layer(),
+            [t.row for t in taps],
+            [t.weight.detach() for t in taps],
+            [t.above for t in taps],
+            self.c_prev,
+            self.h_row,
+            self.c_row,
+            *self.around,
+        )
 
     def layer_step(self, k: int, features: torch.Tensor, i: int, j: int) -> torch.Tensor:
         gates = self.input_taps[k](features, j)  # (B, 4h)
@@ -172,6 +244,14 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
         self.left_row = [zeros.clone() for _ in self.layers]  # current row, left-to-right h
         self.left_cells = [zeros.clone() for _ in self.layers]  # current row, left-to-right c
         self.right_prev = [zeros.clone() for _ in self.layers]  # row i-1, right-to-left h
+        if self.fused:  # left-to-right input and side weights, contiguous
+            self.fused_weights = [
+                [
+                    self.directions[k][0][column].detach().contiguous()
+                    for k in range(len(self.layers))
+                ]
+                for column in (0, 3)
+            ]
 
     def start_row(self, i: int) -> None:
         if i == 0:
@@ -181,24 +261,50 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
             (_, _, w_above_left, _), (w_in, b_in, w_above, w_side) = self.directions[k]
             # right-to-left over row i−1, right to left: the state comes from above (i−2, j)
             # and from the right (i−1, j+1); input and above terms for the whole row at once
-            pre = torch.baddbmm(b_in, self.inputs[k], w_in.expand(b, -1, -1))  # (B, W, 4h)
-            pre = pre.baddbmm_(self.right_prev[k], w_above.expand(b, -1, -1))
-            pre = pre + self.context_row(k, i - 1, direction=1)
+            # one product over every (image, column) of the row; out of place, which
+            # FlopCounterMode sees (it misses addmm_)
+            pre = torch.addmm(b_in, self.inputs[k].view(b * width, -1), w_in)
+            pre = torch.addmm(pre, self.right_prev[k].view(b * width, -1), w_above)
+            pre = pre.view(b, width, -1)
+            if self.context[k] is not None:
+                pre = pre + self.context_row(k, i - 1, direction=1)
             image_to_state = self.layers[k].image_to_state
             if image_to_state is not None:  # full_context: the raw row i − 1, unmasked
                 w_img = image_to_state.weight[:, :, 0, 0].t()  # (C, 4h)
                 pre = pre + self.image[:, :, i - 1].transpose(1, 2) @ w_img
             row = torch.empty_like(self.right_prev[k])
-            side = c_side = pre.new_zeros(b, h)
-            for j in range(width - 1, -1, -1):
-                side, c_side, *_ = lstm_cell(torch.addmm(pre[:, j], side, w_side), c_side, h)
-                row[:, j] = side
+            if self.fused:
+                w_side = w_side.detach().contiguous()
+                torch.ops.pixelrnn.lstm_row_right_to_left(pre.contiguous(), w_side, row)
+            else:
+                side = c_side = pre.new_zeros(b, h)
+                for j in range(width - 1, -1, -1):
+                    side, c_side, *_ = lstm_cell(torch.addmm(pre[:, j], side, w_side), c_side, h)
+                    row[:, j] = side
             self.right_prev[k] = row
             # the left-to-right above term of row i, from row i−1's left-to-right states
             left_bias = self.directions[k][0][1]
-            self.left_above[k] = torch.baddbmm(
-                left_bias, self.left_row[k], w_above_left.expand(b, -1, -1)
-            ) + self.context_row(k, i)
+            left_above = torch.addmm(left_bias, self.left_row[k].view(b * width, -1), w_above_left)
+            self.left_above[k] = left_above.view(b, width, -1)
+            if self.context[k] is not None:
+                self.left_above[k] = self.left_above[k] + self.context_row(k, i)
+
+    def fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        w_in, w_side = self.fused_weights
+        return torch.ops.pixelrnn.diagonal_lstm_step(
+            x,
+            i,
+            j,
+            *self.input_layer(),
+            self.inputs,
+            w_in,
+            self.left_above,
+            w_side,
+            self.left_row,
+            self.left_cells,
+            self.right_prev,
+            *self.around,
+        )
 
     def layer_step(self, k: int, features: torch.Tensor, i: int, j: int) -> torch.Tensor:
         # idempotent at a pixel: reads only the row above and the pixel to the left
@@ -208,8 +314,83 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
         if j == 0:  # the skew padding left of the row: zero state and cell
             c_side = torch.zeros_like(self.left_cells[k][:, 0])
         else:
-            gates = gates.addmm_(self.left_row[k][:, j - 1], w_side)
+            gates = torch.addmm(gates, self.left_row[k][:, j - 1], w_side)
             c_side = self.left_cells[k][:, j - 1]
         h, c, *_ = lstm_cell(gates, c_side, self.h)
         self.left_row[k][:, j], self.left_cells[k][:, j] = h, c
         return h + self.right_prev[k][:, j] if i > 0 else h
+
+
+def _around_flops(in_w: Any, expand_w: list[Any], skip_w: list[Any], *outputs: Any) -> int:
+    """Multiply-adds per image of the layers around the recurrent ones (shapes)."""
+    hidden_w, _, out_w, _ = outputs
+    total = in_w[0] * in_w[1] + hidden_w[0] * hidden_w[1] + out_w[0] * out_w[1]
+    return total + sum(w[0] * w[1] for w in (*expand_w, *skip_w))
+
+
+@flop_formula("row_lstm_step")
+def _row_lstm_step(
+    x_shape: Any,
+    _i: Any,
+    _j: Any,
+    _in_row: Any,
+    in_w: Any,
+    _in_above: Any,
+    _rows: Any,
+    taps_w: list[Any],
+    _above: Any,
+    _c_prev: Any,
+    _h_row: Any,
+    _c_row: Any,
+    expand_w: list[Any],
+    _expand_b: Any,
+    skip_w: list[Any],
+    _skip_b: Any,
+    _residual: Any,
+    *outputs: Any,
+    **__: Any,
+) -> int:
+    """The input layer's taps; per layer the input-to-state taps, the expansion and the skip;
+    the output layers (shapes only)."""
+    per_image = sum(w[0] * w[1] for w in taps_w) + _around_flops(in_w, expand_w, skip_w, *outputs)
+    return 2 * x_shape[0] * per_image
+
+
+@flop_formula("diagonal_lstm_step", raw=True)
+def _diagonal_lstm_step(
+    x: torch.Tensor,
+    _i: int,
+    j: int,
+    _in_row: Any,
+    in_w: torch.Tensor,
+    _in_above: Any,
+    _inputs: Any,
+    w_in: list[torch.Tensor],
+    _left_above: Any,
+    w_side: list[torch.Tensor],
+    _left_row: Any,
+    _left_cells: Any,
+    _right_prev: Any,
+    expand_w: list[torch.Tensor],
+    _expand_b: Any,
+    skip_w: list[torch.Tensor],
+    _skip_b: Any,
+    _residual: Any,
+    *outputs: torch.Tensor,
+    **__: Any,
+) -> int:
+    """The input layer's taps; per layer the input-to-state product and, right of the first
+    column, the state-to-state product of the left neighbour; the expansion and the skip; the
+    output layers."""
+    shapes = [[tuple(w.shape) for w in ws] for ws in (expand_w, skip_w)]
+    recurrent = sum(w.numel() for w in w_in) + (sum(w.numel() for w in w_side) if j > 0 else 0)
+    around = _around_flops(tuple(in_w.shape), *shapes, *(tuple(t.shape) for t in outputs))
+    return 2 * x.shape[0] * (recurrent + around)
+
+
+@flop_formula("lstm_row_right_to_left")
+def _lstm_row_right_to_left(pre: Any, w_side: Any, *_: Any, **__: Any) -> int:
+    """The state-to-state product at every column of the row (the first, on the zero state,
+    counted as the PyTorch loop counts it)."""
+    batch, width, _ = pre
+    return 2 * batch * width * w_side[0] * w_side[1]
