@@ -21,13 +21,13 @@ inline T elu(T v) {
 // order of a convolution kernel: elu(x) for the first C channels, elu(-x) for the next C.
 template <typename T>
 void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
-  const int64_t c_in = map.size(1), s_c = map.stride(1), s_h = map.stride(2);
-  const T* base = map.data_ptr<T>() + n * map.stride(0) + a * s_h + b;
+  const int64_t c_in = map.size(1), s_c = map.stride(1), s_h = map.stride(2), s_w = map.stride(3);
+  const T* base = map.data_ptr<T>() + n * map.stride(0) + a * s_h + b * s_w;
   const int64_t half = c_in * 2 * k;
   for (int64_t c = 0; c < c_in; ++c) {
     for (int64_t row = 0; row < 2; ++row) {
       for (int64_t col = 0; col < k; ++col) {
-        const T x = base[c * s_c + row * s_h + col];
+        const T x = base[c * s_c + row * s_h + col * s_w];
         const int64_t at = (c * 2 + row) * k + col;
         v[at] = elu(x);
         v[half + at] = elu(-x);
@@ -39,7 +39,7 @@ void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64
 // A map's entries at (a, b): (C,) of image n.
 template <typename T>
 inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
-  return map.data_ptr<T>() + n * map.stride(0) + (a + 1) * map.stride(2) + (b + 1);
+  return map.data_ptr<T>() + n * map.stride(0) + (a + 1) * map.stride(2) + (b + 1) * map.stride(3);
 }
 
 // out (B, N) = bias + x (B, K) @ w (K, N), all contiguous: the loops of `linear` for a few
@@ -109,7 +109,8 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
     for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
   // concat_elu(c1) into its map at (a, b); the second convolution on that map's windows
-  const int64_t s_c1 = c1_map.stride(1), s_h = c1_map.stride(2), c1_channels = c1_map.size(1);
+  const int64_t s_c1 = c1_map.stride(1), s_h = c1_map.stride(2), s_w = c1_map.stride(3);
+  const int64_t c1_channels = c1_map.size(1);
   std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
   for (int64_t n = 0; n < batch; ++n) {
     const T* c1_n = c1.data() + n * f;
@@ -118,12 +119,12 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
       c1_at[c * s_c1] = elu(c1_n[c]);
       c1_at[(f + c) * s_c1] = elu(-c1_n[c]);
     }
-    const T* base = c1_map.data_ptr<T>() + n * c1_map.stride(0) + a * s_h + b;
+    const T* base = c1_map.data_ptr<T>() + n * c1_map.stride(0) + a * s_h + b * s_w;
     T* w = windows_out.data() + n * k_out;
     for (int64_t c = 0; c < c1_channels; ++c) {
       for (int64_t row = 0; row < 2; ++row) {
         for (int64_t col = 0; col < k; ++col) {
-          w[(c * 2 + row) * k + col] = base[c * s_c1 + row * s_h + col];
+          w[(c * 2 + row) * k + col] = base[c * s_c1 + row * s_h + col * s_w];
         }
       }
     }
@@ -151,13 +152,13 @@ void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& w
                    const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &w = weights[op[kW]];
   const int64_t batch = inp.size(0), channels = inp.size(1), f = out.size(1);
-  const int64_t s_c = inp.stride(1), s_h = inp.stride(2);
+  const int64_t s_c = inp.stride(1), s_h = inp.stride(2), s_w = inp.stride(3);
   std::vector<T> windows(batch * channels * 4), result(batch * f);
   for (int64_t n = 0; n < batch; ++n) {
-    const T* base = inp.data_ptr<T>() + n * inp.stride(0) + 2 * a * s_h + 2 * b;
+    const T* base = inp.data_ptr<T>() + n * inp.stride(0) + 2 * a * s_h + 2 * b * s_w;
     T* v = windows.data() + n * channels * 4;
     for (int64_t c = 0; c < channels; ++c) {
-      for (int64_t q = 0; q < 4; ++q) v[c * 4 + q] = base[c * s_c + (q / 2) * s_h + q % 2];
+      for (int64_t q = 0; q < 4; ++q) v[c * 4 + q] = base[c * s_c + (q / 2) * s_h + (q % 2) * s_w];
     }
   }
   product<T>(windows.data(), batch, channels * 4, w, weights[op[kB]], result.data());
@@ -261,8 +262,8 @@ Tensor pixelcnnpp_step(
               "pixelcnnpp_step: the program is a contiguous (ops, ", int64_t(kColumns),
               ") int64 tensor");
   for (const Tensor& m : maps) {
-    TORCH_CHECK(m.is_contiguous() && m.dim() == 4 && m.scalar_type() == x.scalar_type(),
-                "pixelcnnpp_step: maps must be contiguous (B, C, H + 1, W + 2), of x's dtype");
+    TORCH_CHECK(m.dim() == 4 && m.scalar_type() == x.scalar_type(),
+                "pixelcnnpp_step: maps must be (B, C, H + 1, W + 2), of x's dtype");
   }
   for (const Tensor& w : weights) {
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),

