@@ -49,31 +49,40 @@ class PixelCNNStepper(IncrementalStepper):
         ]
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
-        # a conditioning map (Multi-Scale PixelRNN): per block (B, H, W, h), added row by row
-        terms = context_terms(model.context_projections, model.bound_context, len(self.blocks))
-        self.context = [None if t is None else t.permute(0, 2, 3, 1) for t in terms]
-        self._add_context(0)
-        self.row = 0
         # the compiled step (``native/csrc/*_step.cpp``, float32/float64 on the CPU) reads
         # every block's weights stacked, and the blocks' current-row buffers as views of one
         self.fused = bool(self.blocks) and use_compiled_step(x)
+        # a conditioning map (Multi-Scale PixelRNN): per block (B, H, W, h), added row by row;
+        # the compiled path projects one row of the map at a time (_context_row: every block's
+        # terms for all rows at once were 1.5 GB at 1024 images)
+        projections, context = model.context_projections, model.bound_context
+        self.context_map = None
+        if self.fused and projections is not None and context is not None:
+            self.context_map = context.permute(2, 0, 3, 1)  # (H, B, W, c)
+            weights = [conv.weight[:, :, 0, 0] for conv in projections.convs]
+            self.context_weight = torch.cat(weights).t().detach()  # (c, L·h)
+            terms = [None] * len(self.blocks)
+        else:
+            terms = context_terms(projections, context, len(self.blocks))
+        self.context = [None if t is None else t.permute(0, 2, 3, 1) for t in terms]
+        self._add_context(0)
+        self.row = 0
         if self.fused:
             stacked = [torch.stack([b[k] for b in self.blocks]).detach() for k in (0, 1, 3, 4)]
             self.reduce_w, self.reduce_b, self.expand_w, self.expand_b = stacked
             convs = [b[2] for b in self.blocks]
             self.conv_w = torch.stack([c.weight for c in convs]).detach()
             self.output_weights = [t.detach().contiguous() for t in (*self.hidden, *self.out)]
-            self._ring_of_rows(convs, x, model.image_shape[-2])
-            self.above = torch.stack([b[2].above for b in self.blocks])  # row 0's terms
+            self._ring_of_rows(convs, x)
+            self.above = self._context_row(torch.stack([b[2].above for b in self.blocks]), 0)
 
-    def _ring_of_rows(self, convs: list[RowwiseMaskedConv], x: torch.Tensor, height: int) -> None:
+    def _ring_of_rows(self, convs: list[RowwiseMaskedConv], x: torch.Tensor) -> None:
         """For the compiled path, the blocks' masked-convolution inputs of the last ``r + 1``
         rows, kept where the step writes them (no copies when a row starts): a ring of
         ``r + 1`` slots ``(L, B, W + 2r, C_in)``, row ``i`` in slot ``i mod (r + 1)``, with
         ``r`` zero columns on each side that nothing writes. The current row's slot is the
         step's row buffer ``(L, B, (W + r)·C_in)``; the finished ones feed the rows-above taps
-        ``(L, r, 2r + 1, C_in, C_out)``; the conditioning terms by row ``(H, L, B, W, C_out)``
-        (None without a map)."""
+        ``(L, r, 2r + 1, C_in, C_out)``."""
         first = convs[0]
         r, width, c_in = first.r, first.width, first.c_in
         self.slots = x.new_zeros(r + 1, len(convs), x.shape[0], width + 2 * r, c_in)
@@ -84,11 +93,6 @@ class PixelCNNStepper(IncrementalStepper):
         self.bias_above = torch.stack([c.bias for c in convs]).detach()[:, None]  # (L, 1, C_out)
         c_out = self.bias_above.shape[-1]
         self.above_rows = x.new_empty(len(convs), x.shape[0] * (width + 2 * r), c_out)
-        self.context_rows = None
-        if any(t is not None for t in self.context):
-            zero = x.new_zeros(x.shape[0], height, width, c_out)
-            terms = [zero if t is None else t for t in self.context]  # (B, H, W, C_out) each
-            self.context_rows = torch.stack(terms).permute(2, 0, 1, 3, 4).contiguous()
 
     def _slot_row(self, i: int) -> torch.Tensor:
         """Row ``i``'s slot as the step's current-row buffer ``(L, B, (W + r)·C_in)``: the
@@ -126,8 +130,18 @@ class PixelCNNStepper(IncrementalStepper):
             self.above = out.view(blocks, batch, padded, -1)[:, :, :width]
         else:
             self.above = self.bias_above[:, None].expand(blocks, batch, width, -1)
-        if self.context_rows is not None:
-            self.above = self.above + self.context_rows[i]
+        self.above = self._context_row(self.above, i)
+
+    def _context_row(self, above: torch.Tensor, i: int) -> torch.Tensor:
+        """``above`` ``(L, B, W, h)`` plus row ``i`` of every block's projection of the
+        conditioning map (compiled path; one product for all blocks), or ``above`` itself
+        without a map."""
+        if self.context_map is None:
+            return above
+        row = self.context_map[i]  # (B, W, c)
+        blocks, batch, width, channels = above.shape
+        terms = row.reshape(batch * width, -1) @ self.context_weight  # (B·W, L·h)
+        return above + terms.view(batch, width, blocks, channels).permute(2, 0, 1, 3)
 
     def _add_context(self, i: int) -> None:
         """Add row ``i`` of the conditioning map to every block's per-row term."""
