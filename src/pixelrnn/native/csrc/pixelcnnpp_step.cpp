@@ -9,25 +9,60 @@ namespace {
 using at::Tensor;
 using namespace pixelrnn_cached;
 
-// PixelCNN++ (down-right stream, one position): maps are (B, C, H + 1, W + 2) contiguous,
-// position (a, b) at [a + 1, b + 1] (sampling/cached/pixelcnn_pp.py, class Map).
+// PixelCNN++ (down-right stream, one position): maps are (B, C, R, W + 2), any strides,
+// position (a, b) at padded row a + 1, column b + 1, padded row p kept in row p mod R (a ring
+// of the last R rows; sampling/cached/pixelcnn_pp_ops.py, class Map).
+
+// Row p (padded) of image n of a map.
+template <typename T>
+inline T* map_row(const Tensor& map, int64_t n, int64_t p) {
+  return map.data_ptr<T>() + n * map.stride(0) + (p % map.size(2)) * map.stride(2);
+}
 
 template <typename T>
 inline T elu(T v) {
   return v > T(0) ? v : std::expm1(v);
 }
 
+// elu(x) and elu(-x) of `count` contiguous numbers, in ATen's vector type (its vectorized
+// expm1): the transcendental functions were most of a step's time at large batch.
+template <typename T>
+void concat_elu_run(const T* x, int64_t count, T* positive, T* negative) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0));
+  for (int64_t c = 0; c < count; c += Vec::size()) {
+    const int64_t m = std::min<int64_t>(Vec::size(), count - c);
+    const Vec v = Vec::loadu(x + c, m), w = v.neg();
+    Vec::blendv(v.expm1(), v, v > zero).store(positive + c, m);
+    Vec::blendv(w.expm1(), w, w > zero).store(negative + c, m);
+  }
+}
+
 // concat_elu of map rows a - 1 .. a, columns b - 1 .. b + k - 2 into v, in the (2C, 2, k)
 // order of a convolution kernel: elu(x) for the first C channels, elu(-x) for the next C.
 template <typename T>
 void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
-  const int64_t c_in = map.size(1), s_c = map.stride(1), s_h = map.stride(2), s_w = map.stride(3);
-  const T* base = map.data_ptr<T>() + n * map.stride(0) + a * s_h + b * s_w;
+  const int64_t c_in = map.size(1), s_c = map.stride(1), s_w = map.stride(3);
+  const T* rows[2] = {map_row<T>(map, n, a) + b * s_w, map_row<T>(map, n, a + 1) + b * s_w};
   const int64_t half = c_in * 2 * k;
+  if (s_c == 1) {  // channels last: a position's channels are contiguous
+    std::vector<T> positive(c_in), negative(c_in);
+    for (int64_t row = 0; row < 2; ++row) {
+      for (int64_t col = 0; col < k; ++col) {
+        concat_elu_run<T>(rows[row] + col * s_w, c_in, positive.data(), negative.data());
+        for (int64_t c = 0; c < c_in; ++c) {
+          const int64_t at = (c * 2 + row) * k + col;
+          v[at] = positive[c];
+          v[half + at] = negative[c];
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < c_in; ++c) {
     for (int64_t row = 0; row < 2; ++row) {
       for (int64_t col = 0; col < k; ++col) {
-        const T x = base[c * s_c + row * s_h + col * s_w];
+        const T x = rows[row][c * s_c + col * s_w];
         const int64_t at = (c * 2 + row) * k + col;
         v[at] = elu(x);
         v[half + at] = elu(-x);
@@ -39,7 +74,7 @@ void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64
 // A map's entries at (a, b): (C,) of image n.
 template <typename T>
 inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
-  return map.data_ptr<T>() + n * map.stride(0) + (a + 1) * map.stride(2) + (b + 1) * map.stride(3);
+  return map_row<T>(map, n, a + 1) + (b + 1) * map.stride(3);
 }
 
 // out (B, N) = bias + x (B, K) @ w (K, N), all contiguous: the loops of `linear` for a few
@@ -109,22 +144,27 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
     for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
   // concat_elu(c1) into its map at (a, b); the second convolution on that map's windows
-  const int64_t s_c1 = c1_map.stride(1), s_h = c1_map.stride(2), s_w = c1_map.stride(3);
+  const int64_t s_c1 = c1_map.stride(1), s_w = c1_map.stride(3);
   const int64_t c1_channels = c1_map.size(1);
   std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
   for (int64_t n = 0; n < batch; ++n) {
     const T* c1_n = c1.data() + n * f;
     T* c1_at = const_cast<T*>(map_at<T>(c1_map, n, a, b));
-    for (int64_t c = 0; c < f; ++c) {
-      c1_at[c * s_c1] = elu(c1_n[c]);
-      c1_at[(f + c) * s_c1] = elu(-c1_n[c]);
+    if (s_c1 == 1) {
+      concat_elu_run<T>(c1_n, f, c1_at, c1_at + f);
+    } else {
+      for (int64_t c = 0; c < f; ++c) {
+        c1_at[c * s_c1] = elu(c1_n[c]);
+        c1_at[(f + c) * s_c1] = elu(-c1_n[c]);
+      }
     }
-    const T* base = c1_map.data_ptr<T>() + n * c1_map.stride(0) + a * s_h + b * s_w;
+    const T* rows[2] = {map_row<T>(c1_map, n, a) + b * s_w,
+                        map_row<T>(c1_map, n, a + 1) + b * s_w};
     T* w = windows_out.data() + n * k_out;
     for (int64_t c = 0; c < c1_channels; ++c) {
       for (int64_t row = 0; row < 2; ++row) {
         for (int64_t col = 0; col < k; ++col) {
-          w[(c * 2 + row) * k + col] = base[c * s_c1 + row * s_h + col * s_w];
+          w[(c * 2 + row) * k + col] = rows[row][c * s_c1 + col * s_w];
         }
       }
     }
@@ -152,13 +192,14 @@ void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& w
                    const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &w = weights[op[kW]];
   const int64_t batch = inp.size(0), channels = inp.size(1), f = out.size(1);
-  const int64_t s_c = inp.stride(1), s_h = inp.stride(2), s_w = inp.stride(3);
+  const int64_t s_c = inp.stride(1), s_w = inp.stride(3);
   std::vector<T> windows(batch * channels * 4), result(batch * f);
   for (int64_t n = 0; n < batch; ++n) {
-    const T* base = inp.data_ptr<T>() + n * inp.stride(0) + 2 * a * s_h + 2 * b * s_w;
+    const T* rows[2] = {map_row<T>(inp, n, 2 * a) + 2 * b * s_w,
+                        map_row<T>(inp, n, 2 * a + 1) + 2 * b * s_w};
     T* v = windows.data() + n * channels * 4;
     for (int64_t c = 0; c < channels; ++c) {
-      for (int64_t q = 0; q < 4; ++q) v[c * 4 + q] = base[c * s_c + (q / 2) * s_h + (q % 2) * s_w];
+      for (int64_t q = 0; q < 4; ++q) v[c * 4 + q] = rows[q / 2][c * s_c + (q % 2) * s_w];
     }
   }
   product<T>(windows.data(), batch, channels * 4, w, weights[op[kB]], result.data());

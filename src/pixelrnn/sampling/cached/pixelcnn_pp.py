@@ -124,14 +124,13 @@ class PixelCNNPPStepper(IncrementalStepper):
 
     def _start_row(self, x: torch.Tensor, i: int) -> None:
         """Row ``i`` starts: the down stream's new rows at every resolution that has one."""
-        width = x.shape[-1]
         if i == 0:  # the down-shift brings in zeros
-            self.init_u.t[:, :, 1].zero_()
+            self.init_u.set_row(0, 0.0)
             self.ul_above.zero_()
         else:
             x1 = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
             window = image_rows(x1, i - 1, 1, 1)  # rows i−2 .. i−1: (B, C+1, 2, W+2)
-            self.init_u.t[:, :, i + 1, 1 : 1 + width] = F.conv2d(window, *self.u_init)[:, :, 0]
+            self.init_u.set_row(i, F.conv2d(window, *self.u_init)[:, :, 0])
             self.ul_above = F.conv2d(window[:, :, 1:], *self.ul_init_above)[:, :, 0]
         top = self._top_level(i)
         for level in range(top + 1):
@@ -166,7 +165,7 @@ class PixelCNNPPStepper(IncrementalStepper):
             if i == 0:
                 left = F.pad(left, (1, 0))  # zero padding above the image
             value = value + linear(left.flatten(1), *self.ul_left)
-        self.init_ul.t[:, :, i + 1, j + 1] = value
+        self.init_ul.set_at(i, j, value)
         top = self._top_level(i, j)
         for level, op in self.ops_down_right:
             if level <= top:
