@@ -133,6 +133,11 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
         if (index < 0) continue;
         const Tensor& m = maps[index];
         const T* at = map_at<T>(m, n, a, b);
+        if (m.stride(1) == 1) {  // channels last
+          concat_elu_run<T>(at, m.size(1), row + offset, row + c_aux + offset);
+          offset += m.size(1);
+          continue;
+        }
         for (int64_t c = 0; c < m.size(1); ++c, ++offset) {
           const T x = at[c * m.stride(1)];
           row[offset] = elu(x);
@@ -177,6 +182,21 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
     const T* bias_n = class_bias == nullptr ? nullptr : class_bias + n * 2 * f;
     const T* x_at = map_at<T>(inp, n, a, b);
     T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
+    if (out.stride(1) == 1 && inp.stride(1) == 1) {  // channels last: in ATen's vector type
+      using Vec = at::vec::Vectorized<T>;
+      const Vec one(T(1));
+      for (int64_t c = 0; c < f; c += Vec::size()) {
+        const int64_t m = std::min<int64_t>(Vec::size(), f - c);
+        Vec value = Vec::loadu(c2_n + c, m), gate = Vec::loadu(c2_n + f + c, m);
+        if (bias_n != nullptr) {
+          value = value + Vec::loadu(bias_n + c, m);
+          gate = gate + Vec::loadu(bias_n + f + c, m);
+        }
+        const Vec sigmoid = (one + gate.neg().exp()).reciprocal();
+        (Vec::loadu(x_at + c, m) + value * sigmoid).store(o_at + c, m);
+      }
+      continue;
+    }
     for (int64_t c = 0; c < f; ++c) {
       const T value = c2_n[c] + (bias_n ? bias_n[c] : T(0));
       const T gate = c2_n[f + c] + (bias_n ? bias_n[f + c] : T(0));
