@@ -141,7 +141,11 @@ class PixelCNNStepper(IncrementalStepper):
         row = self.context_map[i]  # (B, W, c)
         blocks, batch, width, channels = above.shape
         terms = row.reshape(batch * width, -1) @ self.context_weight  # (B·W, L·h)
-        return above + terms.view(batch, width, blocks, channels).permute(2, 0, 1, 3)
+        # into a row-major (L, B, W, h) tensor: the step reads a block's (B, h) column of it
+        out = above.new_empty(above.shape)
+        return torch.add(
+            above, terms.view(batch, width, blocks, channels).permute(2, 0, 1, 3), out=out
+        )
 
     def _add_context(self, i: int) -> None:
         """Add row ``i`` of the conditioning map to every block's per-row term."""
