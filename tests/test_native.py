@@ -79,15 +79,15 @@ def test_the_flop_counter_sees_the_compiled_steps(
 
 
 def padding_flops(model: pixelrnn.AutoregressiveModel, batch: int) -> int:
-    """The compiled PixelCNN's rows-above products also run at the ``2r`` padding columns
-    between consecutive images of its flat row buffers (``(B − 1)·2r`` positions per row and
-    block, for rows 1 .. H − 1; ``sampling/cached/pixelcnn.py``); the other steps do no
-    more than the PyTorch operations."""
+    """The compiled PixelCNN's rows-above products also run at the ``2r`` padding columns of
+    every image's row in its flat row buffers (``B·2r`` positions per row and block, for rows
+    1 .. H − 1; ``sampling/cached/pixelcnn.py``); the other steps do no more than the
+    PyTorch operations."""
     if model.model_name != "pixelcnn":
         return 0
     c_out, c_in, k, _ = model.blocks[0].conv.weight.shape
     r = k // 2
-    positions = len(model.blocks) * (model.image_shape[1] - 1) * 2 * r * (batch - 1)
+    positions = len(model.blocks) * (model.image_shape[1] - 1) * 2 * r * batch
     return 2 * positions * r * (2 * r + 1) * c_in * c_out
 
 

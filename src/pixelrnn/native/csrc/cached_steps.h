@@ -48,8 +48,10 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 
 // From this many images on, a layer's work at a pixel is one matrix product through the BLAS
 // (register-blocked, vectorized over the batch); below it the plain loops of `linear`, which
-// have no call overhead. Measured on the 2-core CPU of docs/benchmarks.md with
-// benchmarks/sample_time.py --batch-size 1 16 64 256 1024.
+// have no call overhead. Measured on the 2-core CPU of docs/benchmarks.md: at 64 images the
+// products make pixelcnn-mnist's and gated-pixelcnn-mnist's steps 2-3x faster than the loops
+// were (benchmarks/batch_sweep.py), and batches of 1 and 16 keep the loops' speed
+// (benchmarks/compare_revisions.py).
 constexpr int64_t kGemmMinBatch = 32;
 
 template <typename T>

@@ -79,28 +79,30 @@ class PixelCNNStepper(IncrementalStepper):
     def _ring_of_rows(self, convs: list[RowwiseMaskedConv], x: torch.Tensor) -> None:
         """For the compiled path, the blocks' masked-convolution inputs of the last ``r + 1``
         rows, kept where the step writes them (no copies when a row starts): a ring of
-        ``r + 1`` slots ``(L, B, W + 2r, C_in)``, row ``i`` in slot ``i mod (r + 1)``, with
-        ``r`` zero columns on each side that nothing writes. The current row's slot is the
-        step's row buffer ``(L, B, (W + r)·C_in)``; the finished ones feed the rows-above taps
-        ``(L, r, 2r + 1, C_in, C_out)``."""
+        ``r + 1`` slots, row ``i`` in slot ``i mod (r + 1)``, each per block the batch's rows
+        of ``W + 2r`` columns flat, ``(L, B·(W + 2r) + 2r, C_in)``, with ``r`` zero columns on
+        each side of a row and ``2r`` zero rows at the end that nothing writes. The current
+        row's slot is the step's row buffer ``(L, B, (W + r)·C_in)``; the finished ones feed
+        the rows-above taps ``(L, r, 2r + 1, C_in, C_out)``."""
         first = convs[0]
         r, width, c_in = first.r, first.width, first.c_in
-        self.slots = x.new_zeros(r + 1, len(convs), x.shape[0], width + 2 * r, c_in)
+        self.batch, self.padded = x.shape[0], width + 2 * r
+        total = self.batch * self.padded
+        self.slots = x.new_zeros(r + 1, len(convs), total + 2 * r, c_in)
         self.rows = self._slot_row(0)
         self.taps_above = torch.stack(
             [c.above_weight.permute(2, 3, 1, 0) for c in convs]  # (r, k, C_in, C_out) each
         ).detach()
         self.bias_above = torch.stack([c.bias for c in convs]).detach()[:, None]  # (L, 1, C_out)
-        c_out = self.bias_above.shape[-1]
-        self.above_rows = x.new_empty(len(convs), x.shape[0] * (width + 2 * r), c_out)
+        self.above_rows = x.new_empty(len(convs), total, self.bias_above.shape[-1])
 
     def _slot_row(self, i: int) -> torch.Tensor:
         """Row ``i``'s slot as the step's current-row buffer ``(L, B, (W + r)·C_in)``: the
         left padding and the row, in the slot's rows of ``(W + 2r)·C_in``."""
-        slots, blocks, batch, padded, c_in = self.slots.shape
-        r = slots - 1
-        flat = self.slots[i % slots].view(blocks, batch, padded * c_in)
-        return flat[:, :, : (padded - r) * c_in]
+        slots, blocks, _, c_in = self.slots.shape
+        r, total = slots - 1, self.batch * self.padded
+        flat = self.slots[i % slots][:, :total].view(blocks, self.batch, self.padded * c_in)
+        return flat[:, :, : (self.padded - r) * c_in]
 
     def _fused_start_row(self, i: int) -> None:
         """Row ``i`` starts (compiled path): its slot becomes the row buffer, and the rows-above
@@ -108,28 +110,27 @@ class PixelCNNStepper(IncrementalStepper):
         finished rows' slots read as ``(L, B·(W + 2r), C_in)`` matrices shifted by the tap's
         column (the padding keeps the images apart; the outputs at padding columns are not
         used). The operations of the blocks' :meth:`RowwiseMaskedConv.start_row`, stacked."""
-        slots, blocks, batch, padded, c_in = self.slots.shape
-        r, width = slots - 1, padded - 2 * (slots - 1)
+        slots, blocks, _, _ = self.slots.shape
+        r, batch, padded = slots - 1, self.batch, self.padded
         self.rows = self._slot_row(i)
         if r:
-            total = batch * padded
-            valid = total - 2 * r  # flat output m: the window starting at flat input m
+            total = batch * padded  # flat output m: the window starting at flat input m
             out = self.above_rows
             out.copy_(self.bias_above.expand_as(out))
-            target = out[:, :valid]
             for tap_row in range(r):  # row i - r + tap_row
-                finished = self.slots[(i - r + tap_row) % slots].view(blocks, total, c_in)
+                finished = self.slots[(i - r + tap_row) % slots]
                 for tap_col in range(2 * r + 1):
-                    # out= (in place, and seen by FlopCounterMode, which misses baddbmm_)
+                    # out= (in place, and seen by FlopCounterMode, which misses baddbmm_); a
+                    # contiguous out keeps it one batched product
                     torch.baddbmm(
-                        target,
-                        finished[:, tap_col : tap_col + valid],
+                        out,
+                        finished[:, tap_col : tap_col + total],
                         self.taps_above[:, tap_row, tap_col],
-                        out=target,
+                        out=out,
                     )
-            self.above = out.view(blocks, batch, padded, -1)[:, :, :width]
+            self.above = out.view(blocks, batch, padded, -1)[:, :, : padded - 2 * r]
         else:
-            self.above = self.bias_above[:, None].expand(blocks, batch, width, -1)
+            self.above = self.bias_above[:, None].expand(blocks, batch, padded, -1)
         self.above = self._context_row(self.above, i)
 
     def _context_row(self, above: torch.Tensor, i: int) -> torch.Tensor:
