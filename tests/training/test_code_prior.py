@@ -175,6 +175,7 @@ def test_the_shipped_prior_samples_and_scores_by_name(
 ) -> None:
     """``vqvae-prior-mnist`` names its shipped VQ-VAE: sampling decodes its codes to digits and
     evaluate reports the two-stage bound, from any working directory."""
+    data_dir = data_dir.resolve()  # the test changes the working directory
     monkeypatch.chdir(tmp_path)
     assert main(["sample", "vqvae-prior-mnist", "-n", "4", "-o", "digits.npy"]) == 0
     codes = np.load(tmp_path / "digits.npy")
