@@ -79,6 +79,22 @@ def image_rows(x: torch.Tensor, i: int, up: int, side: int) -> torch.Tensor:
     return F.pad(x[:, :, top : i + 1], (side, side, top - (i - up), 0))
 
 
+def add_shifted_products(out: torch.Tensor, flat: torch.Tensor, taps: torch.Tensor) -> None:
+    """A 1-row convolution over whole rows as matrix products: ``out[:, m] += Σ_t flat[:, m + t]
+    @ taps[:, t]``, with the batch's rows zero-padded and laid end to end in ``flat`` (so the
+    padding keeps the images apart, and the outputs at padding columns are not used). One
+    batched product per tap, written in place (``out=``, which ``FlopCounterMode`` sees; it
+    misses ``baddbmm_``), into a contiguous ``out`` (a strided one makes ATen loop over the
+    batch).
+
+    Shape:
+        out ``(L, n, C_out)``, flat ``(L, n + k − 1, C_in)``, taps ``(L, k, C_in, C_out)``.
+    """
+    n = out.shape[1]
+    for tap in range(taps.shape[1]):
+        torch.baddbmm(out, flat[:, tap : tap + n], taps[:, tap], out=out)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``x @ weight + bias``. Shape: ``(B, K) @ (K, N)`` → ``(B, N)``."""
     return torch.addmm(bias, x, weight)

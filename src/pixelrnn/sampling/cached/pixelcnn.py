@@ -24,6 +24,7 @@ from pixelrnn.nn import context_terms
 from pixelrnn.sampling.cached.base import (
     IncrementalStepper,
     RowwiseMaskedConv,
+    add_shifted_products,
     bias_of,
     flat_weight,
     linear,
@@ -114,20 +115,11 @@ class PixelCNNStepper(IncrementalStepper):
         r, batch, padded = slots - 1, self.batch, self.padded
         self.rows = self._slot_row(i)
         if r:
-            total = batch * padded  # flat output m: the window starting at flat input m
-            out = self.above_rows
+            out = self.above_rows  # flat output m: the window starting at flat input m
             out.copy_(self.bias_above.expand_as(out))
             for tap_row in range(r):  # row i - r + tap_row
                 finished = self.slots[(i - r + tap_row) % slots]
-                for tap_col in range(2 * r + 1):
-                    # out= (in place, and seen by FlopCounterMode, which misses baddbmm_); a
-                    # contiguous out keeps it one batched product
-                    torch.baddbmm(
-                        out,
-                        finished[:, tap_col : tap_col + total],
-                        self.taps_above[:, tap_row, tap_col],
-                        out=out,
-                    )
+                add_shifted_products(out, finished, self.taps_above[:, tap_row])
             self.above = out.view(blocks, batch, padded, -1)[:, :, : padded - 2 * r]
         else:
             self.above = self.bias_above[:, None].expand(blocks, batch, padded, -1)

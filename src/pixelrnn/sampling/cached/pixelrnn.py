@@ -33,6 +33,7 @@ from pixelrnn.sampling.cached.base import (
     CurrentRowTaps,
     IncrementalStepper,
     RowwiseMaskedConv,
+    add_shifted_products,
     bias_of,
     flat_weight,
     linear,
@@ -162,10 +163,8 @@ class RowLSTMStepper(PixelRNNStepper):
     @staticmethod
     def _state_term(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``bias + K^ss ⊛ h`` for a whole row, row-major (a pixel's entries are then
-        contiguous rows of its ``(B, 4h)`` slice): the row zero-padded ``r`` columns on each
-        side and read flat as a ``(B·(W + 2r), h)`` matrix, one matrix product per tap shifted
-        by the tap's column (the padding keeps the images apart; the outputs at padding
-        columns are dropped).
+        contiguous rows of its ``(B, 4h)`` slice): the rows zero-padded ``r`` columns on each
+        side, end to end, one matrix product per tap (:func:`add_shifted_products`).
 
         Shape:
             h ``(B, W, h)``, weight ``(4h, h, k)``, bias ``(4h,)`` → ``(B, W, 4h)``.
@@ -175,14 +174,11 @@ class RowLSTMStepper(PixelRNNStepper):
         r = k // 2
         padded = h.new_zeros(batch, width + 2 * r, hidden)
         padded[:, r : r + width] = h
-        flat = padded.view(-1, hidden)
-        valid = flat.shape[0] - 2 * r  # flat output m: the window starting at flat input m
-        out = h.new_empty(batch, width + 2 * r, weight.shape[0])
-        target = out.view(-1, weight.shape[0])[:valid]
-        target.copy_(bias.expand_as(target))
-        for tap in range(k):  # out= (in place, and seen by FlopCounterMode)
-            torch.addmm(target, flat[tap : tap + valid], weight[:, :, tap].t(), out=target)
-        return out[:, :width]
+        out = bias.expand(batch * (width + 2 * r), -1).contiguous()
+        valid = out.shape[0] - 2 * r  # the last image's last outputs need no rows beyond
+        taps = weight.permute(2, 1, 0)[None]  # (1, k, h, 4h)
+        add_shifted_products(out[None, :valid], padded.view(1, -1, hidden), taps)
+        return out.view(batch, width + 2 * r, -1)[:, :width]
 
     def fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         taps = self.input_taps
