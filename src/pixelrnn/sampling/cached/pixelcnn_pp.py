@@ -62,7 +62,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         one_hot = model.one_hot(y)
 
         def new(level: int, channels: int = f) -> Map:
-            return Map(x, channels, *sizes[level])
+            return Map(x, channels, sizes[level][1])  # (height, width): a ring of rows
 
         def residual(layer: GatedResNet, level: int, inp: Map, aux: list[Map]) -> Residual:
             bias = 0.0 if one_hot is None or layer.class_bias is None else layer.class_bias(one_hot)

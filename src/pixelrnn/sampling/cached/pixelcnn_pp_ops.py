@@ -29,10 +29,10 @@ class Map:
 
     ROWS = 2
 
-    def __init__(self, like: torch.Tensor, channels: int, height: int, width: int) -> None:
+    def __init__(self, like: torch.Tensor, channels: int, width: int) -> None:
         shape = (like.shape[0], channels, self.ROWS, width + 2)
         self.t = like.new_zeros(shape).contiguous(memory_format=torch.channels_last)
-        self.height, self.width = height, width
+        self.width = width
 
     def _slot(self, padded_row: int) -> int:
         return padded_row % self.ROWS
