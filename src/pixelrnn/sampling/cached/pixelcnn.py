@@ -57,7 +57,7 @@ class PixelCNNStepper(IncrementalStepper):
         # the compiled path projects one row of the map at a time (_context_row: every block's
         # terms for all rows at once were 1.5 GB at 1024 images)
         projections, context = model.context_projections, model.bound_context
-        self.context_map = None
+        self.context_map = self.context_rows = None
         if self.fused and projections is not None and context is not None:
             self.context_map = context.permute(2, 0, 3, 1)  # (H, B, W, c)
             weights = [conv.weight[:, :, 0, 0] for conv in projections.convs]
@@ -133,12 +133,15 @@ class PixelCNNStepper(IncrementalStepper):
             return above
         row = self.context_map[i]  # (B, W, c)
         blocks, batch, width, channels = above.shape
-        terms = row.reshape(batch * width, -1) @ self.context_weight  # (B·W, L·h)
-        # into a row-major (L, B, W, h) tensor: the step reads a block's (B, h) column of it
-        out = above.new_empty(above.shape)
-        return torch.add(
-            above, terms.view(batch, width, blocks, channels).permute(2, 0, 1, 3), out=out
+        if self.context_rows is None:  # written at every row: allocated once
+            self.context_terms = above.new_empty(batch * width, blocks * channels)
+            self.context_rows = above.new_empty(above.shape)
+        terms = torch.mm(
+            row.reshape(batch * width, -1), self.context_weight, out=self.context_terms
         )
+        # into a row-major (L, B, W, h) tensor: the step reads a block's (B, h) column of it
+        terms = terms.view(batch, width, blocks, channels).permute(2, 0, 1, 3)
+        return torch.add(above, terms, out=self.context_rows)
 
     def _add_context(self, i: int) -> None:
         """Add row ``i`` of the conditioning map to every block's per-row term."""
