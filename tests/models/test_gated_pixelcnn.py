@@ -131,6 +131,26 @@ def test_conditional_sampling_and_completion_use_the_label() -> None:
         pixelrnn.complete(model, x, known)
 
 
+def test_gate_biases_of_a_few_rows_are_those_rows_of_the_whole_map() -> None:
+    """The cached sampler makes the gate biases one row at a time (labels, the spatial map of
+    Eq. 5 and a conditioning map together)."""
+    model = gated(
+        3, num_classes=3, spatial_conditioning=True, spatial_channels=2, context_channels=2
+    ).eval()
+    y, context = torch.tensor([0, 2]), torch.randn(2, 2, 5, 5)
+    whole = model.conditions(y, context)
+    conditioning = model.conditioning(y, context)
+    assert all(t.shape[-2:] == (5, 5) for t in whole)
+    for rows in (slice(0, 1), slice(3, 4), slice(1, 5)):
+        part = model.gate_biases(conditioning, rows)
+        for k, (a, b) in enumerate(zip(part, whole, strict=True)):
+            torch.testing.assert_close(a, b[:, :, rows], msg=f"layer {k}, rows {rows}")
+    # a label alone stays one (B, 4p, 1, 1) bias per layer
+    labels_only = gated(3, num_classes=3).eval()
+    biases = labels_only.gate_biases(labels_only.conditioning(y), slice(2, 3))
+    assert all(t.shape == (2, 4 * labels_only.config.hidden_channels, 1, 1) for t in biases)
+
+
 def test_config_errors() -> None:
     with pytest.raises(ValueError, match="need num_classes"):
         pixelrnn.create_model("gated_pixelcnn", spatial_conditioning=True)

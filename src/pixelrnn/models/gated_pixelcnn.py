@@ -88,6 +88,17 @@ class GatedPixelCNNConfig(ModelConfig):
             )
 
 
+@dataclass
+class GateConditioning:
+    """What a :class:`GatedPixelCNN`'s gate biases are made of: per layer the label's term
+    ``V^T h`` (Eq. 4) ``(B, 4p, 1, 1)`` or None, the spatial map ``s = m(h)`` (Eq. 5)
+    ``(B, s, H, W)`` or None, and a conditioning map ``(B, c, H, W)`` or None."""
+
+    labels: list[torch.Tensor | None]
+    spatial: torch.Tensor | None
+    context: torch.Tensor | None
+
+
 class GatedPixelCNN(AutoregressiveModel):
     """Gated PixelCNN: vertical and horizontal stacks, gated units, no blind spot.
 
@@ -137,6 +148,44 @@ class GatedPixelCNN(AutoregressiveModel):
             else ContextProjections(config.context_channels, [4 * p] * config.num_layers)
         )
 
+    def conditioning(
+        self, y: torch.Tensor | None, context: torch.Tensor | None = None
+    ) -> GateConditioning:
+        """What the gate biases are made of, computed once (:meth:`gate_biases` makes them).
+
+        Shape:
+            y ``(B,)`` and context ``(B, c, H, W)``.
+        """
+        num_layers = len(self.layers)
+        if self.class_embedding is None or self.class_bias is None or y is None:
+            return GateConditioning([None] * num_layers, None, context)
+        h = self.class_embedding(y)  # (B, d)
+        labels = [project(h)[:, :, None, None] for project in self.class_bias]
+        spatial = None if self.spatial_map is None else self.spatial_map(h)  # (B, s, H, W)
+        return GateConditioning(labels, spatial, context)
+
+    def gate_biases(
+        self, conditioning: GateConditioning, rows: slice = slice(None)
+    ) -> list[torch.Tensor | None]:
+        """Every layer's gate bias on the image rows ``rows``: ``(B, 4p, 1, 1)`` (a label
+        alone) or ``(B, 4p, R, W)`` for ``R`` rows, or None. The maps' terms are 1×1
+        projections, so a few rows cost a few rows' work: the cached sampler asks for one row
+        at a time (every layer's whole map is ``L · 4p`` channels per image).
+
+        Shape:
+            a list of ``num_layers`` tensors.
+        """
+        context, spatial = conditioning.context, conditioning.spatial
+        context = None if context is None else context[:, :, rows]
+        out = context_terms(self.context_projections, context, len(self.layers))
+        for k, bias in enumerate(conditioning.labels):
+            if bias is None:
+                continue
+            if spatial is not None and self.spatial_bias is not None:
+                bias = bias + self.spatial_bias[k](spatial[:, :, rows])
+            out[k] = bias if out[k] is None else out[k] + bias
+        return out
+
     def conditions(
         self, y: torch.Tensor | None, context: torch.Tensor | None = None
     ) -> list[torch.Tensor | None]:
@@ -145,17 +194,7 @@ class GatedPixelCNN(AutoregressiveModel):
         Shape:
             y ``(B,)`` and context ``(B, c, H, W)`` → a list of ``num_layers`` tensors.
         """
-        out = context_terms(self.context_projections, context, len(self.layers))
-        if self.class_embedding is None or self.class_bias is None or y is None:
-            return out
-        h = self.class_embedding(y)  # (B, d)
-        s = None if self.spatial_map is None else self.spatial_map(h)  # (B, s, H, W)
-        for k, project in enumerate(self.class_bias):
-            bias = project(h)[:, :, None, None]
-            if s is not None and self.spatial_bias is not None:
-                bias = bias + self.spatial_bias[k](s)
-            out[k] = bias if out[k] is None else out[k] + bias
-        return out
+        return self.gate_biases(self.conditioning(y, context))
 
     def network(
         self, x: torch.Tensor, y: torch.Tensor | None = None, context: torch.Tensor | None = None
