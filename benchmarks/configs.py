@@ -31,6 +31,15 @@ SAME_SIZE = {
         distribution="logistic_mixture:5",
         dropout=0.5,
     ),
+    # the same on 32×32 colour images, 10 logistics (the official default)
+    "pixelcnnpp-3x32": dict(
+        model="pixelcnnpp",
+        image_shape=(3, 32, 32),
+        num_levels=256,
+        nr_resnet=1,
+        nr_filters=32,
+        dropout=0.5,
+    ),
 }
 
 

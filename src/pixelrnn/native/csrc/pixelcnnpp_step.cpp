@@ -2,6 +2,8 @@
 // program of ops over the cached maps.
 // The shared helpers and what the cached steps are: cached_steps.h.
 
+#include <cstring>
+
 #include "cached_steps.h"
 
 namespace {
@@ -9,9 +11,12 @@ namespace {
 using at::Tensor;
 using namespace pixelrnn_cached;
 
-// PixelCNN++ (down-right stream, one position): maps are (B, C, R, W + 2), any strides,
-// position (a, b) at padded row a + 1, column b + 1, padded row p kept in row p mod R (a ring
-// of the last R rows; sampling/cached/pixelcnn_pp_ops.py, class Map).
+// PixelCNN++ (down-right stream, one position): maps are (B, C, R, W + 2) stored channels
+// last, position (a, b) at padded row a + 1, column b + 1, padded row p kept in row p mod R (a
+// ring of the last R rows; sampling/cached/pixelcnn_pp_ops.py, class Map). So the k positions
+// of a window's row are k * C contiguous numbers, and the program's kernels are stored in that
+// order: (row, column, channel), for a first convolution (sign, row, column, channel) with the
+// elu(x) half first (CompiledProgram in sampling/cached/pixelcnn_pp.py).
 
 // Row p (padded) of image n of a map.
 template <typename T>
@@ -38,36 +43,24 @@ void concat_elu_run(const T* x, int64_t count, T* positive, T* negative) {
   }
 }
 
-// concat_elu of map rows a - 1 .. a, columns b - 1 .. b + k - 2 into v, in the (2C, 2, k)
-// order of a convolution kernel: elu(x) for the first C channels, elu(-x) for the next C.
+// Map rows a - 1 .. a, columns b - 1 .. b + k - 2 of image n into v (2 * k * C numbers, in
+// the kernels' (row, column, channel) order): two contiguous runs.
+template <typename T>
+void copy_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
+  const int64_t run = k * map.size(1);
+  for (int64_t row = 0; row < 2; ++row) {
+    std::memcpy(v + row * run, map_row<T>(map, n, a + row) + b * map.stride(3),
+                run * sizeof(T));
+  }
+}
+
+// concat_elu of the same window into v (4 * k * C numbers): elu(x) of both rows, then elu(-x).
 template <typename T>
 void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
-  const int64_t c_in = map.size(1), s_c = map.stride(1), s_w = map.stride(3);
-  const T* rows[2] = {map_row<T>(map, n, a) + b * s_w, map_row<T>(map, n, a + 1) + b * s_w};
-  const int64_t half = c_in * 2 * k;
-  if (s_c == 1) {  // channels last: a position's channels are contiguous
-    std::vector<T> positive(c_in), negative(c_in);
-    for (int64_t row = 0; row < 2; ++row) {
-      for (int64_t col = 0; col < k; ++col) {
-        concat_elu_run<T>(rows[row] + col * s_w, c_in, positive.data(), negative.data());
-        for (int64_t c = 0; c < c_in; ++c) {
-          const int64_t at = (c * 2 + row) * k + col;
-          v[at] = positive[c];
-          v[half + at] = negative[c];
-        }
-      }
-    }
-    return;
-  }
-  for (int64_t c = 0; c < c_in; ++c) {
-    for (int64_t row = 0; row < 2; ++row) {
-      for (int64_t col = 0; col < k; ++col) {
-        const T x = rows[row][c * s_c + col * s_w];
-        const int64_t at = (c * 2 + row) * k + col;
-        v[at] = elu(x);
-        v[half + at] = elu(-x);
-      }
-    }
+  const int64_t run = k * map.size(1);
+  for (int64_t row = 0; row < 2; ++row) {
+    concat_elu_run<T>(map_row<T>(map, n, a + row) + b * map.stride(3), run, v + row * run,
+                      v + (2 + row) * run);
   }
 }
 
@@ -95,6 +88,18 @@ void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const Tensor
     const auto options = w.options();
     Tensor result = at::from_blob(out, {batch, n}, options);
     at::addmm_out(result, bias, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
+  }
+}
+
+// Position (a, b) of the map `out`, every image: bias + x (B, K) @ w.
+template <typename T>
+void write_at(const Tensor& out, int64_t a, int64_t b, const T* x, int64_t k, const Tensor& w,
+              const Tensor& bias) {
+  const int64_t batch = out.size(0), f = out.size(1);
+  std::vector<T> result(batch * f);
+  product<T>(x, batch, k, w, bias, result.data());
+  for (int64_t n = 0; n < batch; ++n) {
+    std::memcpy(const_cast<T*>(map_at<T>(out, n, a, b)), result.data() + n * f, f * sizeof(T));
   }
 }
 
@@ -132,101 +137,55 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
       for (const int64_t index : {op[kAux0], op[kAux1]}) {
         if (index < 0) continue;
         const Tensor& m = maps[index];
-        const T* at = map_at<T>(m, n, a, b);
-        if (m.stride(1) == 1) {  // channels last
-          concat_elu_run<T>(at, m.size(1), row + offset, row + c_aux + offset);
-          offset += m.size(1);
-          continue;
-        }
-        for (int64_t c = 0; c < m.size(1); ++c, ++offset) {
-          const T x = at[c * m.stride(1)];
-          row[offset] = elu(x);
-          row[c_aux + offset] = elu(-x);
-        }
+        concat_elu_run<T>(map_at<T>(m, n, a, b), m.size(1), row + offset, row + c_aux + offset);
+        offset += m.size(1);
       }
     }
     product<T>(aux_in.data(), batch, 2 * c_aux, aux_w, weights[op[kAuxB]], aux_c1.data());
     for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
   // concat_elu(c1) into its map at (a, b); the second convolution on that map's windows
-  const int64_t s_c1 = c1_map.stride(1), s_w = c1_map.stride(3);
-  const int64_t c1_channels = c1_map.size(1);
   std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
   for (int64_t n = 0; n < batch; ++n) {
-    const T* c1_n = c1.data() + n * f;
     T* c1_at = const_cast<T*>(map_at<T>(c1_map, n, a, b));
-    if (s_c1 == 1) {
-      concat_elu_run<T>(c1_n, f, c1_at, c1_at + f);
-    } else {
-      for (int64_t c = 0; c < f; ++c) {
-        c1_at[c * s_c1] = elu(c1_n[c]);
-        c1_at[(f + c) * s_c1] = elu(-c1_n[c]);
-      }
-    }
-    const T* rows[2] = {map_row<T>(c1_map, n, a) + b * s_w,
-                        map_row<T>(c1_map, n, a + 1) + b * s_w};
-    T* w = windows_out.data() + n * k_out;
-    for (int64_t c = 0; c < c1_channels; ++c) {
-      for (int64_t row = 0; row < 2; ++row) {
-        for (int64_t col = 0; col < k; ++col) {
-          w[(c * 2 + row) * k + col] = rows[row][c * s_c1 + col * s_w];
-        }
-      }
-    }
+    concat_elu_run<T>(c1.data() + n * f, f, c1_at, c1_at + f);
+    copy_window<T>(c1_map, n, a, b, k, windows_out.data() + n * k_out);
   }
   product<T>(windows_out.data(), batch, k_out, w_out, weights[op[kBOut]], c2.data());
   const T* class_bias = op[kClassBias] >= 0 ? weights[op[kClassBias]].data_ptr<T>() : nullptr;
-  // gate, plus the input (the residual)
+  // gate, plus the input (the residual), in ATen's vector type
+  using Vec = at::vec::Vectorized<T>;
+  const Vec one(T(1));
   for (int64_t n = 0; n < batch; ++n) {
     const T* c2_n = c2.data() + n * 2 * f;
     const T* bias_n = class_bias == nullptr ? nullptr : class_bias + n * 2 * f;
     const T* x_at = map_at<T>(inp, n, a, b);
     T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
-    if (out.stride(1) == 1 && inp.stride(1) == 1) {  // channels last: in ATen's vector type
-      using Vec = at::vec::Vectorized<T>;
-      const Vec one(T(1));
-      for (int64_t c = 0; c < f; c += Vec::size()) {
-        const int64_t m = std::min<int64_t>(Vec::size(), f - c);
-        Vec value = Vec::loadu(c2_n + c, m), gate = Vec::loadu(c2_n + f + c, m);
-        if (bias_n != nullptr) {
-          value = value + Vec::loadu(bias_n + c, m);
-          gate = gate + Vec::loadu(bias_n + f + c, m);
-        }
-        const Vec sigmoid = (one + gate.neg().exp()).reciprocal();
-        (Vec::loadu(x_at + c, m) + value * sigmoid).store(o_at + c, m);
+    for (int64_t c = 0; c < f; c += Vec::size()) {
+      const int64_t m = std::min<int64_t>(Vec::size(), f - c);
+      Vec value = Vec::loadu(c2_n + c, m), gate = Vec::loadu(c2_n + f + c, m);
+      if (bias_n != nullptr) {
+        value = value + Vec::loadu(bias_n + c, m);
+        gate = gate + Vec::loadu(bias_n + f + c, m);
       }
-      continue;
-    }
-    for (int64_t c = 0; c < f; ++c) {
-      const T value = c2_n[c] + (bias_n ? bias_n[c] : T(0));
-      const T gate = c2_n[f + c] + (bias_n ? bias_n[f + c] : T(0));
-      o_at[c * out.stride(1)] = x_at[c * inp.stride(1)] + value / (T(1) + std::exp(-gate));
+      const Vec sigmoid = (one + gate.neg().exp()).reciprocal();
+      (Vec::loadu(x_at + c, m) + value * sigmoid).store(o_at + c, m);
     }
   }
 }
 
 // A stride-2 shifted convolution at (a, b): rows 2a - 1 .. 2a, columns 2b - 1 .. 2b of the
-// input, in the kernel's (C, 2, 2) order.
+// input.
 template <typename T>
 void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
                    const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &w = weights[op[kW]];
-  const int64_t batch = inp.size(0), channels = inp.size(1), f = out.size(1);
-  const int64_t s_c = inp.stride(1), s_w = inp.stride(3);
-  std::vector<T> windows(batch * channels * 4), result(batch * f);
+  const int64_t batch = inp.size(0), window = 4 * inp.size(1), f = out.size(1);
+  std::vector<T> windows(batch * window);
   for (int64_t n = 0; n < batch; ++n) {
-    const T* rows[2] = {map_row<T>(inp, n, 2 * a) + 2 * b * s_w,
-                        map_row<T>(inp, n, 2 * a + 1) + 2 * b * s_w};
-    T* v = windows.data() + n * channels * 4;
-    for (int64_t c = 0; c < channels; ++c) {
-      for (int64_t q = 0; q < 4; ++q) v[c * 4 + q] = rows[q / 2][c * s_c + (q % 2) * s_w];
-    }
+    copy_window<T>(inp, n, 2 * a, 2 * b, 2, windows.data() + n * window);
   }
-  product<T>(windows.data(), batch, channels * 4, w, weights[op[kB]], result.data());
-  for (int64_t n = 0; n < batch; ++n) {
-    T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
-    for (int64_t c = 0; c < f; ++c) o_at[c * out.stride(1)] = result[n * f + c];
-  }
+  write_at<T>(out, a, b, windows.data(), window, w, weights[op[kB]]);
 }
 
 // A stride-2 shifted transposed convolution (2x2 taps) at (a, b): input (a / 2, b / 2) times
@@ -235,18 +194,12 @@ template <typename T>
 void upsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
                  const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &taps = weights[op[kW]];
-  const int64_t batch = inp.size(0), c_in = inp.size(1), f = out.size(1);
-  std::vector<T> x(batch * c_in), result(batch * f);
+  const int64_t batch = inp.size(0), c_in = inp.size(1);
+  std::vector<T> x(batch * c_in);
   for (int64_t n = 0; n < batch; ++n) {
-    const T* at = map_at<T>(inp, n, a / 2, b / 2);
-    for (int64_t c = 0; c < c_in; ++c) x[n * c_in + c] = at[c * inp.stride(1)];
+    std::memcpy(x.data() + n * c_in, map_at<T>(inp, n, a / 2, b / 2), c_in * sizeof(T));
   }
-  const Tensor tap = taps[a % 2][b % 2];
-  product<T>(x.data(), batch, c_in, tap, weights[op[kB]], result.data());
-  for (int64_t n = 0; n < batch; ++n) {
-    T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
-    for (int64_t c = 0; c < f; ++c) o_at[c * out.stride(1)] = result[n * f + c];
-  }
+  write_at<T>(out, a, b, x.data(), c_in, taps[a % 2][b % 2], weights[op[kB]]);
 }
 
 // The step for the images of x (a part of the batch: the maps, the row term and the class
@@ -323,8 +276,9 @@ Tensor pixelcnnpp_step(
               "pixelcnnpp_step: the program is a contiguous (ops, ", int64_t(kColumns),
               ") int64 tensor");
   for (const Tensor& m : maps) {
-    TORCH_CHECK(m.dim() == 4 && m.scalar_type() == x.scalar_type(),
-                "pixelcnnpp_step: maps must be (B, C, H + 1, W + 2), of x's dtype");
+    TORCH_CHECK(m.dim() == 4 && m.scalar_type() == x.scalar_type() && m.stride(1) == 1 &&
+                    m.stride(3) == m.size(1),
+                "pixelcnnpp_step: maps must be (B, C, R, W + 2), channels last, of x's dtype");
   }
   for (const Tensor& w : weights) {
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),

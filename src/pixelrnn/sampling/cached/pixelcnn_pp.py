@@ -206,7 +206,10 @@ class CompiledProgram:
     resolution, then indices into the lists (−1: none) — the order of ``enum Column`` in
     ``native/csrc/*_step.cpp``: input, output, first-convolution map, two auxiliary maps, weight
     and bias (an upsample's ``(kh, kw, C_in, C_out)`` taps), auxiliary weight and bias, second
-    weight and bias, class bias, kernel width."""
+    weight and bias, class bias, kernel width.
+
+    The maps are channels last, so a window's row is one contiguous run of its positions'
+    channels; the kernels are stored in that order (:func:`window_matrix`)."""
 
     # the columns (``enum Column``) and kinds (``enum Kind``)
     KIND, LEVEL, IN, OUT, C1, AUX0, AUX1, W, B, AUX_W, AUX_B, W_OUT, B_OUT, CLASS_BIAS, TAPS = (
@@ -231,14 +234,17 @@ class CompiledProgram:
                 row[self.C1] = self._map(op.c1)
                 for column, m in zip((self.AUX0, self.AUX1), op.aux, strict=False):
                     row[column] = self._map(m)
-                weights = [(self.W, op.w_in), (self.B, op.b_in), (self.W_OUT, op.w_out)]
+                w_in = window_matrix(op.kernel_in[0], signs=2)
+                w_out = window_matrix(op.kernel_out[0])
+                weights = [(self.W, w_in), (self.B, op.b_in), (self.W_OUT, w_out)]
                 weights += [(self.B_OUT, op.b_out)]
                 if op.aux_w is not None:
                     weights += [(self.AUX_W, op.aux_w[0]), (self.AUX_B, op.aux_w[1])]
                 if isinstance(op.class_bias, torch.Tensor):
                     weights += [(self.CLASS_BIAS, op.class_bias)]
             elif isinstance(op, Downsample):
-                row[self.KIND], weights = self.DOWNSAMPLE, [(self.W, op.w), (self.B, op.b)]
+                w = window_matrix(op.kernel[0])
+                row[self.KIND], weights = self.DOWNSAMPLE, [(self.W, w), (self.B, op.b)]
             else:
                 row[self.KIND], weights = self.UPSAMPLE, [(self.W, op.taps), (self.B, op.bias)]
             for column, t in weights:
@@ -256,6 +262,16 @@ class CompiledProgram:
     def _weight(self, t: torch.Tensor) -> int:
         self.weights.append(t.detach().contiguous())
         return len(self.weights) - 1
+
+
+def window_matrix(kernel: torch.Tensor, signs: int = 1) -> torch.Tensor:
+    """A kernel ``(C_out, signs·C, kh, kw)`` as the matrix ``(signs·kh·kw·C, C_out)`` of a
+    window gathered channels last: rows ordered (sign, row, column, channel), where a first
+    convolution's ``concat_elu`` input has two signs (``elu(x)``'s channels, then
+    ``elu(−x)``'s)."""
+    c_out, c_in, kh, kw = kernel.shape
+    split = kernel.reshape(c_out, signs, c_in // signs, kh, kw)
+    return split.permute(1, 3, 4, 2, 0).reshape(-1, c_out)
 
 
 def _outputs(ops: list[Op]) -> list[Map]:
