@@ -77,17 +77,17 @@ inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
 constexpr int64_t kLoopBatch = 4;
 
 template <typename T>
-void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const Tensor& bias, T* out) {
+void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const T* bias, T* out) {
   const int64_t n = w.size(1);
   if (batch <= kLoopBatch) {
-    linear<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias.data_ptr<T>(), nullptr, 0, out);
+    linear<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias, nullptr, 0, out);
   } else if (have_gemm<T>()) {
-    linear_gemm<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias.data_ptr<T>(), nullptr, 0,
-                   out);
+    linear_gemm<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias, nullptr, 0, out);
   } else {
     const auto options = w.options();
     Tensor result = at::from_blob(out, {batch, n}, options);
-    at::addmm_out(result, bias, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
+    at::mm_out(result, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
+    if (bias != nullptr) result.add_(at::from_blob(const_cast<T*>(bias), {n}, options));
   }
 }
 
@@ -97,36 +97,35 @@ void write_at(const Tensor& out, int64_t a, int64_t b, const T* x, int64_t k, co
               const Tensor& bias) {
   const int64_t batch = out.size(0), f = out.size(1);
   std::vector<T> result(batch * f);
-  product<T>(x, batch, k, w, bias, result.data());
+  product<T>(x, batch, k, w, bias.data_ptr<T>(), result.data());
   for (int64_t n = 0; n < batch; ++n) {
     std::memcpy(const_cast<T*>(map_at<T>(out, n, a, b)), result.data() + n * f, f * sizeof(T));
   }
 }
 
-// One row of the program PixelCNNPPStepper builds (sampling/cached/pixelcnn_pp.py,
-// _compiled_program): an op of the down-right stream, its level, and indices into the lists of
-// maps and weights (-1: none).
+// One row of a program PixelCNNPPStepper builds (sampling/cached/pixelcnn_pp.py,
+// CompiledProgram): an op of the down-right stream (or of the down stream), its level, indices
+// into the lists of maps and weights (-1: none), its kernel width, and a transposed
+// convolution's first kept column.
 enum Column : int64_t {
   kKind, kLevel, kIn, kOut, kC1, kAux0, kAux1, kW, kB, kAuxW, kAuxB, kWOut, kBOut, kClassBias,
-  kTaps, kColumns
+  kTaps, kFirst, kColumns
 };
 enum Kind : int64_t { kResidual = 0, kDownsample = 1, kUpsample = 2 };
 
-// A gated ResNet layer (PixelCNN++ §2.5) at position (a, b): concat_elu windows of the input,
-// first convolution (+ the 1x1 on concat_elu of the auxiliary maps), concat_elu into its map,
-// the second convolution on that map's window, gate, plus the input.
+// A gated ResNet layer (PixelCNN++ §2.5) at position (a, b), in two halves. The first:
+// concat_elu windows of the input, first convolution (+ the 1x1 on concat_elu of the auxiliary
+// maps), concat_elu into its map at (a, b).
 template <typename T>
-void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
-                 const int64_t* op, int64_t a, int64_t b) {
-  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &c1_map = maps[op[kC1]];
-  const Tensor &w_in = weights[op[kW]], &w_out = weights[op[kWOut]];
-  const int64_t batch = inp.size(0), f = out.size(1), k = op[kTaps];
-  const int64_t k_in = w_in.size(0), k_out = w_out.size(0);
+void residual_first(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+                    const int64_t* op, int64_t a, int64_t b) {
+  const Tensor &inp = maps[op[kIn]], &c1_map = maps[op[kC1]], &w_in = weights[op[kW]];
+  const int64_t batch = inp.size(0), f = w_in.size(1), k = op[kTaps], k_in = w_in.size(0);
   std::vector<T> windows(batch * k_in), c1(batch * f);
   for (int64_t n = 0; n < batch; ++n) {
     concat_elu_window<T>(inp, n, a, b, k, windows.data() + n * k_in);
   }
-  product<T>(windows.data(), batch, k_in, w_in, weights[op[kB]], c1.data());
+  product<T>(windows.data(), batch, k_in, w_in, weights[op[kB]].data_ptr<T>(), c1.data());
   if (op[kAuxW] >= 0) {
     const Tensor& aux_w = weights[op[kAuxW]];
     const int64_t c_aux = aux_w.size(0) / 2;
@@ -141,17 +140,30 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
         offset += m.size(1);
       }
     }
-    product<T>(aux_in.data(), batch, 2 * c_aux, aux_w, weights[op[kAuxB]], aux_c1.data());
+    product<T>(aux_in.data(), batch, 2 * c_aux, aux_w, weights[op[kAuxB]].data_ptr<T>(),
+               aux_c1.data());
     for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
-  // concat_elu(c1) into its map at (a, b); the second convolution on that map's windows
-  std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
   for (int64_t n = 0; n < batch; ++n) {
     T* c1_at = const_cast<T*>(map_at<T>(c1_map, n, a, b));
     concat_elu_run<T>(c1.data() + n * f, f, c1_at, c1_at + f);
+  }
+}
+
+// The second half: the second convolution on the first's map (its window at (a, b) must be
+// written), gate, plus the input.
+template <typename T>
+void residual_second(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+                     const int64_t* op, int64_t a, int64_t b) {
+  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &c1_map = maps[op[kC1]];
+  const Tensor& w_out = weights[op[kWOut]];
+  const int64_t batch = inp.size(0), f = out.size(1), k = op[kTaps], k_out = w_out.size(0);
+  std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
+  for (int64_t n = 0; n < batch; ++n) {
     copy_window<T>(c1_map, n, a, b, k, windows_out.data() + n * k_out);
   }
-  product<T>(windows_out.data(), batch, k_out, w_out, weights[op[kBOut]], c2.data());
+  product<T>(windows_out.data(), batch, k_out, w_out, weights[op[kBOut]].data_ptr<T>(),
+             c2.data());
   const T* class_bias = op[kClassBias] >= 0 ? weights[op[kClassBias]].data_ptr<T>() : nullptr;
   // gate, plus the input (the residual), in ATen's vector type
   using Vec = at::vec::Vectorized<T>;
@@ -174,32 +186,75 @@ void residual_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
   }
 }
 
-// A stride-2 shifted convolution at (a, b): rows 2a - 1 .. 2a, columns 2b - 1 .. 2b of the
-// input.
+// A stride-2 shifted convolution at (a, b): rows 2a - 1 .. 2a, columns 2b - 1 .. 2b + k - 2
+// of the input (k: the kernel width).
 template <typename T>
 void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
                    const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &w = weights[op[kW]];
-  const int64_t batch = inp.size(0), window = 4 * inp.size(1), f = out.size(1);
+  const int64_t batch = inp.size(0), k = op[kTaps], window = 2 * k * inp.size(1);
   std::vector<T> windows(batch * window);
   for (int64_t n = 0; n < batch; ++n) {
-    copy_window<T>(inp, n, 2 * a, 2 * b, 2, windows.data() + n * window);
+    copy_window<T>(inp, n, 2 * a, 2 * b, k, windows.data() + n * window);
   }
   write_at<T>(out, a, b, windows.data(), window, w, weights[op[kB]]);
 }
 
-// A stride-2 shifted transposed convolution (2x2 taps) at (a, b): input (a / 2, b / 2) times
-// the tap (a % 2, b % 2) of the (kh, kw, C_in, C_out) taps.
+// A stride-2 shifted transposed convolution with 2 x k taps (kh, kw, C_in, C_out), cropped
+// from column `first`, at (a, b): tap row a % 2 of input row a / 2; output column b is full
+// column q = first + b, which input column p reaches through tap kw where 2p + kw = q (one
+// tap for k = 2, one or two for k = 3).
 template <typename T>
 void upsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
                  const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &taps = weights[op[kW]];
-  const int64_t batch = inp.size(0), c_in = inp.size(1);
-  std::vector<T> x(batch * c_in);
-  for (int64_t n = 0; n < batch; ++n) {
-    std::memcpy(x.data() + n * c_in, map_at<T>(inp, n, a / 2, b / 2), c_in * sizeof(T));
+  const int64_t batch = inp.size(0), c_in = inp.size(1), f = out.size(1);
+  const int64_t width_in = inp.size(3) - 2, q = op[kFirst] + b;
+  const Tensor tap_row = taps[a % 2];
+  std::vector<T> x(batch * c_in), sum(batch * f), result(batch * f);
+  const T* bias = weights[op[kB]].data_ptr<T>();  // added with the first tap
+  for (int64_t kw = 0; kw < taps.size(1); ++kw) {
+    if ((q - kw) % 2 != 0 || q < kw || (q - kw) / 2 >= width_in) continue;
+    for (int64_t n = 0; n < batch; ++n) {
+      std::memcpy(x.data() + n * c_in, map_at<T>(inp, n, a / 2, (q - kw) / 2), c_in * sizeof(T));
+    }
+    product<T>(x.data(), batch, c_in, tap_row[kw], bias, bias ? sum.data() : result.data());
+    if (bias == nullptr) {
+      for (int64_t e = 0; e < batch * f; ++e) sum[e] += result[e];
+    }
+    bias = nullptr;
   }
-  write_at<T>(out, a, b, x.data(), c_in, taps[a % 2][b % 2], weights[op[kB]]);
+  for (int64_t n = 0; n < batch; ++n) {
+    std::memcpy(const_cast<T*>(map_at<T>(out, n, a, b)), sum.data() + n * f, f * sizeof(T));
+  }
+}
+
+// Op `op` at position (a, b) (the down-right stream's step).
+template <typename T>
+void run_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+            const int64_t* op, int64_t a, int64_t b) {
+  if (op[kKind] == kResidual) {
+    residual_first<T>(maps, weights, op, a, b);
+    residual_second<T>(maps, weights, op, a, b);
+  } else if (op[kKind] == kDownsample) {
+    downsample_at<T>(maps, weights, op, a, b);
+  } else {
+    upsample_at<T>(maps, weights, op, a, b);
+  }
+}
+
+// Op `op` on the whole row a of its output (the down stream): every column; a gated ResNet's
+// first half at every column before its second (whose window reaches one column right).
+template <typename T>
+void run_row(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+             const int64_t* op, int64_t a) {
+  const int64_t width = maps[op[kOut]].size(3) - 2;
+  if (op[kKind] == kResidual) {
+    for (int64_t b = 0; b < width; ++b) residual_first<T>(maps, weights, op, a, b);
+    for (int64_t b = 0; b < width; ++b) residual_second<T>(maps, weights, op, a, b);
+    return;
+  }
+  for (int64_t b = 0; b < width; ++b) run_at<T>(maps, weights, op, a, b);
 }
 
 // The step for the images of x (a part of the batch: the maps, the row term and the class
@@ -245,14 +300,7 @@ void pixelcnnpp_step_typed(
     const int64_t* op = ops + r * kColumns;
     const int64_t level = op[kLevel];
     if (level > top) continue;
-    const int64_t a = i >> level, b = j >> level;
-    if (op[kKind] == kResidual) {
-      residual_at<T>(maps, weights, op, a, b);
-    } else if (op[kKind] == kDownsample) {
-      downsample_at<T>(maps, weights, op, a, b);
-    } else {
-      upsample_at<T>(maps, weights, op, a, b);
-    }
+    run_at<T>(maps, weights, op, i >> level, j >> level);
   }
   // the head: a 1x1 convolution on elu of the last map at (i, j)
   const Tensor& last = maps[final_map];
@@ -262,7 +310,47 @@ void pixelcnnpp_step_typed(
     const T* at = map_at<T>(last, n, i, j);
     for (int64_t c = 0; c < features; ++c) h[n * features + c] = elu(at[c * last.stride(1)]);
   }
-  product<T>(h.data(), batch, features, head_w, head_b, out);
+  product<T>(h.data(), batch, features, head_w, head_b.data_ptr<T>(), out);
+}
+
+// The checks both ops make of the program, maps and weights.
+void check_program(const char* name, const Tensor& x, const Tensor& program, at::TensorList maps,
+                   at::TensorList weights) {
+  TORCH_CHECK(x.is_cpu() && x.dim() == 4, name, ": a (B, C, H, W) CPU image");
+  TORCH_CHECK(program.scalar_type() == at::kLong && program.is_contiguous() &&
+                  program.dim() == 2 && program.size(1) == kColumns,
+              name, ": the program is a contiguous (ops, ", int64_t(kColumns), ") int64 tensor");
+  for (const Tensor& m : maps) {
+    TORCH_CHECK(m.dim() == 4 && m.scalar_type() == x.scalar_type() && m.stride(1) == 1 &&
+                    m.stride(3) == m.size(1),
+                name, ": maps must be (B, C, R, W + 2), channels last, of x's dtype");
+  }
+  for (const Tensor& w : weights) {
+    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(), name,
+                ": weights must be contiguous, of x's dtype");
+  }
+}
+
+// Runs fn(n0, n1, maps, weights) over parts of the batch (over_batch), with the maps and the
+// per-image class biases narrowed to the part's images.
+template <typename F>
+void over_batch_parts(int64_t batch, at::TensorList maps, at::TensorList weights,
+                      const Tensor& program, const F& fn) {
+  const std::vector<Tensor> weight_list = weights.vec();
+  const int64_t* ops = program.data_ptr<int64_t>();
+  over_batch(batch, [&](int64_t n0, int64_t n1) {
+    const bool whole = n0 == 0 && n1 == batch;
+    std::vector<Tensor> part_maps = whole ? maps.vec() : std::vector<Tensor>();
+    std::vector<Tensor> part_weights = weight_list;
+    if (!whole) {
+      for (const Tensor& m : maps) part_maps.push_back(part(m, 0, n0, n1));
+      for (int64_t r = 0; r < program.size(0); ++r) {  // the class biases are per image
+        const int64_t index = ops[r * kColumns + kClassBias];
+        if (index >= 0) part_weights[index] = part(weight_list[index], 0, n0, n1);
+      }
+    }
+    fn(n0, n1, part_maps, part_weights);
+  });
 }
 
 Tensor pixelcnnpp_step(
@@ -270,46 +358,43 @@ Tensor pixelcnnpp_step(
     const Tensor& program, const Tensor& left_w, const Tensor& left_b, const Tensor& head_w,
     const Tensor& head_b, int64_t init_ul, int64_t final_map, int64_t i, int64_t j,
     int64_t top) {
-  TORCH_CHECK(x.is_cpu() && x.dim() == 4, "pixelcnnpp_step: a (B, C, H, W) CPU image");
-  TORCH_CHECK(program.scalar_type() == at::kLong && program.is_contiguous() &&
-                  program.dim() == 2 && program.size(1) == kColumns,
-              "pixelcnnpp_step: the program is a contiguous (ops, ", int64_t(kColumns),
-              ") int64 tensor");
-  for (const Tensor& m : maps) {
-    TORCH_CHECK(m.dim() == 4 && m.scalar_type() == x.scalar_type() && m.stride(1) == 1 &&
-                    m.stride(3) == m.size(1),
-                "pixelcnnpp_step: maps must be (B, C, R, W + 2), channels last, of x's dtype");
-  }
-  for (const Tensor& w : weights) {
-    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),
-                "pixelcnnpp_step: weights must be contiguous, of x's dtype");
-  }
+  check_program("pixelcnnpp_step", x, program, maps, weights);
   for (const Tensor& w : {left_w, left_b, head_w, head_b}) {
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),
                 "pixelcnnpp_step: weights must be contiguous, of x's dtype");
   }
-  const std::vector<Tensor> weight_list = weights.vec();
-  const int64_t* ops = program.data_ptr<int64_t>();
   Tensor out = at::empty({x.size(0), head_w.size(1)}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnnpp_step", [&] {
-    over_batch(x.size(0), [&](int64_t n0, int64_t n1) {
-      const bool whole = n0 == 0 && n1 == x.size(0);
-      std::vector<Tensor> part_maps = whole ? maps.vec() : std::vector<Tensor>();
-      std::vector<Tensor> part_weights = weight_list;
-      if (!whole) {
-        for (const Tensor& m : maps) part_maps.push_back(part(m, 0, n0, n1));
-        for (int64_t r = 0; r < program.size(0); ++r) {  // the class biases are per image
-          const int64_t index = ops[r * kColumns + kClassBias];
-          if (index >= 0) part_weights[index] = part(weight_list[index], 0, n0, n1);
-        }
-      }
-      pixelcnnpp_step_typed<scalar_t>(
-          part(x, 0, n0, n1), part(ul_above, 0, n0, n1), part_maps, part_weights, program,
-          left_w, left_b, head_w, head_b, init_ul, final_map, i, j, top,
-          out.data_ptr<scalar_t>() + n0 * out.size(1));
-    });
+    over_batch_parts(x.size(0), maps, weights, program,
+                     [&](int64_t n0, int64_t n1, const std::vector<Tensor>& part_maps,
+                         const std::vector<Tensor>& part_weights) {
+                       pixelcnnpp_step_typed<scalar_t>(
+                           part(x, 0, n0, n1), part(ul_above, 0, n0, n1), part_maps,
+                           part_weights, program, left_w, left_b, head_w, head_b, init_ul,
+                           final_map, i, j, top, out.data_ptr<scalar_t>() + n0 * out.size(1));
+                     });
   });
   return out;
+}
+
+// PixelCNN++'s down stream at row i (PixelCNN++ §2.3, the `u` stream): the program's ops at
+// resolutions up to `top`, each on the whole row i >> level of its output, in order (the maps
+// of the row's first op already written).
+void pixelcnnpp_row(const Tensor& x, at::TensorList maps, at::TensorList weights,
+                    const Tensor& program, int64_t i, int64_t top) {
+  check_program("pixelcnnpp_row", x, program, maps, weights);
+  const int64_t* ops = program.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnnpp_row", [&] {
+    over_batch_parts(x.size(0), maps, weights, program,
+                     [&](int64_t, int64_t, const std::vector<Tensor>& part_maps,
+                         const std::vector<Tensor>& part_weights) {
+                       for (int64_t r = 0; r < program.size(0); ++r) {
+                         const int64_t* op = ops + r * kColumns;
+                         if (op[kLevel] > top) continue;
+                         run_row<scalar_t>(part_maps, part_weights, op, i >> op[kLevel]);
+                       }
+                     });
+  });
 }
 
 }  // namespace
@@ -319,8 +404,12 @@ TORCH_LIBRARY_FRAGMENT(pixelrnn, m) {
       "pixelcnnpp_step(Tensor x, Tensor ul_above, Tensor(a!)[] maps, Tensor[] weights, "
       "Tensor program, Tensor left_w, Tensor left_b, Tensor head_w, Tensor head_b, "
       "int init_ul, int final_map, int i, int j, int top) -> Tensor");
+  m.def(
+      "pixelcnnpp_row(Tensor x, Tensor(a!)[] maps, Tensor[] weights, Tensor program, int i, "
+      "int top) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn, CPU, m) {
   m.impl("pixelcnnpp_step", &pixelcnnpp_step);
+  m.impl("pixelcnnpp_row", &pixelcnnpp_row);
 }

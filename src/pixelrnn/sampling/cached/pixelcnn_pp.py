@@ -116,7 +116,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         self.row = -1
         # the down-right stream's step compiled (``native/csrc/*_step.cpp``, float32/float64 on
         # the CPU): its ops as a program over lists of maps and weights
-        self.ops_down_right = self._down_right_ops()
+        self.ops_down_right, self.ops_down = self._down_right_ops(), self._down_ops()
         self.fused = use_compiled_step(x)
         if self.fused:
             self.program = CompiledProgram(self)
@@ -133,13 +133,14 @@ class PixelCNNPPStepper(IncrementalStepper):
             self.init_u.set_row(i, F.conv2d(window, *self.u_init)[:, :, 0])
             self.ul_above = F.conv2d(window[:, :, 1:], *self.ul_init_above)[:, :, 0]
         top = self._top_level(i)
-        for level in range(top + 1):
-            for op in self.up[level][0]:
-                op.row(i >> level)
-        for level in range(top, -1, -1):
-            for op in self.down[level][0]:
-                op.row(i >> level)
         self.row = i
+        if self.fused:  # the same ops, compiled: every column of a row as the step's products
+            p = self.program
+            torch.ops.pixelrnn.pixelcnnpp_row(x, p.maps, p.weights, p.row_table, i, top)
+            return
+        for level, op in self.ops_down:
+            if level <= top:
+                op.row(i >> level)
 
     def _top_level(self, *coordinates: int) -> int:
         """The coarsest resolution with a new position: ``2^ℓ`` divides every coordinate."""
@@ -173,6 +174,14 @@ class PixelCNNPPStepper(IncrementalStepper):
         params = linear(F.elu(self.final.at(i, j)), *self.head)
         self.last = (i, j, params)
         return params
+
+    def _down_ops(self) -> list[tuple[int, Op]]:
+        """The down stream's ops with their resolutions, in the order a row runs those at
+        resolutions up to its :meth:`_top_level`: the up pass fine to coarse, then the down
+        pass coarse to fine."""
+        up = [(level, op) for level in range(self.levels) for op in self.up[level][0]]
+        down = [(level, op) for level in reversed(range(self.levels)) for op in self.down[level][0]]
+        return up + down
 
     def _down_right_ops(self) -> list[tuple[int, Op]]:
         """The down-right stream's ops with their resolutions, in execution order (a step runs
@@ -212,18 +221,23 @@ class CompiledProgram:
     channels; the kernels are stored in that order (:func:`window_matrix`)."""
 
     # the columns (``enum Column``) and kinds (``enum Kind``)
-    KIND, LEVEL, IN, OUT, C1, AUX0, AUX1, W, B, AUX_W, AUX_B, W_OUT, B_OUT, CLASS_BIAS, TAPS = (
-        range(15)
-    )
-    COLUMNS = 15
+    (KIND, LEVEL, IN, OUT, C1, AUX0, AUX1, W, B, AUX_W, AUX_B, W_OUT, B_OUT, CLASS_BIAS, TAPS,
+     FIRST) = range(16)  # fmt: skip
+    COLUMNS = 16
     RESIDUAL, DOWNSAMPLE, UPSAMPLE = 0, 1, 2
 
     def __init__(self, stepper: PixelCNNPPStepper) -> None:
         self.maps: list[torch.Tensor] = []
         self.weights: list[torch.Tensor] = []
         self._map_index: dict[int, int] = {}
+        self.table = self._program(stepper.ops_down_right)
+        self.row_table = self._program(stepper.ops_down)
+        self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
+
+    def _program(self, ops: list[tuple[int, Op]]) -> torch.Tensor:
+        """One row per op (``enum Column``), in execution order."""
         rows = []
-        for level, op in stepper.ops_down_right:
+        for level, op in ops:
             row = [-1] * self.COLUMNS
             row[self.LEVEL], row[self.IN] = level, self._map(op.inp)
             row[self.OUT] = self._map(op.out)
@@ -245,13 +259,14 @@ class CompiledProgram:
             elif isinstance(op, Downsample):
                 w = window_matrix(op.kernel[0])
                 row[self.KIND], weights = self.DOWNSAMPLE, [(self.W, w), (self.B, op.b)]
+                row[self.TAPS] = op.kernel[0].shape[-1]
             else:
                 row[self.KIND], weights = self.UPSAMPLE, [(self.W, op.taps), (self.B, op.bias)]
+                row[self.TAPS], row[self.FIRST] = op.taps.shape[1], op.conv.first_column
             for column, t in weights:
                 row[column] = self._weight(t)
             rows.append(row)
-        self.table = torch.tensor(rows, dtype=torch.int64).reshape(-1, self.COLUMNS)
-        self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
+        return torch.tensor(rows, dtype=torch.int64).reshape(-1, self.COLUMNS)
 
     def _map(self, m: Map) -> int:
         if id(m) not in self._map_index:
@@ -282,7 +297,7 @@ def _outputs(ops: list[Op]) -> list[Map]:
 def _pixelcnnpp_step(
     x: torch.Tensor,
     _ul_above: torch.Tensor,
-    _maps: list[torch.Tensor],
+    maps: list[torch.Tensor],
     weights: list[torch.Tensor],
     program: torch.Tensor,
     left_w: torch.Tensor,
@@ -301,17 +316,54 @@ def _pixelcnnpp_step(
     ResNet's two convolutions (and its auxiliary 1×1), each stride-2 convolution, one tap of
     each transposed convolution; the first map's left window (``j > 0``) and the head. Column
     order as ``CompiledProgram`` in ``sampling/cached/pixelcnn_pp.py``."""
-    P = CompiledProgram
     per_image = head_w.numel() + (left_w.numel() if j > 0 else 0)
     for row in program.tolist():
-        if row[P.LEVEL] > top:
-            continue
-        kernel = weights[row[P.W]].numel()
-        if row[P.KIND] == P.RESIDUAL:  # two convolutions (and the auxiliary 1×1)
-            per_image += kernel + weights[row[P.W_OUT]].numel()
-            per_image += weights[row[P.AUX_W]].numel() if row[P.AUX_W] >= 0 else 0
-        elif row[P.KIND] == P.DOWNSAMPLE:  # a 2×2 window
-            per_image += kernel
-        else:  # a transposed convolution: one of its 2×2 taps
-            per_image += kernel // 4
+        if row[CompiledProgram.LEVEL] <= top:
+            per_image += _op_multiplies(row, maps, weights, [j >> row[CompiledProgram.LEVEL]])
     return 2 * x.shape[0] * per_image
+
+
+@flop_formula("pixelcnnpp_row", raw=True)
+def _pixelcnnpp_row(
+    x: torch.Tensor,
+    maps: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    program: torch.Tensor,
+    _i: int,
+    top: int,
+    *_: Any,
+    **__: Any,
+) -> int:
+    """The ops of the program that run at this row (resolution ≤ ``top``), at every column
+    of their output's row."""
+    per_image = 0
+    for row in program.tolist():
+        if row[CompiledProgram.LEVEL] <= top:
+            width = maps[row[CompiledProgram.OUT]].shape[3] - 2
+            per_image += _op_multiplies(row, maps, weights, range(width))
+    return 2 * x.shape[0] * per_image
+
+
+def _op_multiplies(
+    row: list[int], maps: list[torch.Tensor], weights: list[torch.Tensor], columns: Any
+) -> int:
+    """Multiply-adds per image of one op of a compiled program at the given columns of its
+    output row: a gated ResNet's two convolutions (and its auxiliary 1×1), a stride-2
+    convolution's window, the taps of a transposed convolution that reach the column."""
+    P = CompiledProgram
+    kernel = weights[row[P.W]].numel()
+    if row[P.KIND] == P.RESIDUAL:
+        per_column = kernel + weights[row[P.W_OUT]].numel()
+        per_column += weights[row[P.AUX_W]].numel() if row[P.AUX_W] >= 0 else 0
+        return per_column * len(columns)
+    if row[P.KIND] == P.DOWNSAMPLE:
+        return kernel * len(columns)
+    taps = weights[row[P.W]]  # (2, k, C_in, C_out)
+    tap, k, width_in = taps[0, 0].numel(), taps.shape[1], maps[row[P.IN]].shape[3] - 2
+    return tap * sum(_reaching_taps(row[P.FIRST] + b, k, width_in) for b in columns)
+
+
+def _reaching_taps(q: int, k: int, width_in: int) -> int:
+    """How many of a stride-2 transposed convolution's ``k`` kernel columns reach its full
+    output column ``q``: those with an input column ``p``, ``2p + kw = q``."""
+    return sum(1 for kw in range(k) if (q - kw) % 2 == 0 and 0 <= (q - kw) // 2 < width_in)
