@@ -15,8 +15,8 @@ using namespace pixelrnn_cached;
 // last, position (a, b) at padded row a + 1, column b + 1, padded row p kept in row p mod R (a
 // ring of the last R rows; sampling/cached/pixelcnn_pp_ops.py, class Map). So the k positions
 // of a window's row are k * C contiguous numbers, and the program's kernels are stored in that
-// order: (row, column, channel), for a first convolution (sign, row, column, channel) with the
-// elu(x) half first (CompiledProgram in sampling/cached/pixelcnn_pp.py).
+// order, (row, column, channel) (CompiledProgram in sampling/cached/pixelcnn_pp.py). A gated
+// ResNet's first convolution reads its input's concat_elu map (struct Maps below).
 
 // Row p (padded) of image n of a map.
 template <typename T>
@@ -54,20 +54,32 @@ void copy_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, 
   }
 }
 
-// concat_elu of the same window into v (4 * k * C numbers): elu(x) of both rows, then elu(-x).
-template <typename T>
-void concat_elu_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
-  const int64_t run = k * map.size(1);
-  for (int64_t row = 0; row < 2; ++row) {
-    concat_elu_run<T>(map_row<T>(map, n, a + row) + b * map.stride(3), run, v + row * run,
-                      v + (2 + row) * run);
-  }
-}
-
 // A map's entries at (a, b): (C,) of image n.
 template <typename T>
-inline const T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
+inline T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
   return map_row<T>(map, n, a + 1) + (b + 1) * map.stride(3);
+}
+
+// The maps, and for each the index of its concat_elu map (elu(x), then elu(-x): 2C channels;
+// -1: none), written with it: a position's exponentials are computed once, not once for every
+// window that reads it (2 x 2 or 2 x 3 windows: that was a quarter of the generation's time).
+struct Maps {
+  const std::vector<Tensor>& t;
+  const int64_t* elu_of;
+  const Tensor& operator[](int64_t index) const { return t[index]; }
+  const Tensor& elu(int64_t index) const { return t[elu_of[index]]; }
+};
+
+// values (C,) into position (a, b) of image n of map `index`, and into its concat_elu map.
+template <typename T>
+void store(const Maps& maps, int64_t index, int64_t n, int64_t a, int64_t b, const T* values) {
+  const Tensor& map = maps[index];
+  const int64_t channels = map.size(1);
+  std::memcpy(map_at<T>(map, n, a, b), values, channels * sizeof(T));
+  if (maps.elu_of[index] >= 0) {
+    T* at = map_at<T>(maps.elu(index), n, a, b);
+    concat_elu_run<T>(values, channels, at, at + channels);
+  }
 }
 
 // out (B, N) = bias + x (B, K) @ w (K, N), all contiguous: the loops of `linear` for a few
@@ -91,16 +103,14 @@ void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const T* bia
   }
 }
 
-// Position (a, b) of the map `out`, every image: bias + x (B, K) @ w.
+// Position (a, b) of map `out`, every image: bias + x (B, K) @ w.
 template <typename T>
-void write_at(const Tensor& out, int64_t a, int64_t b, const T* x, int64_t k, const Tensor& w,
-              const Tensor& bias) {
-  const int64_t batch = out.size(0), f = out.size(1);
+void write_at(const Maps& maps, int64_t out, int64_t a, int64_t b, const T* x, int64_t k,
+              const Tensor& w, const Tensor& bias) {
+  const int64_t batch = maps[out].size(0), f = maps[out].size(1);
   std::vector<T> result(batch * f);
   product<T>(x, batch, k, w, bias.data_ptr<T>(), result.data());
-  for (int64_t n = 0; n < batch; ++n) {
-    std::memcpy(const_cast<T*>(map_at<T>(out, n, a, b)), result.data() + n * f, f * sizeof(T));
-  }
+  for (int64_t n = 0; n < batch; ++n) store<T>(maps, out, n, a, b, result.data() + n * f);
 }
 
 // One row of a program PixelCNNPPStepper builds (sampling/cached/pixelcnn_pp.py,
@@ -117,13 +127,14 @@ enum Kind : int64_t { kResidual = 0, kDownsample = 1, kUpsample = 2 };
 // concat_elu windows of the input, first convolution (+ the 1x1 on concat_elu of the auxiliary
 // maps), concat_elu into its map at (a, b).
 template <typename T>
-void residual_first(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+void residual_first(const Maps& maps, const std::vector<Tensor>& weights,
                     const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &c1_map = maps[op[kC1]], &w_in = weights[op[kW]];
   const int64_t batch = inp.size(0), f = w_in.size(1), k = op[kTaps], k_in = w_in.size(0);
   std::vector<T> windows(batch * k_in), c1(batch * f);
+  const Tensor& inp_elu = maps.elu(op[kIn]);
   for (int64_t n = 0; n < batch; ++n) {
-    concat_elu_window<T>(inp, n, a, b, k, windows.data() + n * k_in);
+    copy_window<T>(inp_elu, n, a, b, k, windows.data() + n * k_in);
   }
   product<T>(windows.data(), batch, k_in, w_in, weights[op[kB]].data_ptr<T>(), c1.data());
   if (op[kAuxW] >= 0) {
@@ -135,9 +146,11 @@ void residual_first(const std::vector<Tensor>& maps, const std::vector<Tensor>& 
       int64_t offset = 0;
       for (const int64_t index : {op[kAux0], op[kAux1]}) {
         if (index < 0) continue;
-        const Tensor& m = maps[index];
-        concat_elu_run<T>(map_at<T>(m, n, a, b), m.size(1), row + offset, row + c_aux + offset);
-        offset += m.size(1);
+        const int64_t channels = maps[index].size(1);
+        const T* at = map_at<T>(maps.elu(index), n, a, b);
+        std::memcpy(row + offset, at, channels * sizeof(T));
+        std::memcpy(row + c_aux + offset, at + channels, channels * sizeof(T));
+        offset += channels;
       }
     }
     product<T>(aux_in.data(), batch, 2 * c_aux, aux_w, weights[op[kAuxB]].data_ptr<T>(),
@@ -145,7 +158,7 @@ void residual_first(const std::vector<Tensor>& maps, const std::vector<Tensor>& 
     for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
   for (int64_t n = 0; n < batch; ++n) {
-    T* c1_at = const_cast<T*>(map_at<T>(c1_map, n, a, b));
+    T* c1_at = map_at<T>(c1_map, n, a, b);
     concat_elu_run<T>(c1.data() + n * f, f, c1_at, c1_at + f);
   }
 }
@@ -153,7 +166,7 @@ void residual_first(const std::vector<Tensor>& maps, const std::vector<Tensor>& 
 // The second half: the second convolution on the first's map (its window at (a, b) must be
 // written), gate, plus the input.
 template <typename T>
-void residual_second(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+void residual_second(const Maps& maps, const std::vector<Tensor>& weights,
                      const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &c1_map = maps[op[kC1]];
   const Tensor& w_out = weights[op[kWOut]];
@@ -168,11 +181,11 @@ void residual_second(const std::vector<Tensor>& maps, const std::vector<Tensor>&
   // gate, plus the input (the residual), in ATen's vector type
   using Vec = at::vec::Vectorized<T>;
   const Vec one(T(1));
+  std::vector<T> o(f);
   for (int64_t n = 0; n < batch; ++n) {
     const T* c2_n = c2.data() + n * 2 * f;
     const T* bias_n = class_bias == nullptr ? nullptr : class_bias + n * 2 * f;
     const T* x_at = map_at<T>(inp, n, a, b);
-    T* o_at = const_cast<T*>(map_at<T>(out, n, a, b));
     for (int64_t c = 0; c < f; c += Vec::size()) {
       const int64_t m = std::min<int64_t>(Vec::size(), f - c);
       Vec value = Vec::loadu(c2_n + c, m), gate = Vec::loadu(c2_n + f + c, m);
@@ -181,23 +194,24 @@ void residual_second(const std::vector<Tensor>& maps, const std::vector<Tensor>&
         gate = gate + Vec::loadu(bias_n + f + c, m);
       }
       const Vec sigmoid = (one + gate.neg().exp()).reciprocal();
-      (Vec::loadu(x_at + c, m) + value * sigmoid).store(o_at + c, m);
+      (Vec::loadu(x_at + c, m) + value * sigmoid).store(o.data() + c, m);
     }
+    store<T>(maps, op[kOut], n, a, b, o.data());
   }
 }
 
 // A stride-2 shifted convolution at (a, b): rows 2a - 1 .. 2a, columns 2b - 1 .. 2b + k - 2
 // of the input (k: the kernel width).
 template <typename T>
-void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+void downsample_at(const Maps& maps, const std::vector<Tensor>& weights,
                    const int64_t* op, int64_t a, int64_t b) {
-  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &w = weights[op[kW]];
+  const Tensor &inp = maps[op[kIn]], &w = weights[op[kW]];
   const int64_t batch = inp.size(0), k = op[kTaps], window = 2 * k * inp.size(1);
   std::vector<T> windows(batch * window);
   for (int64_t n = 0; n < batch; ++n) {
     copy_window<T>(inp, n, 2 * a, 2 * b, k, windows.data() + n * window);
   }
-  write_at<T>(out, a, b, windows.data(), window, w, weights[op[kB]]);
+  write_at<T>(maps, op[kOut], a, b, windows.data(), window, w, weights[op[kB]]);
 }
 
 // A stride-2 shifted transposed convolution with 2 x k taps (kh, kw, C_in, C_out), cropped
@@ -205,7 +219,7 @@ void downsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& w
 // column q = first + b, which input column p reaches through tap kw where 2p + kw = q (one
 // tap for k = 2, one or two for k = 3).
 template <typename T>
-void upsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+void upsample_at(const Maps& maps, const std::vector<Tensor>& weights,
                  const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &taps = weights[op[kW]];
   const int64_t batch = inp.size(0), c_in = inp.size(1), f = out.size(1);
@@ -224,14 +238,12 @@ void upsample_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& wei
     }
     bias = nullptr;
   }
-  for (int64_t n = 0; n < batch; ++n) {
-    std::memcpy(const_cast<T*>(map_at<T>(out, n, a, b)), sum.data() + n * f, f * sizeof(T));
-  }
+  for (int64_t n = 0; n < batch; ++n) store<T>(maps, op[kOut], n, a, b, sum.data() + n * f);
 }
 
 // Op `op` at position (a, b) (the down-right stream's step).
 template <typename T>
-void run_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+void run_at(const Maps& maps, const std::vector<Tensor>& weights,
             const int64_t* op, int64_t a, int64_t b) {
   if (op[kKind] == kResidual) {
     residual_first<T>(maps, weights, op, a, b);
@@ -246,7 +258,7 @@ void run_at(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
 // Op `op` on the whole row a of its output (the down stream): every column; a gated ResNet's
 // first half at every column before its second (whose window reaches one column right).
 template <typename T>
-void run_row(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights,
+void run_row(const Maps& maps, const std::vector<Tensor>& weights,
              const int64_t* op, int64_t a) {
   const int64_t width = maps[op[kOut]].size(3) - 2;
   if (op[kKind] == kResidual) {
@@ -261,7 +273,7 @@ void run_row(const std::vector<Tensor>& maps, const std::vector<Tensor>& weights
 // biases narrowed alike), the parameters into out (B, n_out).
 template <typename T>
 void pixelcnnpp_step_typed(
-    const Tensor& x, const Tensor& ul_above, const std::vector<Tensor>& maps,
+    const Tensor& x, const Tensor& ul_above, const Maps& maps,
     const std::vector<Tensor>& weights, const Tensor& program, const Tensor& left_w,
     const Tensor& left_b, const Tensor& head_w, const Tensor& head_b, int64_t init_ul,
     int64_t final_map, int64_t i, int64_t j, int64_t top, T* out) {
@@ -292,8 +304,7 @@ void pixelcnnpp_step_typed(
       linear<T>(window.data(), 0, 1, window.size(), false, left_w.data_ptr<T>(), f,
                 left_b.data_ptr<T>(), value.data(), 0, value.data());
     }
-    T* at = const_cast<T*>(map_at<T>(first, n, i, j));
-    for (int64_t c = 0; c < f; ++c) at[c * first.stride(1)] = value[c];
+    store<T>(maps, init_ul, n, i, j, value.data());
   }
   const int64_t* ops = program.data_ptr<int64_t>();
   for (int64_t r = 0; r < program.size(0); ++r) {
@@ -308,22 +319,36 @@ void pixelcnnpp_step_typed(
   std::vector<T> h(batch * features);
   for (int64_t n = 0; n < batch; ++n) {
     const T* at = map_at<T>(last, n, i, j);
-    for (int64_t c = 0; c < features; ++c) h[n * features + c] = elu(at[c * last.stride(1)]);
+    for (int64_t c = 0; c < features; ++c) h[n * features + c] = elu(at[c]);
   }
   product<T>(h.data(), batch, features, head_w, head_b.data_ptr<T>(), out);
 }
 
-// The checks both ops make of the program, maps and weights.
+// The checks both ops make of the program, maps and weights. Every map a gated ResNet reads
+// (input, auxiliary) has a concat_elu map.
 void check_program(const char* name, const Tensor& x, const Tensor& program, at::TensorList maps,
-                   at::TensorList weights) {
+                   const Tensor& elu_of, at::TensorList weights) {
   TORCH_CHECK(x.is_cpu() && x.dim() == 4, name, ": a (B, C, H, W) CPU image");
   TORCH_CHECK(program.scalar_type() == at::kLong && program.is_contiguous() &&
                   program.dim() == 2 && program.size(1) == kColumns,
               name, ": the program is a contiguous (ops, ", int64_t(kColumns), ") int64 tensor");
+  TORCH_CHECK(elu_of.scalar_type() == at::kLong && elu_of.is_contiguous() &&
+                  elu_of.numel() == static_cast<int64_t>(maps.size()),
+              name, ": elu_of is a contiguous int64 index per map");
   for (const Tensor& m : maps) {
     TORCH_CHECK(m.dim() == 4 && m.scalar_type() == x.scalar_type() && m.stride(1) == 1 &&
                     m.stride(3) == m.size(1),
                 name, ": maps must be (B, C, R, W + 2), channels last, of x's dtype");
+  }
+  const int64_t* elu = elu_of.data_ptr<int64_t>();
+  const int64_t* ops = program.data_ptr<int64_t>();
+  for (int64_t r = 0; r < program.size(0); ++r) {
+    const int64_t* op = ops + r * kColumns;
+    if (op[kKind] != kResidual) continue;
+    for (const int64_t index : {op[kIn], op[kAux0], op[kAux1]}) {
+      TORCH_CHECK(index < 0 || elu[index] >= 0, name, ": map ", index,
+                  " feeds a gated ResNet and has no concat_elu map");
+    }
   }
   for (const Tensor& w : weights) {
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(), name,
@@ -334,8 +359,8 @@ void check_program(const char* name, const Tensor& x, const Tensor& program, at:
 // Runs fn(n0, n1, maps, weights) over parts of the batch (over_batch), with the maps and the
 // per-image class biases narrowed to the part's images.
 template <typename F>
-void over_batch_parts(int64_t batch, at::TensorList maps, at::TensorList weights,
-                      const Tensor& program, const F& fn) {
+void over_batch_parts(int64_t batch, at::TensorList maps, const Tensor& elu_of,
+                      at::TensorList weights, const Tensor& program, const F& fn) {
   const std::vector<Tensor> weight_list = weights.vec();
   const int64_t* ops = program.data_ptr<int64_t>();
   over_batch(batch, [&](int64_t n0, int64_t n1) {
@@ -349,24 +374,24 @@ void over_batch_parts(int64_t batch, at::TensorList maps, at::TensorList weights
         if (index >= 0) part_weights[index] = part(weight_list[index], 0, n0, n1);
       }
     }
-    fn(n0, n1, part_maps, part_weights);
+    fn(n0, n1, Maps{part_maps, elu_of.data_ptr<int64_t>()}, part_weights);
   });
 }
 
 Tensor pixelcnnpp_step(
-    const Tensor& x, const Tensor& ul_above, at::TensorList maps, at::TensorList weights,
-    const Tensor& program, const Tensor& left_w, const Tensor& left_b, const Tensor& head_w,
-    const Tensor& head_b, int64_t init_ul, int64_t final_map, int64_t i, int64_t j,
-    int64_t top) {
-  check_program("pixelcnnpp_step", x, program, maps, weights);
+    const Tensor& x, const Tensor& ul_above, at::TensorList maps, const Tensor& elu_of,
+    at::TensorList weights, const Tensor& program, const Tensor& left_w, const Tensor& left_b,
+    const Tensor& head_w, const Tensor& head_b, int64_t init_ul, int64_t final_map, int64_t i,
+    int64_t j, int64_t top) {
+  check_program("pixelcnnpp_step", x, program, maps, elu_of, weights);
   for (const Tensor& w : {left_w, left_b, head_w, head_b}) {
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == x.scalar_type(),
                 "pixelcnnpp_step: weights must be contiguous, of x's dtype");
   }
   Tensor out = at::empty({x.size(0), head_w.size(1)}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnnpp_step", [&] {
-    over_batch_parts(x.size(0), maps, weights, program,
-                     [&](int64_t n0, int64_t n1, const std::vector<Tensor>& part_maps,
+    over_batch_parts(x.size(0), maps, elu_of, weights, program,
+                     [&](int64_t n0, int64_t n1, const Maps& part_maps,
                          const std::vector<Tensor>& part_weights) {
                        pixelcnnpp_step_typed<scalar_t>(
                            part(x, 0, n0, n1), part(ul_above, 0, n0, n1), part_maps,
@@ -380,13 +405,13 @@ Tensor pixelcnnpp_step(
 // PixelCNN++'s down stream at row i (PixelCNN++ §2.3, the `u` stream): the program's ops at
 // resolutions up to `top`, each on the whole row i >> level of its output, in order (the maps
 // of the row's first op already written).
-void pixelcnnpp_row(const Tensor& x, at::TensorList maps, at::TensorList weights,
-                    const Tensor& program, int64_t i, int64_t top) {
-  check_program("pixelcnnpp_row", x, program, maps, weights);
+void pixelcnnpp_row(const Tensor& x, at::TensorList maps, const Tensor& elu_of,
+                    at::TensorList weights, const Tensor& program, int64_t i, int64_t top) {
+  check_program("pixelcnnpp_row", x, program, maps, elu_of, weights);
   const int64_t* ops = program.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pixelcnnpp_row", [&] {
-    over_batch_parts(x.size(0), maps, weights, program,
-                     [&](int64_t, int64_t, const std::vector<Tensor>& part_maps,
+    over_batch_parts(x.size(0), maps, elu_of, weights, program,
+                     [&](int64_t, int64_t, const Maps& part_maps,
                          const std::vector<Tensor>& part_weights) {
                        for (int64_t r = 0; r < program.size(0); ++r) {
                          const int64_t* op = ops + r * kColumns;
@@ -401,12 +426,12 @@ void pixelcnnpp_row(const Tensor& x, at::TensorList maps, at::TensorList weights
 
 TORCH_LIBRARY_FRAGMENT(pixelrnn, m) {
   m.def(
-      "pixelcnnpp_step(Tensor x, Tensor ul_above, Tensor(a!)[] maps, Tensor[] weights, "
-      "Tensor program, Tensor left_w, Tensor left_b, Tensor head_w, Tensor head_b, "
-      "int init_ul, int final_map, int i, int j, int top) -> Tensor");
+      "pixelcnnpp_step(Tensor x, Tensor ul_above, Tensor(a!)[] maps, Tensor elu_of, "
+      "Tensor[] weights, Tensor program, Tensor left_w, Tensor left_b, Tensor head_w, "
+      "Tensor head_b, int init_ul, int final_map, int i, int j, int top) -> Tensor");
   m.def(
-      "pixelcnnpp_row(Tensor x, Tensor(a!)[] maps, Tensor[] weights, Tensor program, int i, "
-      "int top) -> ()");
+      "pixelcnnpp_row(Tensor x, Tensor(a!)[] maps, Tensor elu_of, Tensor[] weights, "
+      "Tensor program, int i, int top) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn, CPU, m) {

@@ -136,7 +136,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         self.row = i
         if self.fused:  # the same ops, compiled: every column of a row as the step's products
             p = self.program
-            torch.ops.pixelrnn.pixelcnnpp_row(x, p.maps, p.weights, p.row_table, i, top)
+            torch.ops.pixelrnn.pixelcnnpp_row(x, p.maps, p.elu_of, p.weights, p.row_table, i, top)
             return
         for level, op in self.ops_down:
             if level <= top:
@@ -197,6 +197,7 @@ class PixelCNNPPStepper(IncrementalStepper):
             x,
             self.ul_above,
             p.maps,
+            p.elu_of,
             p.weights,
             p.table,
             *self.ul_left,
@@ -230,9 +231,14 @@ class CompiledProgram:
         self.maps: list[torch.Tensor] = []
         self.weights: list[torch.Tensor] = []
         self._map_index: dict[int, int] = {}
+        self._map_objects: list[Map] = []
         self.table = self._program(stepper.ops_down_right)
         self.row_table = self._program(stepper.ops_down)
         self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
+        # per map, the index of its concat_elu map (Map.keep_elu) in the list, or −1
+        elu_of = [-1 if m.elu is None else self._map(m.elu) for m in list(self._map_objects)]
+        elu_of += [-1] * (len(self.maps) - len(elu_of))
+        self.elu_of = torch.tensor(elu_of, dtype=torch.int64)
 
     def _program(self, ops: list[tuple[int, Op]]) -> torch.Tensor:
         """One row per op (``enum Column``), in execution order."""
@@ -242,13 +248,15 @@ class CompiledProgram:
             row[self.LEVEL], row[self.IN] = level, self._map(op.inp)
             row[self.OUT] = self._map(op.out)
             if isinstance(op, Residual):
+                for m in (op.inp, *op.aux):
+                    m.keep_elu()  # its windows are read through concat_elu
                 if len(op.aux) > 2:
                     raise ValueError("the compiled step takes at most two auxiliary maps")
                 row[self.KIND], row[self.TAPS] = self.RESIDUAL, op.k
                 row[self.C1] = self._map(op.c1)
                 for column, m in zip((self.AUX0, self.AUX1), op.aux, strict=False):
                     row[column] = self._map(m)
-                w_in = window_matrix(op.kernel_in[0], signs=2)
+                w_in = window_matrix(op.kernel_in[0])  # read from the concat_elu map
                 w_out = window_matrix(op.kernel_out[0])
                 weights = [(self.W, w_in), (self.B, op.b_in), (self.W_OUT, w_out)]
                 weights += [(self.B_OUT, op.b_out)]
@@ -272,6 +280,7 @@ class CompiledProgram:
         if id(m) not in self._map_index:
             self._map_index[id(m)] = len(self.maps)
             self.maps.append(m.t)
+            self._map_objects.append(m)
         return self._map_index[id(m)]
 
     def _weight(self, t: torch.Tensor) -> int:
@@ -279,14 +288,10 @@ class CompiledProgram:
         return len(self.weights) - 1
 
 
-def window_matrix(kernel: torch.Tensor, signs: int = 1) -> torch.Tensor:
-    """A kernel ``(C_out, signs·C, kh, kw)`` as the matrix ``(signs·kh·kw·C, C_out)`` of a
-    window gathered channels last: rows ordered (sign, row, column, channel), where a first
-    convolution's ``concat_elu`` input has two signs (``elu(x)``'s channels, then
-    ``elu(−x)``'s)."""
-    c_out, c_in, kh, kw = kernel.shape
-    split = kernel.reshape(c_out, signs, c_in // signs, kh, kw)
-    return split.permute(1, 3, 4, 2, 0).reshape(-1, c_out)
+def window_matrix(kernel: torch.Tensor) -> torch.Tensor:
+    """A kernel ``(C_out, C, kh, kw)`` as the matrix ``(kh·kw·C, C_out)`` of a window gathered
+    channels last: rows ordered (row, column, channel)."""
+    return kernel.permute(2, 3, 1, 0).reshape(-1, kernel.shape[0])
 
 
 def _outputs(ops: list[Op]) -> list[Map]:
@@ -298,6 +303,7 @@ def _pixelcnnpp_step(
     x: torch.Tensor,
     _ul_above: torch.Tensor,
     maps: list[torch.Tensor],
+    _elu_of: torch.Tensor,
     weights: list[torch.Tensor],
     program: torch.Tensor,
     left_w: torch.Tensor,
@@ -327,6 +333,7 @@ def _pixelcnnpp_step(
 def _pixelcnnpp_row(
     x: torch.Tensor,
     maps: list[torch.Tensor],
+    _elu_of: torch.Tensor,
     weights: list[torch.Tensor],
     program: torch.Tensor,
     _i: int,

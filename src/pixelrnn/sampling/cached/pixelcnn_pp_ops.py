@@ -33,6 +33,15 @@ class Map:
         shape = (like.shape[0], channels, self.ROWS, width + 2)
         self.t = like.new_zeros(shape).contiguous(memory_format=torch.channels_last)
         self.width = width
+        # the compiled steps' concat_elu of the map, written with it (keep_elu)
+        self.elu: Map | None = None
+
+    def keep_elu(self) -> None:
+        """Also keep ``concat_elu`` of the map (``2C`` channels, ``elu(x)`` then ``elu(−x)``;
+        zero at the padding, as ``elu(0) = 0``), written with every position: the compiled
+        step reads a gated ResNet's input windows from it."""
+        if self.elu is None:
+            self.elu = Map(self.t, 2 * self.t.shape[1], self.width)
 
     def _slot(self, padded_row: int) -> int:
         return padded_row % self.ROWS
@@ -44,6 +53,8 @@ class Map:
     def set_at(self, a: int, b: int, value: torch.Tensor) -> None:
         """Write position ``(a, b)``. Shape: ``(B, C)``."""
         self.t[:, :, self._slot(a + 1), b + 1] = value
+        if self.elu is not None:
+            self.elu.set_at(a, b, concat_elu(self.at(a, b)[:, :, None])[:, :, 0])
 
     def window(self, a: int, b: int, width: int) -> torch.Tensor:
         """Rows ``a − 1 .. a``, columns ``b − 1 ..`` (``width`` of them), flattened.
@@ -62,6 +73,8 @@ class Map:
     def set_row(self, a: int, value: torch.Tensor | float) -> None:
         """Write row ``a``. Shape: ``(B, C, W)``."""
         self.t[:, :, self._slot(a + 1), 1 : 1 + self.width] = value
+        if self.elu is not None:
+            self.elu.set_row(a, concat_elu(self.row(a)[:, :, None])[:, :, 0])
 
 
 def layer_kernel(conv: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
