@@ -43,17 +43,6 @@ void concat_elu_run(const T* x, int64_t count, T* positive, T* negative) {
   }
 }
 
-// Map rows a - 1 .. a, columns b - 1 .. b + k - 2 of image n into v (2 * k * C numbers, in
-// the kernels' (row, column, channel) order): two contiguous runs.
-template <typename T>
-void copy_window(const Tensor& map, int64_t n, int64_t a, int64_t b, int64_t k, T* v) {
-  const int64_t run = k * map.size(1);
-  for (int64_t row = 0; row < 2; ++row) {
-    std::memcpy(v + row * run, map_row<T>(map, n, a + row) + b * map.stride(3),
-                run * sizeof(T));
-  }
-}
-
 // A map's entries at (a, b): (C,) of image n.
 template <typename T>
 inline T* map_at(const Tensor& map, int64_t n, int64_t a, int64_t b) {
@@ -82,35 +71,52 @@ void store(const Maps& maps, int64_t index, int64_t n, int64_t a, int64_t b, con
   }
 }
 
-// out (B, N) = bias + x (B, K) @ w (K, N), all contiguous: the loops of `linear` for a few
-// images (no call overhead), the BLAS's GEMM for more (PixelCNN++'s matrices are larger than
-// the other families', so the GEMM pays from fewer images; ATen's matrix product where the
-// BLAS symbols are missing).
+// out (B, N) = [bias] + [out, when accumulating] + x (B, K; rows x_stride apart) @ w (K, N,
+// contiguous): the loops of `linear` for a few images (no call overhead), the BLAS's GEMM for
+// more (PixelCNN++'s matrices are larger than the other families', so the GEMM pays from
+// fewer images; ATen's matrix product where the BLAS symbols are missing).
 constexpr int64_t kLoopBatch = 4;
 
 template <typename T>
-void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const T* bias, T* out) {
-  const int64_t n = w.size(1);
+void product(const T* x, int64_t x_stride, int64_t batch, int64_t k, const T* w, int64_t n,
+             const T* bias, bool accumulate, T* out) {
+  const T* add = accumulate ? out : nullptr;
   if (batch <= kLoopBatch) {
-    linear<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias, nullptr, 0, out);
+    linear<T>(x, x_stride, batch, k, false, w, n, bias, add, n, out);
   } else if (have_gemm<T>()) {
-    linear_gemm<T>(x, k, batch, k, false, w.data_ptr<T>(), n, bias, nullptr, 0, out);
+    linear_gemm<T>(x, x_stride, batch, k, false, w, n, bias, add, n, out);
   } else {
-    const auto options = w.options();
+    const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
     Tensor result = at::from_blob(out, {batch, n}, options);
-    at::mm_out(result, at::from_blob(const_cast<T*>(x), {batch, k}, options), w);
+    const Tensor a = at::from_blob(const_cast<T*>(x), {batch, k}, {x_stride, 1}, options);
+    const Tensor b = at::from_blob(const_cast<T*>(w), {k, n}, options);
+    if (accumulate) {
+      result.addmm_(a, b);
+    } else {
+      at::mm_out(result, a, b);
+    }
     if (bias != nullptr) result.add_(at::from_blob(const_cast<T*>(bias), {n}, options));
   }
 }
 
-// Position (a, b) of map `out`, every image: bias + x (B, K) @ w.
+// A contiguous (B, K) x times the (K, N) tensor w, plus bias.
 template <typename T>
-void write_at(const Maps& maps, int64_t out, int64_t a, int64_t b, const T* x, int64_t k,
-              const Tensor& w, const Tensor& bias) {
-  const int64_t batch = maps[out].size(0), f = maps[out].size(1);
-  std::vector<T> result(batch * f);
-  product<T>(x, batch, k, w, bias.data_ptr<T>(), result.data());
-  for (int64_t n = 0; n < batch; ++n) store<T>(maps, out, n, a, b, result.data() + n * f);
+void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const T* bias, T* out) {
+  product<T>(x, k, batch, k, w.data_ptr<T>(), w.size(1), bias, false, out);
+}
+
+// out (B, N) = bias + the window at rows a - 1 .. a, columns b - 1 .. b + k - 2 of the map
+// (every image) @ w (2 * k * C, N; rows in (row, column, channel) order): a product per window
+// row, read in place (an image's k positions of a row are contiguous, and images are the
+// map's stride(0) apart).
+template <typename T>
+void window_product(const Tensor& map, int64_t a, int64_t b, int64_t k, const Tensor& w,
+                    const T* bias, T* out) {
+  const int64_t run = k * map.size(1), n = w.size(1);
+  for (int64_t row = 0; row < 2; ++row) {
+    product<T>(map_row<T>(map, 0, a + row) + b * map.stride(3), map.stride(0), map.size(0), run,
+               w.data_ptr<T>() + row * run * n, n, row == 0 ? bias : nullptr, row > 0, out);
+  }
 }
 
 // One row of a program PixelCNNPPStepper builds (sampling/cached/pixelcnn_pp.py,
@@ -130,32 +136,20 @@ template <typename T>
 void residual_first(const Maps& maps, const std::vector<Tensor>& weights,
                     const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &c1_map = maps[op[kC1]], &w_in = weights[op[kW]];
-  const int64_t batch = inp.size(0), f = w_in.size(1), k = op[kTaps], k_in = w_in.size(0);
-  std::vector<T> windows(batch * k_in), c1(batch * f);
-  const Tensor& inp_elu = maps.elu(op[kIn]);
-  for (int64_t n = 0; n < batch; ++n) {
-    copy_window<T>(inp_elu, n, a, b, k, windows.data() + n * k_in);
-  }
-  product<T>(windows.data(), batch, k_in, w_in, weights[op[kB]].data_ptr<T>(), c1.data());
-  if (op[kAuxW] >= 0) {
-    const Tensor& aux_w = weights[op[kAuxW]];
-    const int64_t c_aux = aux_w.size(0) / 2;
-    std::vector<T> aux_in(batch * 2 * c_aux), aux_c1(batch * f);
-    for (int64_t n = 0; n < batch; ++n) {
-      T* row = aux_in.data() + n * 2 * c_aux;
-      int64_t offset = 0;
-      for (const int64_t index : {op[kAux0], op[kAux1]}) {
-        if (index < 0) continue;
-        const int64_t channels = maps[index].size(1);
-        const T* at = map_at<T>(maps.elu(index), n, a, b);
-        std::memcpy(row + offset, at, channels * sizeof(T));
-        std::memcpy(row + c_aux + offset, at + channels, channels * sizeof(T));
-        offset += channels;
-      }
+  const int64_t batch = inp.size(0), f = w_in.size(1), k = op[kTaps];
+  std::vector<T> c1(batch * f);
+  window_product<T>(maps.elu(op[kIn]), a, b, k, w_in, weights[op[kB]].data_ptr<T>(), c1.data());
+  if (op[kAuxW] >= 0) {  // per auxiliary map, its concat_elu at (a, b) read in place
+    const T* aux_w = weights[op[kAuxW]].data_ptr<T>();  // rows: each map's (2 C_i)
+    const T* aux_b = weights[op[kAuxB]].data_ptr<T>();  // added with the first
+    for (const int64_t index : {op[kAux0], op[kAux1]}) {
+      if (index < 0) continue;
+      const Tensor& m = maps.elu(index);
+      product<T>(map_at<T>(m, 0, a, b), m.stride(0), batch, m.size(1), aux_w, f, aux_b, true,
+                 c1.data());
+      aux_w += m.size(1) * f;
+      aux_b = nullptr;
     }
-    product<T>(aux_in.data(), batch, 2 * c_aux, aux_w, weights[op[kAuxB]].data_ptr<T>(),
-               aux_c1.data());
-    for (int64_t q = 0; q < batch * f; ++q) c1[q] += aux_c1[q];
   }
   for (int64_t n = 0; n < batch; ++n) {
     T* c1_at = map_at<T>(c1_map, n, a, b);
@@ -170,13 +164,9 @@ void residual_second(const Maps& maps, const std::vector<Tensor>& weights,
                      const int64_t* op, int64_t a, int64_t b) {
   const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &c1_map = maps[op[kC1]];
   const Tensor& w_out = weights[op[kWOut]];
-  const int64_t batch = inp.size(0), f = out.size(1), k = op[kTaps], k_out = w_out.size(0);
-  std::vector<T> windows_out(batch * k_out), c2(batch * 2 * f);
-  for (int64_t n = 0; n < batch; ++n) {
-    copy_window<T>(c1_map, n, a, b, k, windows_out.data() + n * k_out);
-  }
-  product<T>(windows_out.data(), batch, k_out, w_out, weights[op[kBOut]].data_ptr<T>(),
-             c2.data());
+  const int64_t batch = inp.size(0), f = out.size(1), k = op[kTaps];
+  std::vector<T> c2(batch * 2 * f);
+  window_product<T>(c1_map, a, b, k, w_out, weights[op[kBOut]].data_ptr<T>(), c2.data());
   const T* class_bias = op[kClassBias] >= 0 ? weights[op[kClassBias]].data_ptr<T>() : nullptr;
   // gate, plus the input (the residual), in ATen's vector type
   using Vec = at::vec::Vectorized<T>;
@@ -205,13 +195,12 @@ void residual_second(const Maps& maps, const std::vector<Tensor>& weights,
 template <typename T>
 void downsample_at(const Maps& maps, const std::vector<Tensor>& weights,
                    const int64_t* op, int64_t a, int64_t b) {
-  const Tensor &inp = maps[op[kIn]], &w = weights[op[kW]];
-  const int64_t batch = inp.size(0), k = op[kTaps], window = 2 * k * inp.size(1);
-  std::vector<T> windows(batch * window);
-  for (int64_t n = 0; n < batch; ++n) {
-    copy_window<T>(inp, n, 2 * a, 2 * b, k, windows.data() + n * window);
-  }
-  write_at<T>(maps, op[kOut], a, b, windows.data(), window, w, weights[op[kB]]);
+  const Tensor& inp = maps[op[kIn]];
+  const int64_t batch = inp.size(0), f = maps[op[kOut]].size(1);
+  std::vector<T> result(batch * f);
+  window_product<T>(inp, 2 * a, 2 * b, op[kTaps], weights[op[kW]],
+                    weights[op[kB]].data_ptr<T>(), result.data());
+  for (int64_t n = 0; n < batch; ++n) store<T>(maps, op[kOut], n, a, b, result.data() + n * f);
 }
 
 // A stride-2 shifted transposed convolution with 2 x k taps (kh, kw, C_in, C_out), cropped

@@ -261,7 +261,8 @@ class CompiledProgram:
                 weights = [(self.W, w_in), (self.B, op.b_in), (self.W_OUT, w_out)]
                 weights += [(self.B_OUT, op.b_out)]
                 if op.aux_w is not None:
-                    weights += [(self.AUX_W, op.aux_w[0]), (self.AUX_B, op.aux_w[1])]
+                    aux_w = aux_matrix(op.aux_w[0], [m.t.shape[1] for m in op.aux])
+                    weights += [(self.AUX_W, aux_w), (self.AUX_B, op.aux_w[1])]
                 if isinstance(op.class_bias, torch.Tensor):
                     weights += [(self.CLASS_BIAS, op.class_bias)]
             elif isinstance(op, Downsample):
@@ -292,6 +293,18 @@ def window_matrix(kernel: torch.Tensor) -> torch.Tensor:
     """A kernel ``(C_out, C, kh, kw)`` as the matrix ``(kh·kw·C, C_out)`` of a window gathered
     channels last: rows ordered (row, column, channel)."""
     return kernel.permute(2, 3, 1, 0).reshape(-1, kernel.shape[0])
+
+
+def aux_matrix(weight: torch.Tensor, channels: list[int]) -> torch.Tensor:
+    """A gated ResNet's auxiliary 1×1 matrix ``(2·ΣC_i, F)``, whose rows follow
+    ``concat_elu`` of the concatenated maps (every map's ``elu(x)`` rows, then every map's
+    ``elu(−x)`` rows), reordered map by map (map ``i``'s ``elu(x)`` and ``elu(−x)`` rows: the
+    layout of its concat_elu map)."""
+    total, start, parts = sum(channels), 0, []
+    for c in channels:
+        parts += [weight[start : start + c], weight[total + start : total + start + c]]
+        start += c
+    return torch.cat(parts)
 
 
 def _outputs(ops: list[Op]) -> list[Map]:
