@@ -6,8 +6,11 @@ model is built with seeded random weights, one small generation warms it up (and
 compiled kernels), then ``pixelrnn.sample(model, n)`` is timed: the fastest of three
 generations up to 64 images (short runs swing most on a shared machine), once above. The
 floating-point work is counted once per preset on 16 images (``FlopCounterMode``, the cached
-generation whole) and scaled by the batch; the matmul rate is measured in the parent with the
-same thread count.
+generation whole) and scaled by the batch. The dense matmul rate is measured in the same
+process just before and just after the timed generations (the mean of the two): a shared
+machine's speed drifts by tens of percent within minutes, and the share of the matmul rate is
+taken against the rate of that moment. (The peak memory includes that measurement's three
+2048² matrices, 48 MiB.)
 
     python benchmarks/batch_sweep.py --output benchmarks/results/batch_sweep.json \
         --plot docs/figures/batch_sweep.png
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from machine import machine_info, matmul_gflops
+from machine import machine_info
 from pixelrnn.images import save_line_chart
 
 PRESETS = [
@@ -44,21 +47,23 @@ import torch
 sys.path.insert(0, {benchmarks!r})
 import pixelrnn
 from configs import build
+from machine import matmul_gflops
 from sample_time import count_flops
 
 preset, n, flops_too = {preset!r}, {n}, {flops_too}
 torch.manual_seed(0)
 model = build(preset).eval()
 pixelrnn.sample(model, 2, generator=torch.Generator().manual_seed(1))  # warm-up
-times = []
+rates, times = [matmul_gflops()], []
 for _ in range(3 if n <= 64 else 1):
     start = time.perf_counter()
     pixelrnn.sample(model, n, generator=torch.Generator().manual_seed(0))
     times.append(time.perf_counter() - start)
-seconds = min(times)
+rates.append(matmul_gflops())
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the counting run
 flops = count_flops(model, 16, "cached") / 16 if flops_too else None
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"seconds": seconds, "flops_per_image": flops, "peak_rss_mib": rss}}))
+print(json.dumps({{"seconds": min(times), "flops_per_image": flops, "peak_rss_mib": rss,
+                  "matmul_gflops": sum(rates) / 2}}))
 """
 
 
@@ -79,8 +84,7 @@ def main() -> None:
     parser.add_argument("--output", help="results JSON")
     parser.add_argument("--plot", help="PNG of images/s against the batch size")
     args = parser.parse_args()
-    rate = matmul_gflops()
-    print(f"dense matmul: {rate:.0f} GFLOP/s with {torch.get_num_threads()} threads", flush=True)
+    print(f"{torch.get_num_threads()} threads", flush=True)
     rows, series = [], {}
     for preset in args.preset:
         flops_per_image = None
@@ -89,6 +93,7 @@ def main() -> None:
             flops_per_image = flops_per_image or child["flops_per_image"]
             images_per_s = n / child["seconds"]
             achieved = flops_per_image * images_per_s / 1e9
+            rate = child["matmul_gflops"]
             row = {
                 "preset": preset,
                 "batch_size": n,
@@ -103,7 +108,7 @@ def main() -> None:
             series.setdefault(preset, []).append((math.log2(n), images_per_s))
             print(
                 f"{preset:28s} batch {n:5d}  {images_per_s:8.1f} images/s  {achieved:6.1f} "
-                f"GFLOP/s ({100 * achieved / rate:4.1f} % of matmul)  "
+                f"GFLOP/s ({100 * achieved / rate:4.1f} % of matmul at {rate:.0f})  "
                 f"peak {child['peak_rss_mib']:6.0f} MiB",
                 flush=True,
             )
