@@ -31,6 +31,20 @@ SAME_SIZE = {
         distribution="logistic_mixture:5",
         dropout=0.5,
     ),
+    # a Multi-Scale PixelRNN with Gated PixelCNN stages, each the size of gated-pixelcnn-mnist:
+    # the full-size stage reads a conditioning map (the upsampled small image) in every layer
+    "multiscale-gated-mnist": dict(
+        model="multiscale",
+        image_shape=(1, 28, 28),
+        num_levels=2,
+        family="gated_pixelcnn",
+        scale=2,
+        hidden_channels=16,
+        num_layers=15,
+        kernel_size=5,
+        output_channels=32,
+        upsampling_channels=16,
+    ),
     # the same on 32×32 colour images, 10 logistics (the official default)
     "pixelcnnpp-3x32": dict(
         model="pixelcnnpp",
