@@ -71,9 +71,9 @@ def run_child(preset: str, n: int, flops_too: bool) -> dict:
     code = CHILD.format(
         benchmarks=str(Path(__file__).parent), preset=preset, n=n, flops_too=flops_too
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{preset} at batch {n} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

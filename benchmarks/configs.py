@@ -31,7 +31,7 @@ SAME_SIZE = {
         distribution="logistic_mixture:5",
         dropout=0.5,
     ),
-    # a Multi-Scale PixelRNN with Gated PixelCNN stages, each the size of gated-pixelcnn-mnist:
+    # a Multi-Scale PixelRNN with Gated PixelCNN stages the size of gated-pixelcnn-mnist:
     # the full-size stage reads a conditioning map (the upsampled small image) in every layer
     "multiscale-gated-mnist": dict(
         model="multiscale",
@@ -41,7 +41,6 @@ SAME_SIZE = {
         scale=2,
         hidden_channels=16,
         num_layers=15,
-        kernel_size=5,
         output_channels=32,
         upsampling_channels=16,
     ),
