@@ -1,5 +1,5 @@
-// One cached sampling step of PixelCNN++'s down-right stream (PixelCNN++ §2.3-2.5), as a
-// program of ops over the cached maps.
+// Cached sampling of PixelCNN++ (PixelCNN++ §2.3-2.5): one step of its down-right stream, and
+// one row of its down stream, each as a program of ops over the cached maps.
 // The shared helpers and what the cached steps are: cached_steps.h.
 
 #include <cstring>
@@ -11,12 +11,12 @@ namespace {
 using at::Tensor;
 using namespace pixelrnn_cached;
 
-// PixelCNN++ (down-right stream, one position): maps are (B, C, R, W + 2) stored channels
-// last, position (a, b) at padded row a + 1, column b + 1, padded row p kept in row p mod R (a
-// ring of the last R rows; sampling/cached/pixelcnn_pp_ops.py, class Map). So the k positions
-// of a window's row are k * C contiguous numbers, and the program's kernels are stored in that
-// order, (row, column, channel) (CompiledProgram in sampling/cached/pixelcnn_pp.py). A gated
-// ResNet's first convolution reads its input's concat_elu map (struct Maps below).
+// Maps are (B, C, R, W + 2) stored channels last, position (a, b) at padded row a + 1, column
+// b + 1, padded row p kept in row p mod R (a ring of the last R rows;
+// sampling/cached/pixelcnn_pp_ops.py, class Map). So the k positions of a window's row are
+// k * C contiguous numbers, and the program's kernels are stored in that order, (row, column,
+// channel) (CompiledProgram in sampling/cached/pixelcnn_pp.py). A gated ResNet's first
+// convolution reads its input's concat_elu map (struct Maps below).
 
 // Row p (padded) of image n of a map.
 template <typename T>

@@ -114,8 +114,9 @@ class PixelCNNPPStepper(IncrementalStepper):
         )
         self.ul_above = x.new_zeros(x.shape[0], f, width)  # row i's down-shifted 1×3 term
         self.row = -1
-        # the down-right stream's step compiled (``native/csrc/*_step.cpp``, float32/float64 on
-        # the CPU): its ops as a program over lists of maps and weights
+        # the down-right stream's step and the down stream's row compiled
+        # (``native/csrc/*_step.cpp``, float32/float64 on the CPU): their ops as programs over
+        # lists of maps and weights
         self.ops_down_right, self.ops_down = self._down_right_ops(), self._down_ops()
         self.fused = use_compiled_step(x)
         if self.fused:
@@ -211,15 +212,19 @@ class PixelCNNPPStepper(IncrementalStepper):
 
 
 class CompiledProgram:
-    """The down-right stream as the compiled step reads it: the maps and weights as lists, and
-    one int64 row per op, in execution order: kind (0 gated ResNet, 1 downsample, 2 upsample),
-    resolution, then indices into the lists (−1: none) — the order of ``enum Column`` in
-    ``native/csrc/*_step.cpp``: input, output, first-convolution map, two auxiliary maps, weight
-    and bias (an upsample's ``(kh, kw, C_in, C_out)`` taps), auxiliary weight and bias, second
-    weight and bias, class bias, kernel width.
+    """The down-right stream (``table``, run per pixel by ``pixelcnnpp_step``) and the down
+    stream (``row_table``, run per row by ``pixelcnnpp_row``) as the compiled ops read them:
+    the maps and weights as lists, and one int64 row per op, in execution order: kind (0 gated
+    ResNet, 1 downsample, 2 upsample), resolution, then indices into the lists (−1: none) — the
+    order of ``enum Column`` in ``native/csrc/*_step.cpp``: input, output, first-convolution
+    map, two auxiliary maps, weight and bias (an upsample's ``(kh, kw, C_in, C_out)`` taps),
+    auxiliary weight and bias, second weight and bias, class bias, kernel width, and a
+    transposed convolution's first kept column.
 
     The maps are channels last, so a window's row is one contiguous run of its positions'
-    channels; the kernels are stored in that order (:func:`window_matrix`)."""
+    channels; the kernels are stored in that order (:func:`window_matrix`). A gated ResNet's
+    input and auxiliary maps keep their ``concat_elu`` (:meth:`Map.keep_elu`); ``elu_of`` gives
+    each map's (an index into the list, −1: none)."""
 
     # the columns (``enum Column``) and kinds (``enum Kind``)
     (KIND, LEVEL, IN, OUT, C1, AUX0, AUX1, W, B, AUX_W, AUX_B, W_OUT, B_OUT, CLASS_BIAS, TAPS,
