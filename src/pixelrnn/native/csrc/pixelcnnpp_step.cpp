@@ -99,12 +99,6 @@ void product(const T* x, int64_t x_stride, int64_t batch, int64_t k, const T* w,
   }
 }
 
-// A contiguous (B, K) x times the (K, N) tensor w, plus bias.
-template <typename T>
-void product(const T* x, int64_t batch, int64_t k, const Tensor& w, const T* bias, T* out) {
-  product<T>(x, k, batch, k, w.data_ptr<T>(), w.size(1), bias, false, out);
-}
-
 // out (B, N) = bias + the window at rows a - 1 .. a, columns b - 1 .. b + k - 2 of the map
 // (every image) @ w (2 * k * C, N; rows in (row, column, channel) order): a product per window
 // row, read in place (an image's k positions of a row are contiguous, and images are the
@@ -210,21 +204,16 @@ void downsample_at(const Maps& maps, const std::vector<Tensor>& weights,
 template <typename T>
 void upsample_at(const Maps& maps, const std::vector<Tensor>& weights,
                  const int64_t* op, int64_t a, int64_t b) {
-  const Tensor &inp = maps[op[kIn]], &out = maps[op[kOut]], &taps = weights[op[kW]];
-  const int64_t batch = inp.size(0), c_in = inp.size(1), f = out.size(1);
+  const Tensor &inp = maps[op[kIn]], &taps = weights[op[kW]];
+  const int64_t batch = inp.size(0), c_in = inp.size(1), f = taps.size(3), k = taps.size(1);
   const int64_t width_in = inp.size(3) - 2, q = op[kFirst] + b;
-  const Tensor tap_row = taps[a % 2];
-  std::vector<T> x(batch * c_in), sum(batch * f), result(batch * f);
-  const T* bias = weights[op[kB]].data_ptr<T>();  // added with the first tap
-  for (int64_t kw = 0; kw < taps.size(1); ++kw) {
+  const T* tap_row = taps.data_ptr<T>() + (a % 2) * k * c_in * f;
+  std::vector<T> sum(batch * f);
+  const T* bias = weights[op[kB]].data_ptr<T>();  // with the first tap; the next accumulate
+  for (int64_t kw = 0; kw < k; ++kw) {
     if ((q - kw) % 2 != 0 || q < kw || (q - kw) / 2 >= width_in) continue;
-    for (int64_t n = 0; n < batch; ++n) {
-      std::memcpy(x.data() + n * c_in, map_at<T>(inp, n, a / 2, (q - kw) / 2), c_in * sizeof(T));
-    }
-    product<T>(x.data(), batch, c_in, tap_row[kw], bias, bias ? sum.data() : result.data());
-    if (bias == nullptr) {
-      for (int64_t e = 0; e < batch * f; ++e) sum[e] += result[e];
-    }
+    product<T>(map_at<T>(inp, 0, a / 2, (q - kw) / 2), inp.stride(0), batch, c_in,
+               tap_row + kw * c_in * f, f, bias, bias == nullptr, sum.data());
     bias = nullptr;
   }
   for (int64_t n = 0; n < batch; ++n) store<T>(maps, op[kOut], n, a, b, sum.data() + n * f);
@@ -310,7 +299,8 @@ void pixelcnnpp_step_typed(
     const T* at = map_at<T>(last, n, i, j);
     for (int64_t c = 0; c < features; ++c) h[n * features + c] = elu(at[c]);
   }
-  product<T>(h.data(), batch, features, head_w, head_b.data_ptr<T>(), out);
+  product<T>(h.data(), features, batch, features, head_w.data_ptr<T>(), head_w.size(1),
+             head_b.data_ptr<T>(), false, out);
 }
 
 // The checks both ops make of the program, maps and weights. Every map a gated ResNet reads

@@ -117,7 +117,7 @@ class PixelCNNPPStepper(IncrementalStepper):
         # the down-right stream's step and the down stream's row compiled
         # (``native/csrc/*_step.cpp``, float32/float64 on the CPU): their ops as programs over
         # lists of maps and weights
-        self.ops_down_right, self.ops_down = self._down_right_ops(), self._down_ops()
+        self.ops_down, self.ops_down_right = self._stream_ops(0), self._stream_ops(1)
         self.fused = use_compiled_step(x)
         if self.fused:
             self.program = CompiledProgram(self)
@@ -176,19 +176,15 @@ class PixelCNNPPStepper(IncrementalStepper):
         self.last = (i, j, params)
         return params
 
-    def _down_ops(self) -> list[tuple[int, Op]]:
-        """The down stream's ops with their resolutions, in the order a row runs those at
-        resolutions up to its :meth:`_top_level`: the up pass fine to coarse, then the down
-        pass coarse to fine."""
-        up = [(level, op) for level in range(self.levels) for op in self.up[level][0]]
-        down = [(level, op) for level in reversed(range(self.levels)) for op in self.down[level][0]]
-        return up + down
-
-    def _down_right_ops(self) -> list[tuple[int, Op]]:
-        """The down-right stream's ops with their resolutions, in execution order (a step runs
-        those at resolutions up to its :meth:`_top_level`, in this order)."""
-        up = [(level, op) for level in range(self.levels) for op in self.up[level][1]]
-        down = [(level, op) for level in reversed(range(self.levels)) for op in self.down[level][1]]
+    def _stream_ops(self, stream: int) -> list[tuple[int, Op]]:
+        """The ops of the down (``stream=0``) or down-right (1) stream with their resolutions,
+        in execution order (a row or a step runs those at resolutions up to its
+        :meth:`_top_level`, in this order): the up pass fine to coarse, then the down pass
+        coarse to fine."""
+        up = [(level, op) for level in range(self.levels) for op in self.up[level][stream]]
+        down = [
+            (level, op) for level in reversed(range(self.levels)) for op in self.down[level][stream]
+        ]
         return up + down
 
     def _fused_step(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
@@ -241,8 +237,10 @@ class CompiledProgram:
         self.row_table = self._program(stepper.ops_down)
         self.init_ul, self.final = self._map(stepper.init_ul), self._map(stepper.final)
         # per map, the index of its concat_elu map (Map.keep_elu) in the list, or −1
-        elu_of = [-1 if m.elu is None else self._map(m.elu) for m in list(self._map_objects)]
-        elu_of += [-1] * (len(self.maps) - len(elu_of))
+        for m in list(self._map_objects):
+            if m.elu is not None:
+                self._map(m.elu)
+        elu_of = [-1 if m.elu is None else self._map(m.elu) for m in self._map_objects]
         self.elu_of = torch.tensor(elu_of, dtype=torch.int64)
 
     def _program(self, ops: list[tuple[int, Op]]) -> torch.Tensor:
