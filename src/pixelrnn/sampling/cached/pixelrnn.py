@@ -54,13 +54,12 @@ class PixelRNNStepper(IncrementalStepper):
         self.skips = [(flat_weight(s), bias_of(s)) for s in model.skips]
         self.hidden = (flat_weight(model.output_hidden), bias_of(model.output_hidden))
         self.out = (flat_weight(model.output), bias_of(model.output))
-        # a conditioning map (Multi-Scale PixelRNN): per layer its input-to-state term,
-        # (B, H, W, 4h) per direction, or None
-        context = model.bound_context
+        # a conditioning map (Multi-Scale PixelRNN): per layer its input-to-state 1×1
+        # projection, or None; made one row at a time (context_row: every layer's terms for
+        # the whole map, 4h per direction and pixel, grow with the batch times the image)
+        self.context_map = context = model.bound_context
         self.context = [
-            None
-            if layer.context_to_state is None or context is None
-            else layer.context_to_state(context).permute(0, 2, 3, 1)
+            None if layer.context_to_state is None or context is None else layer.context_to_state
             for layer in self.layers
         ]
         self.image = x  # the loop's image, final up to the previous row at a row's start
@@ -80,11 +79,12 @@ class PixelRNNStepper(IncrementalStepper):
 
     def context_row(self, k: int, i: int, direction: int = 0) -> torch.Tensor | float:
         """Layer ``k``'s conditioning-map term on row ``i``: ``(B, W, 4h)``, or 0."""
-        term = self.context[k]
-        if term is None:
+        project = self.context[k]
+        if project is None:
             return 0.0
         four_h = 4 * self.h
-        return term[:, i, :, direction * four_h : (direction + 1) * four_h]
+        term = project(self.context_map[:, :, i : i + 1])[:, :, 0]  # (B, 4h · directions, W)
+        return term[:, direction * four_h : (direction + 1) * four_h].transpose(1, 2)
 
     @abc.abstractmethod
     def start_row(self, i: int) -> None:
